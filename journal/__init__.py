@@ -1,0 +1,1 @@
+"""The CRC-framed, append-only journal: bytes only, nothing about orders."""

@@ -1,0 +1,1 @@
+"""LMDB storage of (sequence, digest, bytes) snapshots; knows nothing about orders."""

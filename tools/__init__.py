@@ -1,0 +1,1 @@
+"""The `twinbook` command-line interface. Nothing imports this package."""
