@@ -1,0 +1,1057 @@
+"""The exchange: a deterministic state machine from commands to events.
+
+`Exchange.apply(sequence, timestamp_ns, command)` applies one journal record and
+returns the events it caused, following ../shared/RULES.md to the letter. It reads no
+clock, does no I/O, uses no randomness and no floats; the same record stream gives the
+same events and the same digests in every process, whatever PYTHONHASHSEED is (nothing
+here iterates a set or depends on the hash of a string).
+
+How the book is stored (the hot path):
+
+* Order ids are assigned by the exchange (1, 2, 3, ...), so every per-order fact lives
+  in a flat, preallocated list indexed by order id ("columns": price, visible open
+  quantity, hidden quantity, status, previous/next order in the level, ...). No Python
+  object is created per resting order except the command that placed it, which already
+  exists and is kept for its immutable fields (member, client order id, tif, stp).
+  Columns grow by whole chunks, so appending an order never resizes a list mid-command.
+* A price level is a 4-item list `[head, tail, visible_total, order_count]`; the orders
+  of a level form a doubly linked list through the `prev`/`next` columns, so FIFO is the
+  list order and cancelling any order is O(1).
+* Each side keeps a dict price -> level and a sorted list of keys whose last element is
+  the best price: for bids the key is the price, for asks it is the negated price. The
+  best level empties most often, and popping the end of a list is O(1).
+* The incremental state digest is a sum, over every open order, of a per-order key
+  times its quantities (`key * (visible + hidden * 2**40)`), kept up to date on every
+  change. The key hashes (order id, price, arrival stamp) as a tuple of integers: the
+  hash of an integer tuple is not salted by PYTHONHASHSEED. `state_digest()` folds that
+  sum with the counters and instrument states through blake2b into 64 bits.
+
+The matching loop works in "key space" so one loop serves both sides: an incoming buy
+walks the ask keys (negated prices) from the best, an incoming sell the bid keys, and a
+level is acceptable while its key is >= the incoming order's key limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from bisect import bisect_left, insort
+from collections import deque
+from typing import Optional
+
+from statemachine.commands import (
+    AddInstrument,
+    CancelOrder,
+    Checkpoint,
+    EndOfDay,
+    HaltInstrument,
+    MalformedCommand,
+    MassCancel,
+    PlaceOrder,
+    ReplaceOrder,
+    ResumeInstrument,
+)
+from statemachine.errors import InvariantViolation, SequenceError
+from statemachine.events import (
+    InstrumentStatusChanged,
+    LevelChanged,
+    OrderAccepted,
+    OrderCancelled,
+    OrderRejected,
+    OrderReplaced,
+    StopTriggered,
+    TradeExecuted,
+)
+
+# Prices and quantities are integers in (0, VALUE_MAX] (RULES.md).
+VALUE_MAX = 10**12
+
+BUY = 0
+SELL = 1
+SIDE_NAMES = ("buy", "sell")
+
+# Order status column values.
+CLOSED = 0
+RESTING = 1
+PENDING_STOP = 2
+
+# Level list slots.
+HEAD = 0
+TAIL = 1
+TOTAL = 2
+COUNT = 3
+
+# Why an incoming order stopped matching with quantity left.
+STOPPED_FILLED = 0
+STOPPED_LIMIT = 1
+STOPPED_BAND = 2
+STOPPED_EMPTY = 3
+STOPPED_STP = 4
+
+# Hidden quantity is weighted apart from visible quantity in the digest. Visible
+# quantities are at most 10**12 < 2**40, so the two can never alias.
+HIDDEN_WEIGHT = 1 << 40
+DIGEST_MASK = (1 << 64) - 1
+
+# Columns grow by this many order ids at a time: large enough that growth is rare,
+# small enough that an idle exchange does not hold much memory.
+COLUMN_CHUNK = 1 << 16
+
+# Key limits meaning "no limit" in key space (prices are <= 10**12).
+KEY_UNLIMITED = -(1 << 62)
+
+_DIGEST_STRUCT = struct.Struct("<QQQQQ")
+
+
+class Book:
+    """One instrument: its parameters, both sides of the book and its pending stops."""
+
+    __slots__ = (
+        "symbol",
+        "tick_size",
+        "lot_size",
+        "band_bps",
+        "reference_price",
+        "last_trade_price",
+        "halted",
+        "levels",
+        "keys",
+        "buy_stops",
+        "sell_stops",
+    )
+
+    def __init__(
+        self,
+        symbol: str,
+        tick_size: int,
+        lot_size: int,
+        band_bps: int,
+        reference_price: Optional[int],
+    ) -> None:
+        self.symbol = symbol
+        self.tick_size = tick_size
+        self.lot_size = lot_size
+        self.band_bps = band_bps
+        self.reference_price = reference_price
+        self.last_trade_price: Optional[int] = None
+        self.halted = False
+        # levels[side]: price -> [head, tail, visible_total, order_count]
+        self.levels: tuple[dict, dict] = ({}, {})
+        # keys[side]: sorted ascending, best last (bids: price, asks: -price).
+        self.keys: tuple[list, list] = ([], [])
+        # Untriggered stops, sorted so that the triggerable ones form a prefix:
+        # buy stops by (stop_price, order_id), sell stops by (-stop_price, order_id).
+        self.buy_stops: list = []
+        self.sell_stops: list = []
+
+    def band(self) -> Optional[tuple[int, int]]:
+        """The inclusive price band now, or None when there is no band."""
+        if self.band_bps <= 0:
+            return None
+        reference = self.last_trade_price
+        if reference is None:
+            reference = self.reference_price
+            if reference is None:
+                return None
+        width = reference * self.band_bps // 10000
+        return reference - width, reference + width
+
+
+def _valid_value(value: int, multiple: int) -> bool:
+    return 0 < value <= VALUE_MAX and value % multiple == 0
+
+
+class Exchange:
+    """Many instrument books, one order id space, one apply function."""
+
+    def __init__(self, *, book_updates: bool = False) -> None:
+        self.book_updates = book_updates
+        self.last_sequence = 0
+        self.last_timestamp_ns = 0
+        self.next_order_id = 1
+        self.next_trade_id = 1
+        self._arrival_stamp = 0
+        self._digest_sum = 0
+        self.books: dict[str, Book] = {}
+        # member -> [open order ids (dict used as an ordered set), client order id -> order id]
+        self._members: dict[str, list] = {}
+        self._capacity = 0
+        self._cmd: list = []
+        self._book: list = []
+        self._side: list = []
+        self._price: list = []
+        self._open: list = []
+        self._hidden: list = []
+        self._status: list = []
+        self._prev: list = []
+        self._next: list = []
+        self._key: list = []
+        self._arrival: list = []
+        self._grow(COLUMN_CHUNK)
+        self._touched: Optional[dict] = {} if book_updates else None
+        self._handlers = {
+            PlaceOrder: self._place,
+            CancelOrder: self._cancel,
+            ReplaceOrder: self._replace,
+            MassCancel: self._mass_cancel,
+            AddInstrument: self._add_instrument,
+            HaltInstrument: self._halt,
+            ResumeInstrument: self._resume,
+            EndOfDay: self._end_of_day,
+            MalformedCommand: self._malformed,
+            Checkpoint: self._checkpoint,
+        }
+
+    # ------------------------------------------------------------------ storage
+
+    def _grow(self, count: int) -> None:
+        self._capacity += count
+        self._cmd.extend([None] * count)
+        self._book.extend([None] * count)
+        self._side.extend([0] * count)
+        self._price.extend([0] * count)
+        self._open.extend([0] * count)
+        self._hidden.extend([0] * count)
+        self._status.extend([0] * count)
+        self._prev.extend([0] * count)
+        self._next.extend([0] * count)
+        self._key.extend([0] * count)
+        self._arrival.extend([0] * count)
+
+    def _member(self, member: str) -> list:
+        record = self._members.get(member)
+        if record is None:
+            record = self._members[member] = [{}, {}]
+        return record
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, sequence: int, timestamp_ns: int, command) -> list:
+        """Apply one journal record; return the events it caused, in order."""
+        if sequence != self.last_sequence + 1:
+            raise SequenceError(
+                f"record {sequence} applied after {self.last_sequence}: sequences must be gapless"
+            )
+        self.last_sequence = sequence
+        self.last_timestamp_ns = timestamp_ns
+        events: list = []
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            raise TypeError(f"not a command: {command!r}")
+        handler(sequence, command, events)
+        if self._touched:
+            self._emit_level_changes(sequence, events)
+        return events
+
+    # ------------------------------------------------------------------ place
+
+    def _place(self, seq: int, cmd: PlaceOrder, events: list) -> None:
+        member = cmd.member
+        record = self._members.get(member)
+        if record is not None:
+            existing = record[1].get(cmd.client_order_id)
+            if existing is not None:
+                events.append(
+                    OrderRejected(seq, member, cmd.client_order_id, "duplicate_client_order_id", existing)
+                )
+                return
+        book = self.books.get(cmd.symbol)
+        if book is None:
+            events.append(OrderRejected(seq, member, cmd.client_order_id, "unknown_symbol"))
+            return
+        qty = cmd.qty
+        lot = book.lot_size
+        order_type = cmd.order_type
+        reason = None
+        if not (0 < qty <= VALUE_MAX and qty % lot == 0):
+            reason = "invalid_quantity"
+        else:
+            display = cmd.display_qty
+            if display is not None and (order_type == "limit" or order_type == "stop_limit"):
+                if not (0 < display < qty and display % lot == 0):
+                    reason = "invalid_quantity"
+        if reason is None:
+            tick = book.tick_size
+            if order_type == "limit" or order_type == "stop_limit":
+                price = cmd.price
+                if price is None or not _valid_value(price, tick):
+                    reason = "invalid_price"
+            if reason is None and (order_type == "stop" or order_type == "stop_limit"):
+                stop_price = cmd.stop_price
+                if stop_price is None or not _valid_value(stop_price, tick):
+                    reason = "invalid_price"
+        if reason is None and book.halted:
+            reason = "halted"
+        if reason is None and order_type == "limit":
+            if book.band_bps > 0:
+                band = book.band()
+                if band is not None and not band[0] <= cmd.price <= band[1]:
+                    reason = "price_band"
+            if reason is None and cmd.post_only and self._would_cross(book, cmd.side, cmd.price):
+                reason = "post_only_would_cross"
+        if reason is not None:
+            events.append(OrderRejected(seq, member, cmd.client_order_id, reason))
+            return
+
+        # Accepted: the order id and the client order id are used up from here on.
+        oid = self.next_order_id
+        self.next_order_id = oid + 1
+        if oid >= self._capacity:
+            self._grow(COLUMN_CHUNK)
+        self._cmd[oid] = cmd
+        self._book[oid] = book
+        side = BUY if cmd.side == "buy" else SELL
+        self._side[oid] = side
+        if record is None:
+            record = self._members[member] = [{}, {}]
+        record[1][cmd.client_order_id] = oid
+        tif = cmd.tif or "gtc"
+        events.append(
+            OrderAccepted(
+                seq, oid, member, cmd.client_order_id, cmd.symbol, cmd.side, qty,
+                cmd.price if order_type != "market" and order_type != "stop" else None,
+                order_type, tif,
+            )
+        )
+        if order_type == "limit":
+            self._execute_limit(seq, book, oid, cmd, side, cmd.price, qty, tif, None, events)
+        elif order_type == "market":
+            self._execute_market(seq, book, oid, cmd, side, qty, events)
+        else:
+            self._add_stop(book, oid, side, cmd.stop_price, qty)
+            record[0][oid] = None
+        if book.buy_stops or book.sell_stops:
+            self._run_stops(seq, book, events)
+
+    def _would_cross(self, book: Book, side_name: str, price: int) -> bool:
+        if side_name == "buy":
+            ask_keys = book.keys[SELL]
+            return bool(ask_keys) and -ask_keys[-1] <= price
+        bid_keys = book.keys[BUY]
+        return bool(bid_keys) and bid_keys[-1] >= price
+
+    def _execute_limit(
+        self, seq, book, oid, cmd, side, price, qty, tif, band, events
+    ) -> None:
+        """Match an incoming limit order, then rest or cancel its remainder.
+
+        `band` is None for an order checked at entry (limit orders are band-checked
+        only there) and the fixed band of a triggered stop-limit order.
+        """
+        stp = cmd.stp or "cancel_newest"
+        if side == BUY:
+            key_limit = -price
+            key_band = -band[1] if band is not None else KEY_UNLIMITED
+        else:
+            key_limit = price
+            key_band = band[0] if band is not None else KEY_UNLIMITED
+        if tif == "fok" and not self._fok_fillable(book, side, cmd.member, stp, qty, key_limit, key_band):
+            events.append(OrderCancelled(seq, oid, "fok", qty, cmd.member, cmd.client_order_id, book.symbol))
+            self._close_unrested(oid)
+            return
+        remaining, stopped = self._match(seq, book, oid, cmd, side, qty, stp, key_limit, key_band, events)
+        if remaining == 0 and stopped != STOPPED_STP:
+            self._close_unrested(oid)
+            return
+        if stopped == STOPPED_STP:
+            reason = "stp"
+        elif stopped == STOPPED_BAND:
+            reason = "price_band"
+        elif tif == "ioc":
+            reason = "ioc"
+        elif tif == "fok":
+            # A dry run said the whole quantity would trade; reaching this means the dry
+            # run and the real matching disagree, which must never happen.
+            raise InvariantViolation(f"fok order {oid} passed its dry run but did not fill")
+        else:
+            display = cmd.display_qty
+            if display is not None and display < remaining:
+                self._rest(book, oid, side, price, display, remaining - display)
+            else:
+                self._rest(book, oid, side, price, remaining, 0)
+            self._member(cmd.member)[0][oid] = None
+            return
+        events.append(OrderCancelled(seq, oid, reason, remaining, cmd.member, cmd.client_order_id, book.symbol))
+        self._close_unrested(oid)
+
+    def _execute_market(self, seq, book, oid, cmd, side, qty, events) -> None:
+        """Match an incoming market order (or triggered stop) within the band fixed now."""
+        band = book.band() if book.band_bps > 0 else None
+        if band is None:
+            key_band = KEY_UNLIMITED
+        elif side == BUY:
+            key_band = -band[1]
+        else:
+            key_band = band[0]
+        remaining, stopped = self._match(
+            seq, book, oid, cmd, side, qty, cmd.stp or "cancel_newest", KEY_UNLIMITED, key_band, events
+        )
+        if remaining or stopped == STOPPED_STP:
+            if stopped == STOPPED_STP:
+                reason = "stp"
+            elif stopped == STOPPED_BAND:
+                reason = "price_band"
+            else:
+                reason = "no_liquidity"
+            events.append(OrderCancelled(seq, oid, reason, remaining, cmd.member, cmd.client_order_id, book.symbol))
+        self._close_unrested(oid)
+
+    def _close_unrested(self, oid: int) -> None:
+        """Mark an order that never rests (or has just left the book) closed."""
+        self._status[oid] = CLOSED
+        self._open[oid] = 0
+        self._hidden[oid] = 0
+
+    # ------------------------------------------------------------------ matching
+
+    def _match(self, seq, book, taker, cmd, side, qty, stp, key_limit, key_band, events):
+        """Match `qty` of an incoming order against the opposite side.
+
+        Returns (remaining quantity, why it stopped). Emits trades and the cancels of
+        resting orders removed by self-trade prevention as they happen.
+        """
+        opposite = SELL if side == BUY else BUY
+        levels = book.levels[opposite]
+        keys = book.keys[opposite]
+        member = cmd.member
+        taker_client_order_id = cmd.client_order_id
+        aggressor = cmd.side
+        symbol = book.symbol
+        stp_active = stp != "none"
+        o_cmd = self._cmd
+        o_open = self._open
+        o_hidden = self._hidden
+        o_next = self._next
+        o_prev = self._prev
+        o_key = self._key
+        o_status = self._status
+        append = events.append
+        touched = self._touched
+        remaining = qty
+        stopped = STOPPED_FILLED
+        trade_id = self.next_trade_id
+        digest_sum = self._digest_sum
+        sign = -1 if opposite == SELL else 1
+        while remaining:
+            if not keys:
+                stopped = STOPPED_EMPTY
+                break
+            key = keys[-1]
+            if key < key_limit:
+                stopped = STOPPED_LIMIT
+                break
+            if key < key_band:
+                stopped = STOPPED_BAND
+                break
+            price = key * sign
+            level = levels[price]
+            if touched is not None:
+                touched[(book, opposite, price)] = None
+            level_first_trade_id = trade_id
+            maker = level[HEAD]
+            while maker:
+                maker_cmd = o_cmd[maker]
+                if stp_active and maker_cmd.member == member:
+                    self._digest_sum = digest_sum
+                    self.next_trade_id = trade_id
+                    remaining, stop_matching = self._self_trade(
+                        seq, book, level, maker, maker_cmd, taker, cmd, stp, remaining, events
+                    )
+                    digest_sum = self._digest_sum
+                    if stop_matching:
+                        stopped = STOPPED_STP
+                        break
+                    maker = level[HEAD]
+                    continue
+                visible = o_open[maker]
+                if visible > remaining:
+                    fill = remaining
+                    o_open[maker] = visible - fill
+                    level[TOTAL] -= fill
+                    digest_sum -= o_key[maker] * fill
+                    append(TradeExecuted(
+                        seq, trade_id, symbol, price, fill, maker, taker, maker_cmd.member, member,
+                        maker_cmd.client_order_id, taker_client_order_id, aggressor,
+                    ))
+                    trade_id += 1
+                    remaining = 0
+                    break
+                fill = visible
+                remaining -= fill
+                level[TOTAL] -= fill
+                append(TradeExecuted(
+                    seq, trade_id, symbol, price, fill, maker, taker, maker_cmd.member, member,
+                    maker_cmd.client_order_id, taker_client_order_id, aggressor,
+                ))
+                trade_id += 1
+                hidden = o_hidden[maker]
+                following = o_next[maker]
+                if hidden:
+                    # Iceberg refill: a new tranche at the back of the level, with a new
+                    # time priority, which the same incoming order may still reach.
+                    digest_sum -= o_key[maker] * (visible + hidden * HIDDEN_WEIGHT)
+                    tranche = maker_cmd.display_qty
+                    if tranche > hidden:
+                        tranche = hidden
+                    hidden -= tranche
+                    o_open[maker] = tranche
+                    o_hidden[maker] = hidden
+                    level[TOTAL] += tranche
+                    stamp = self._arrival_stamp = self._arrival_stamp + 1
+                    self._arrival[maker] = stamp
+                    new_key = hash((maker, price, stamp))
+                    o_key[maker] = new_key
+                    digest_sum += new_key * (tranche + hidden * HIDDEN_WEIGHT)
+                    if following:
+                        level[HEAD] = following
+                        o_prev[following] = 0
+                        tail = level[TAIL]
+                        o_next[tail] = maker
+                        o_prev[maker] = tail
+                        o_next[maker] = 0
+                        level[TAIL] = maker
+                        maker = following
+                    # else: it is alone in the level and stays at its head.
+                else:
+                    digest_sum -= o_key[maker] * visible
+                    o_open[maker] = 0
+                    o_status[maker] = CLOSED
+                    del self._members[maker_cmd.member][0][maker]
+                    level[COUNT] -= 1
+                    level[HEAD] = following
+                    if following:
+                        o_prev[following] = 0
+                    else:
+                        level[TAIL] = 0
+                    maker = following
+                if not remaining:
+                    break
+            if not level[COUNT]:
+                del levels[price]
+                keys.pop()
+            if trade_id != level_first_trade_id:
+                book.last_trade_price = price
+            if stopped == STOPPED_STP:
+                break
+        self.next_trade_id = trade_id
+        self._digest_sum = digest_sum
+        return remaining, stopped
+
+    def _self_trade(self, seq, book, level, maker, maker_cmd, taker, cmd, stp, remaining, events):
+        """Apply the incoming order's STP mode to a resting order of the same member.
+
+        Returns (remaining incoming quantity, whether matching stops).
+        """
+        if stp == "cancel_newest":
+            return remaining, True
+        if stp == "cancel_oldest" or stp == "cancel_both":
+            left = self._open[maker] + self._hidden[maker]
+            self._remove_resting(maker, False)
+            events.append(OrderCancelled(
+                seq, maker, "stp", left, maker_cmd.member, maker_cmd.client_order_id, book.symbol
+            ))
+            return remaining, stp == "cancel_both"
+        # decrement: both lose the smaller open quantity, with no trade. A resting
+        # iceberg loses hidden quantity first and keeps its place.
+        visible = self._open[maker]
+        hidden = self._hidden[maker]
+        reduction = min(visible + hidden, remaining)
+        key = self._key[maker]
+        self._digest_sum -= key * (visible + hidden * HIDDEN_WEIGHT)
+        if reduction <= hidden:
+            hidden -= reduction
+        else:
+            visible -= reduction - hidden
+            level[TOTAL] -= reduction - hidden
+            hidden = 0
+        self._open[maker] = visible
+        self._hidden[maker] = hidden
+        self._digest_sum += key * (visible + hidden * HIDDEN_WEIGHT)
+        if visible == 0:
+            self._remove_resting(maker, False)
+            events.append(OrderCancelled(
+                seq, maker, "stp", 0, maker_cmd.member, maker_cmd.client_order_id, book.symbol
+            ))
+        remaining -= reduction
+        return remaining, remaining == 0
+
+    def _fok_fillable(self, book, side, member, stp, qty, key_limit, key_band) -> bool:
+        """Dry run of the real matching, STP included: would all of `qty` trade now?"""
+        opposite = SELL if side == BUY else BUY
+        levels = book.levels[opposite]
+        sign = -1 if opposite == SELL else 1
+        stp_active = stp != "none"
+        needed = qty
+        for key in reversed(book.keys[opposite]):
+            if key < key_limit or key < key_band:
+                return False
+            level = levels[key * sign]
+            queue = deque()
+            maker = level[HEAD]
+            while maker:
+                queue.append((maker, self._open[maker], self._hidden[maker]))
+                maker = self._next[maker]
+            while queue:
+                maker, visible, hidden = queue.popleft()
+                maker_cmd = self._cmd[maker]
+                if stp_active and maker_cmd.member == member:
+                    if stp == "cancel_oldest":
+                        continue
+                    # cancel_newest and cancel_both end the incoming order; decrement
+                    # reduces it without a trade: either way it cannot fill whole.
+                    return False
+                if visible >= needed:
+                    return True
+                needed -= visible
+                if hidden:
+                    tranche = min(maker_cmd.display_qty, hidden)
+                    queue.append((maker, tranche, hidden - tranche))
+        return False
+
+    # ------------------------------------------------------------------ resting orders
+
+    def _rest(self, book: Book, oid: int, side: int, price: int, visible: int, hidden: int) -> None:
+        """Put an order at the back of its price level."""
+        levels = book.levels[side]
+        level = levels.get(price)
+        if level is None:
+            levels[price] = [oid, oid, visible, 1]
+            insort(book.keys[side], price if side == BUY else -price)
+            self._prev[oid] = 0
+        else:
+            tail = level[TAIL]
+            self._next[tail] = oid
+            self._prev[oid] = tail
+            level[TAIL] = oid
+            level[TOTAL] += visible
+            level[COUNT] += 1
+        self._next[oid] = 0
+        self._side[oid] = side
+        self._price[oid] = price
+        self._open[oid] = visible
+        self._hidden[oid] = hidden
+        self._status[oid] = RESTING
+        stamp = self._arrival_stamp = self._arrival_stamp + 1
+        self._arrival[oid] = stamp
+        key = hash((oid, price, stamp))
+        self._key[oid] = key
+        self._digest_sum += key * (visible + hidden * HIDDEN_WEIGHT)
+        if self._touched is not None:
+            self._touched[(book, side, price)] = None
+
+    def _remove_resting(self, oid: int, drop_empty_level: bool = True) -> None:
+        """Take a resting order out of its level and close it.
+
+        The matching loop passes `drop_empty_level=False` because it drops the level
+        itself once it has finished with it.
+        """
+        book = self._book[oid]
+        side = self._side[oid]
+        price = self._price[oid]
+        levels = book.levels[side]
+        level = levels[price]
+        previous = self._prev[oid]
+        following = self._next[oid]
+        if previous:
+            self._next[previous] = following
+        else:
+            level[HEAD] = following
+        if following:
+            self._prev[following] = previous
+        else:
+            level[TAIL] = previous
+        visible = self._open[oid]
+        level[TOTAL] -= visible
+        level[COUNT] -= 1
+        if drop_empty_level and not level[COUNT]:
+            del levels[price]
+            keys = book.keys[side]
+            del keys[bisect_left(keys, price if side == BUY else -price)]
+        self._digest_sum -= self._key[oid] * (visible + self._hidden[oid] * HIDDEN_WEIGHT)
+        self._status[oid] = CLOSED
+        self._open[oid] = 0
+        self._hidden[oid] = 0
+        self._prev[oid] = 0
+        self._next[oid] = 0
+        del self._members[self._cmd[oid].member][0][oid]
+        if self._touched is not None:
+            self._touched[(book, side, price)] = None
+
+    # ------------------------------------------------------------------ stops
+
+    def _add_stop(self, book: Book, oid: int, side: int, stop_price: int, qty: int) -> None:
+        if side == BUY:
+            insort(book.buy_stops, (stop_price, oid))
+        else:
+            insort(book.sell_stops, (-stop_price, oid))
+        self._status[oid] = PENDING_STOP
+        self._price[oid] = stop_price
+        self._open[oid] = qty
+        stamp = self._arrival_stamp = self._arrival_stamp + 1
+        self._arrival[oid] = stamp
+        key = hash((oid, -stop_price, stamp))
+        self._key[oid] = key
+        self._digest_sum += key * qty
+
+    def _remove_stop(self, oid: int) -> None:
+        book = self._book[oid]
+        stop_price = self._price[oid]
+        if self._side[oid] == BUY:
+            stops = book.buy_stops
+            entry = (stop_price, oid)
+        else:
+            stops = book.sell_stops
+            entry = (-stop_price, oid)
+        index = bisect_left(stops, entry)
+        if index >= len(stops) or stops[index] != entry:
+            raise InvariantViolation(f"stop order {oid} is not in its instrument's stop list")
+        del stops[index]
+        self._digest_sum -= self._key[oid] * self._open[oid]
+        self._status[oid] = CLOSED
+        self._open[oid] = 0
+
+    def _run_stops(self, seq: int, book: Book, events: list) -> None:
+        """Trigger, lowest order id first, every stop whose condition holds, one at a time."""
+        while True:
+            last = book.last_trade_price
+            if last is None:
+                return
+            chosen = 0
+            for stop_price, oid in book.buy_stops:
+                if stop_price > last:
+                    break
+                if not chosen or oid < chosen:
+                    chosen = oid
+            for negated_stop_price, oid in book.sell_stops:
+                if -negated_stop_price < last:
+                    break
+                if not chosen or oid < chosen:
+                    chosen = oid
+            if not chosen:
+                return
+            self._trigger(seq, book, chosen, events)
+
+    def _trigger(self, seq: int, book: Book, oid: int, events: list) -> None:
+        cmd = self._cmd[oid]
+        qty = self._open[oid]
+        self._remove_stop(oid)
+        events.append(StopTriggered(seq, oid, cmd.member, cmd.client_order_id, book.symbol))
+        side = self._side[oid]
+        if cmd.order_type == "stop":
+            self._execute_market(seq, book, oid, cmd, side, qty, events)
+        else:
+            band = book.band() if book.band_bps > 0 else None
+            self._execute_limit(seq, book, oid, cmd, side, cmd.price, qty, cmd.tif or "gtc", band, events)
+        if self._status[oid] == CLOSED:
+            del self._members[cmd.member][0][oid]
+
+    # ------------------------------------------------------------------ cancel / replace
+
+    def _find_open_order(self, seq, member, order_id, client_order_id, events) -> int:
+        """The open order a cancel names, or 0 after emitting the rejection."""
+        record = self._members.get(member)
+        if order_id is None:
+            oid = record[1].get(client_order_id, 0) if record is not None else 0
+        else:
+            oid = order_id
+        if not (0 < oid < self.next_order_id) or self._status[oid] == CLOSED:
+            events.append(OrderRejected(seq, member, client_order_id, "unknown_order"))
+            return 0
+        if self._cmd[oid].member != member:
+            events.append(OrderRejected(seq, member, client_order_id, "not_owner"))
+            return 0
+        return oid
+
+    def _cancel(self, seq: int, cmd: CancelOrder, events: list) -> None:
+        if cmd.order_id is None and cmd.client_order_id is None:
+            events.append(OrderRejected(
+                seq, cmd.member, None, "malformed", None, "cancel needs order_id or client_order_id"
+            ))
+            return
+        oid = self._find_open_order(seq, cmd.member, cmd.order_id, cmd.client_order_id, events)
+        if oid:
+            self._cancel_open_order(seq, oid, "user", events)
+
+    def _cancel_open_order(self, seq: int, oid: int, reason: str, events: list) -> None:
+        cmd = self._cmd[oid]
+        remaining = self._open[oid] + self._hidden[oid]
+        if self._status[oid] == PENDING_STOP:
+            self._remove_stop(oid)
+            del self._members[cmd.member][0][oid]
+        else:
+            self._remove_resting(oid)
+        events.append(OrderCancelled(
+            seq, oid, reason, remaining, cmd.member, cmd.client_order_id, cmd.symbol
+        ))
+
+    def _replace(self, seq: int, cmd: ReplaceOrder, events: list) -> None:
+        member = cmd.member
+        oid = cmd.order_id
+        client_order_id = cmd.client_order_id
+        if not (0 < oid < self.next_order_id) or self._status[oid] == CLOSED:
+            events.append(OrderRejected(seq, member, client_order_id, "unknown_order"))
+            return
+        original = self._cmd[oid]
+        if original.member != member:
+            events.append(OrderRejected(seq, member, client_order_id, "not_owner"))
+            return
+        qty = cmd.qty
+        book = self._book[oid]
+        reason = None
+        if self._status[oid] == PENDING_STOP or cmd.display_qty is not None or qty == 0:
+            reason = "invalid_replace"
+        elif not (0 < qty <= VALUE_MAX and qty % book.lot_size == 0):
+            reason = "invalid_quantity"
+        elif cmd.price is not None and not _valid_value(cmd.price, book.tick_size):
+            reason = "invalid_price"
+        elif book.halted:
+            reason = "halted"
+        old_price = self._price[oid]
+        price = old_price if cmd.price is None else cmd.price
+        price_changed = price != old_price
+        if reason is None and price_changed:
+            band = book.band()
+            if band is not None and not band[0] <= price <= band[1]:
+                reason = "price_band"
+            elif original.post_only and self._would_cross(book, original.side, price):
+                reason = "post_only_would_cross"
+        if reason is not None:
+            events.append(OrderRejected(seq, member, client_order_id, reason))
+            return
+        visible = self._open[oid]
+        hidden = self._hidden[oid]
+        if not price_changed and qty <= visible + hidden:
+            # Quantity down (or unchanged) at the same price keeps time priority; an
+            # iceberg gives up hidden quantity first.
+            reduction = visible + hidden - qty
+            if reduction:
+                key = self._key[oid]
+                self._digest_sum -= key * (visible + hidden * HIDDEN_WEIGHT)
+                if reduction <= hidden:
+                    hidden -= reduction
+                else:
+                    level = book.levels[self._side[oid]][old_price]
+                    level[TOTAL] -= reduction - hidden
+                    visible -= reduction - hidden
+                    hidden = 0
+                self._open[oid] = visible
+                self._hidden[oid] = hidden
+                self._digest_sum += key * (visible + hidden * HIDDEN_WEIGHT)
+                if self._touched is not None:
+                    self._touched[(book, self._side[oid], old_price)] = None
+            events.append(OrderReplaced(
+                seq, oid, qty, price, True, member, original.client_order_id, book.symbol
+            ))
+            return
+        # A price change or a quantity increase loses priority: the order leaves its
+        # level and comes back as an incoming order with its old id.
+        side = self._side[oid]
+        self._remove_resting(oid)
+        self._members[member][0][oid] = None
+        events.append(OrderReplaced(
+            seq, oid, qty, price, False, member, original.client_order_id, book.symbol
+        ))
+        key_limit = -price if side == BUY else price
+        remaining, stopped = self._match(
+            seq, book, oid, original, side, qty, original.stp or "cancel_newest",
+            key_limit, KEY_UNLIMITED, events,
+        )
+        if stopped == STOPPED_STP:
+            events.append(OrderCancelled(
+                seq, oid, "stp", remaining, member, original.client_order_id, book.symbol
+            ))
+            remaining = 0
+        if remaining:
+            display = original.display_qty
+            if display is not None and display < remaining:
+                self._rest(book, oid, side, price, display, remaining - display)
+            else:
+                self._rest(book, oid, side, price, remaining, 0)
+        else:
+            self._close_unrested(oid)
+            del self._members[member][0][oid]
+        if book.buy_stops or book.sell_stops:
+            self._run_stops(seq, book, events)
+
+    def _mass_cancel(self, seq: int, cmd: MassCancel, events: list) -> None:
+        symbol = cmd.symbol
+        if symbol is not None and symbol not in self.books:
+            events.append(OrderRejected(seq, cmd.member, None, "unknown_symbol"))
+            return
+        record = self._members.get(cmd.member)
+        if record is None:
+            return
+        for oid in sorted(record[0]):
+            if symbol is None or self._cmd[oid].symbol == symbol:
+                self._cancel_open_order(seq, oid, "mass_cancel", events)
+
+    def _end_of_day(self, seq: int, cmd: EndOfDay, events: list) -> None:
+        day_orders = []
+        for record in self._members.values():
+            for oid in record[0]:
+                if self._cmd[oid].tif == "day":
+                    day_orders.append(oid)
+        day_orders.sort()
+        for oid in day_orders:
+            self._cancel_open_order(seq, oid, "expired", events)
+
+    # ------------------------------------------------------------------ instruments
+
+    def _add_instrument(self, seq: int, cmd: AddInstrument, events: list) -> None:
+        tick = 1 if cmd.tick_size is None else cmd.tick_size
+        lot = 1 if cmd.lot_size is None else cmd.lot_size
+        band = 0 if cmd.band_bps is None else cmd.band_bps
+        reason = None
+        if cmd.symbol in self.books:
+            reason = "duplicate_symbol"
+        elif not 0 < tick <= VALUE_MAX:
+            reason = "invalid_price"
+        elif not 0 < lot <= VALUE_MAX:
+            reason = "invalid_quantity"
+        elif band < 0 or band > VALUE_MAX:
+            reason = "invalid_price"
+        elif cmd.reference_price is not None and not _valid_value(cmd.reference_price, tick):
+            reason = "invalid_price"
+        if reason is not None:
+            events.append(OrderRejected(seq, None, None, reason))
+            return
+        self.books[cmd.symbol] = Book(cmd.symbol, tick, lot, band, cmd.reference_price)
+
+    def _halt(self, seq: int, cmd: HaltInstrument, events: list) -> None:
+        book = self.books.get(cmd.symbol)
+        if book is None:
+            events.append(OrderRejected(seq, None, None, "unknown_symbol"))
+            return
+        if not book.halted:
+            book.halted = True
+            if self.book_updates:
+                events.append(InstrumentStatusChanged(seq, book.symbol, "halted"))
+
+    def _resume(self, seq: int, cmd: ResumeInstrument, events: list) -> None:
+        book = self.books.get(cmd.symbol)
+        if book is None:
+            events.append(OrderRejected(seq, None, None, "unknown_symbol"))
+            return
+        if book.halted:
+            book.halted = False
+            if self.book_updates:
+                events.append(InstrumentStatusChanged(seq, book.symbol, "trading"))
+
+    def _malformed(self, seq: int, cmd: MalformedCommand, events: list) -> None:
+        events.append(OrderRejected(seq, cmd.member, cmd.client_order_id, "malformed", None, cmd.detail))
+
+    def _checkpoint(self, seq: int, cmd: Checkpoint, events: list) -> None:
+        """Records the runtime writes for itself change nothing in the books."""
+
+    def _emit_level_changes(self, seq: int, events: list) -> None:
+        touched = self._touched
+        for book, side, price in touched:
+            level = book.levels[side].get(price)
+            if level is None:
+                events.append(LevelChanged(seq, book.symbol, SIDE_NAMES[side], price, 0, 0))
+            else:
+                events.append(LevelChanged(seq, book.symbol, SIDE_NAMES[side], price, level[TOTAL], level[COUNT]))
+        touched.clear()
+
+    # ------------------------------------------------------------------ queries
+
+    def state_digest(self) -> int:
+        """A 64-bit digest of the whole state, cheap at any sequence (no book walk)."""
+        hasher = hashlib.blake2b(digest_size=8)
+        hasher.update(_DIGEST_STRUCT.pack(
+            self._digest_sum & DIGEST_MASK,
+            (self._digest_sum >> 64) & DIGEST_MASK,
+            self.next_order_id,
+            self.next_trade_id,
+            self.last_sequence,
+        ))
+        for symbol, book in self.books.items():
+            hasher.update(symbol.encode())
+            hasher.update(b"\x00")
+            hasher.update(repr((
+                book.tick_size, book.lot_size, book.band_bps, book.reference_price,
+                book.last_trade_price, book.halted,
+            )).encode())
+        return int.from_bytes(hasher.digest(), "little")
+
+    def best_bid_ask(self, symbol: str) -> tuple:
+        """L1: (bid price, bid visible qty, ask price, ask visible qty); None where empty."""
+        book = self.books[symbol]
+        bid_keys, ask_keys = book.keys
+        bid = ask = None
+        bid_qty = ask_qty = None
+        if bid_keys:
+            bid = bid_keys[-1]
+            bid_qty = book.levels[BUY][bid][TOTAL]
+        if ask_keys:
+            ask = -ask_keys[-1]
+            ask_qty = book.levels[SELL][ask][TOTAL]
+        return bid, bid_qty, ask, ask_qty
+
+    def depth(self, symbol: str, levels: Optional[int] = None) -> dict:
+        """L2: {"bids": [(price, visible qty, orders)...], "asks": [...]}, best first."""
+        book = self.books[symbol]
+        result = {}
+        for side, name, sign in ((BUY, "bids", 1), (SELL, "asks", -1)):
+            keys = book.keys[side]
+            chosen = keys[::-1] if levels is None else keys[: -levels - 1 : -1]
+            rows = []
+            for key in chosen:
+                level = book.levels[side][key * sign]
+                rows.append((key * sign, level[TOTAL], level[COUNT]))
+            result[name] = rows
+        return result
+
+    def orders(self, symbol: str) -> dict:
+        """L3: {"bids": [order dicts in priority order], "asks": [...]}, best level first."""
+        book = self.books[symbol]
+        result = {}
+        for side, name, sign in ((BUY, "bids", 1), (SELL, "asks", -1)):
+            rows = []
+            for key in reversed(book.keys[side]):
+                price = key * sign
+                oid = book.levels[side][price][HEAD]
+                while oid:
+                    cmd = self._cmd[oid]
+                    rows.append({
+                        "order_id": oid,
+                        "member": cmd.member,
+                        "client_order_id": cmd.client_order_id,
+                        "price": price,
+                        "visible_qty": self._open[oid],
+                        "hidden_qty": self._hidden[oid],
+                    })
+                    oid = self._next[oid]
+            result[name] = rows
+        return result
+
+    def stops(self, symbol: str) -> list:
+        """Untriggered stops of an instrument as dicts, in ascending order id."""
+        book = self.books[symbol]
+        rows = []
+        for oid in sorted([oid for _, oid in book.buy_stops] + [oid for _, oid in book.sell_stops]):
+            cmd = self._cmd[oid]
+            rows.append({
+                "order_id": oid, "member": cmd.member, "side": cmd.side,
+                "stop_price": self._price[oid], "qty": self._open[oid], "order_type": cmd.order_type,
+            })
+        return rows
+
+    def order_state(self, oid: int) -> Optional[dict]:
+        """One order's current state, or None if the id was never assigned."""
+        if not 0 < oid < self.next_order_id:
+            return None
+        status = self._status[oid]
+        return {
+            "order_id": oid,
+            "status": ("closed", "resting", "pending_stop")[status],
+            "member": self._cmd[oid].member,
+            "symbol": self._cmd[oid].symbol,
+            "side": self._cmd[oid].side,
+            "price": self._price[oid] if status else None,
+            "visible_qty": self._open[oid],
+            "hidden_qty": self._hidden[oid],
+        }
+
+    def open_order_count(self) -> int:
+        return sum(len(record[0]) for record in self._members.values())

@@ -1,0 +1,124 @@
+"""The book invariants, checked by walking the whole state (for tests and audits).
+
+`check_invariants(exchange)` raises `InvariantViolation` naming the first broken rule:
+
+* no book is crossed or locked at rest (best bid < best ask);
+* each side's sorted keys are exactly its levels, best last;
+* each level's linked list is consistent (prev/next agree, head/tail right), its count
+  and visible total equal its orders, and its orders are in FIFO order of arrival;
+* every resting order has positive visible quantity, non-negative hidden quantity, and
+  hidden quantity only if it is an iceberg; its columns name this book, side and price;
+* the id map equals the book: the orders marked resting are exactly the ones linked into
+  levels, the orders marked pending-stop exactly the ones in stop lists, and each
+  member's open-order set is exactly its resting and pending orders;
+* closed orders hold no quantity, and the incremental digest sum equals its value
+  recomputed from scratch.
+
+It is O(orders) and never called on the apply path.
+"""
+
+from __future__ import annotations
+
+from statemachine.errors import InvariantViolation
+from statemachine.exchange import (
+    BUY,
+    CLOSED,
+    COUNT,
+    HEAD,
+    HIDDEN_WEIGHT,
+    PENDING_STOP,
+    RESTING,
+    SELL,
+    TAIL,
+    TOTAL,
+    Exchange,
+)
+
+
+def _fail(message: str) -> None:
+    raise InvariantViolation(message)
+
+
+def check_invariants(exchange: Exchange) -> None:
+    seen_resting: set[int] = set()
+    seen_stops: set[int] = set()
+    digest_sum = 0
+    for symbol, book in exchange.books.items():
+        for side in (BUY, SELL):
+            levels = book.levels[side]
+            keys = book.keys[side]
+            sign = 1 if side == BUY else -1
+            if keys != sorted(keys):
+                _fail(f"{symbol}: side {side} keys are not sorted")
+            if sorted(key * sign for key in keys) != sorted(levels):
+                _fail(f"{symbol}: side {side} keys do not match its levels")
+            for price, level in levels.items():
+                count = 0
+                total = 0
+                previous = 0
+                previous_arrival = -1
+                oid = level[HEAD]
+                while oid:
+                    if oid in seen_resting:
+                        _fail(f"{symbol}: order {oid} is linked twice")
+                    seen_resting.add(oid)
+                    if exchange._status[oid] != RESTING:
+                        _fail(f"{symbol}: order {oid} is in a level but not marked resting")
+                    if exchange._book[oid] is not book or exchange._side[oid] != side or exchange._price[oid] != price:
+                        _fail(f"{symbol}: order {oid} columns disagree with its level {price}")
+                    if exchange._prev[oid] != previous:
+                        _fail(f"{symbol}: order {oid} prev link is {exchange._prev[oid]}, expected {previous}")
+                    visible = exchange._open[oid]
+                    hidden = exchange._hidden[oid]
+                    if visible <= 0 or hidden < 0:
+                        _fail(f"{symbol}: order {oid} has quantity visible={visible} hidden={hidden}")
+                    if hidden and exchange._cmd[oid].display_qty is None:
+                        _fail(f"{symbol}: order {oid} hides quantity but is not an iceberg")
+                    arrival = exchange._arrival[oid]
+                    if arrival <= previous_arrival:
+                        _fail(f"{symbol}: level {price} is not in FIFO order at order {oid}")
+                    previous_arrival = arrival
+                    digest_sum += hash((oid, price, arrival)) * (visible + hidden * HIDDEN_WEIGHT)
+                    count += 1
+                    total += visible
+                    previous = oid
+                    oid = exchange._next[oid]
+                if level[TAIL] != previous:
+                    _fail(f"{symbol}: level {price} tail is {level[TAIL]}, expected {previous}")
+                if count == 0 or count != level[COUNT] or total != level[TOTAL]:
+                    _fail(
+                        f"{symbol}: level {price} says {level[COUNT]} orders / {level[TOTAL]} lots, "
+                        f"holds {count} / {total}"
+                    )
+        bid_keys, ask_keys = book.keys
+        if bid_keys and ask_keys and bid_keys[-1] >= -ask_keys[-1]:
+            _fail(f"{symbol}: book crossed at rest: bid {bid_keys[-1]} >= ask {-ask_keys[-1]}")
+        for stops, sign in ((book.buy_stops, 1), (book.sell_stops, -1)):
+            if stops != sorted(stops):
+                _fail(f"{symbol}: stop list is not sorted")
+            for keyed_price, oid in stops:
+                if exchange._status[oid] != PENDING_STOP or exchange._price[oid] != keyed_price * sign:
+                    _fail(f"{symbol}: stop {oid} columns disagree with its stop list")
+                if exchange._open[oid] <= 0:
+                    _fail(f"{symbol}: stop {oid} has no quantity")
+                seen_stops.add(oid)
+                digest_sum += hash((oid, -exchange._price[oid], exchange._arrival[oid])) * exchange._open[oid]
+    open_by_member: dict[str, set[int]] = {}
+    for oid in range(1, exchange.next_order_id):
+        status = exchange._status[oid]
+        if status == RESTING and oid not in seen_resting:
+            _fail(f"order {oid} is marked resting but is in no level")
+        if status == PENDING_STOP and oid not in seen_stops:
+            _fail(f"order {oid} is marked pending-stop but is in no stop list")
+        if status == CLOSED and (exchange._open[oid] or exchange._hidden[oid]):
+            _fail(f"closed order {oid} still holds quantity")
+        if status != CLOSED:
+            open_by_member.setdefault(exchange._cmd[oid].member, set()).add(oid)
+    for member, record in exchange._members.items():
+        if set(record[0]) != open_by_member.get(member, set()):
+            _fail(f"member {member}: open-order set does not match the book")
+    for member in open_by_member:
+        if member not in exchange._members:
+            _fail(f"member {member} has open orders but no member record")
+    if digest_sum != exchange._digest_sum:
+        _fail("incremental digest sum differs from its recomputation")
