@@ -35,8 +35,6 @@ class OrderAccepted(_Event, tag="accepted"):
     side: str
     qty: int
     price: Optional[int]
-    order_type: str
-    tif: str
 
 
 class OrderRejected(_Event, tag="rejected", omit_defaults=True):

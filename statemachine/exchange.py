@@ -9,26 +9,35 @@ here iterates a set or depends on the hash of a string).
 How the book is stored (the hot path):
 
 * Order ids are assigned by the exchange (1, 2, 3, ...), so every per-order fact lives
-  in a flat, preallocated list indexed by order id ("columns": price, visible open
-  quantity, hidden quantity, status, previous/next order in the level, ...). No Python
-  object is created per resting order except the command that placed it, which already
-  exists and is kept for its immutable fields (member, client order id, tif, stp).
-  Columns grow by whole chunks, so appending an order never resizes a list mid-command.
+  in a flat, preallocated list indexed by order id ("columns": side, price, visible open
+  quantity, hidden quantity, previous/next order in the level, digest weight).
+  No Python object is created per resting order: the command that placed it already
+  exists and is kept for its immutable fields (member, client order id, symbol, tif,
+  stp, display quantity). Columns grow by whole chunks, so accepting an order never
+  resizes a list mid-command, and they hold only integers, which the garbage collector
+  does not track.
 * A price level is a 4-item list `[head, tail, visible_total, order_count]`; the orders
   of a level form a doubly linked list through the `prev`/`next` columns, so FIFO is the
   list order and cancelling any order is O(1).
 * Each side keeps a dict price -> level and a sorted list of keys whose last element is
   the best price: for bids the key is the price, for asks it is the negated price. The
   best level empties most often, and popping the end of a list is O(1).
-* The incremental state digest is a sum, over every open order, of a per-order key
-  times its quantities (`key * (visible + hidden * 2**40)`), kept up to date on every
-  change. The key hashes (order id, price, arrival stamp) as a tuple of integers: the
-  hash of an integer tuple is not salted by PYTHONHASHSEED. `state_digest()` folds that
-  sum with the counters and instrument states through blake2b into 64 bits.
+* Time priority is an "arrival stamp", a counter bumped whenever an order (re)enters a
+  level. An order's digest weight is `arrival * 2**41 + price` (prices are < 2**40, so
+  the weight encodes both exactly).
+* The incremental state digest is the sum over every open order of
+  `weight * (visible + hidden * 2**40)`, kept up to date on every change with one
+  multiply-add; `state_digest()` folds it with the counters and instrument states through
+  blake2b into 64 bits. It is built to notice a replica that diverged, cheaply; the
+  canonical digest (snapshot.py) is the strong one.
 
 The matching loop works in "key space" so one loop serves both sides: an incoming buy
 walks the ask keys (negated prices) from the best, an incoming sell the bid keys, and a
 level is acceptable while its key is >= the incoming order's key limit.
+
+The most common command, a limit order that does not cross, takes a straight-line fast
+path in `_place`; everything else goes through the general code, which checks the
+reject reasons in the exact precedence of RULES.md.
 """
 
 from __future__ import annotations
@@ -70,10 +79,14 @@ BUY = 0
 SELL = 1
 SIDE_NAMES = ("buy", "sell")
 
-# Order status column values.
+# Order statuses, as `status_of` reports them. They are not stored: an order is open
+# while its `open` column is positive (a resting order always shows some quantity), and
+# an untriggered stop carries STOP_FLAG in its `side` column. Not storing a status saves
+# a list store on every accept and every fill.
 CLOSED = 0
 RESTING = 1
 PENDING_STOP = 2
+STOP_FLAG = 2
 
 # Level list slots.
 HEAD = 0
@@ -88,8 +101,10 @@ STOPPED_BAND = 2
 STOPPED_EMPTY = 3
 STOPPED_STP = 4
 
-# Hidden quantity is weighted apart from visible quantity in the digest. Visible
-# quantities are at most 10**12 < 2**40, so the two can never alias.
+# Digest weights: `arrival * ARRIVAL_WEIGHT + price`, and hidden quantity weighted apart
+# from visible quantity. Prices and visible quantities are at most 10**12 < 2**40, so
+# neither can alias the part above it.
+ARRIVAL_WEIGHT = 1 << 41
 HIDDEN_WEIGHT = 1 << 40
 DIGEST_MASK = (1 << 64) - 1
 
@@ -97,7 +112,7 @@ DIGEST_MASK = (1 << 64) - 1
 # small enough that an idle exchange does not hold much memory.
 COLUMN_CHUNK = 1 << 16
 
-# Key limits meaning "no limit" in key space (prices are <= 10**12).
+# A key limit meaning "no limit" in key space (keys are within +-10**12).
 KEY_UNLIMITED = -(1 << 62)
 
 _DIGEST_STRUCT = struct.Struct("<QQQQQ")
@@ -173,20 +188,17 @@ class Exchange:
         self._arrival_stamp = 0
         self._digest_sum = 0
         self.books: dict[str, Book] = {}
-        # member -> [open order ids (dict used as an ordered set), client order id -> order id]
-        self._members: dict[str, list] = {}
+        # member -> {client order id -> order id}: every id ever accepted, for ever.
+        self._client_order_ids: dict[str, dict[str, int]] = {}
         self._capacity = 0
         self._cmd: list = []
-        self._book: list = []
         self._side: list = []
         self._price: list = []
         self._open: list = []
         self._hidden: list = []
-        self._status: list = []
         self._prev: list = []
         self._next: list = []
-        self._key: list = []
-        self._arrival: list = []
+        self._weight: list = []
         self._grow(COLUMN_CHUNK)
         self._touched: Optional[dict] = {} if book_updates else None
         self._handlers = {
@@ -207,22 +219,12 @@ class Exchange:
     def _grow(self, count: int) -> None:
         self._capacity += count
         self._cmd.extend([None] * count)
-        self._book.extend([None] * count)
-        self._side.extend([0] * count)
-        self._price.extend([0] * count)
-        self._open.extend([0] * count)
-        self._hidden.extend([0] * count)
-        self._status.extend([0] * count)
-        self._prev.extend([0] * count)
-        self._next.extend([0] * count)
-        self._key.extend([0] * count)
-        self._arrival.extend([0] * count)
-
-    def _member(self, member: str) -> list:
-        record = self._members.get(member)
-        if record is None:
-            record = self._members[member] = [{}, {}]
-        return record
+        zeros = [0] * count
+        for column in (
+            self._side, self._price, self._open, self._hidden,
+            self._prev, self._next, self._weight,
+        ):
+            column.extend(zeros)
 
     # ------------------------------------------------------------------ apply
 
@@ -235,10 +237,13 @@ class Exchange:
         self.last_sequence = sequence
         self.last_timestamp_ns = timestamp_ns
         events: list = []
-        handler = self._handlers.get(type(command))
-        if handler is None:
-            raise TypeError(f"not a command: {command!r}")
-        handler(sequence, command, events)
+        if type(command) is PlaceOrder:
+            self._place(sequence, command, events)
+        else:
+            handler = self._handlers.get(type(command))
+            if handler is None:
+                raise TypeError(f"not a command: {command!r}")
+            handler(sequence, command, events)
         if self._touched:
             self._emit_level_changes(sequence, events)
         return events
@@ -247,18 +252,88 @@ class Exchange:
 
     def _place(self, seq: int, cmd: PlaceOrder, events: list) -> None:
         member = cmd.member
-        record = self._members.get(member)
-        if record is not None:
-            existing = record[1].get(cmd.client_order_id)
-            if existing is not None:
-                events.append(
-                    OrderRejected(seq, member, cmd.client_order_id, "duplicate_client_order_id", existing)
-                )
-                return
+        client_order_id = cmd.client_order_id
+        ids = self._client_order_ids.get(member)
+        if ids is not None and client_order_id in ids:
+            events.append(OrderRejected(
+                seq, member, client_order_id, "duplicate_client_order_id", ids[client_order_id]
+            ))
+            return
         book = self.books.get(cmd.symbol)
         if book is None:
-            events.append(OrderRejected(seq, member, cmd.client_order_id, "unknown_symbol"))
+            events.append(OrderRejected(seq, member, client_order_id, "unknown_symbol"))
             return
+        qty = cmd.qty
+        price = cmd.price
+        # The fast path: a plain limit order with valid values on an instrument that is
+        # trading without a band. Anything else takes the general path below, which
+        # checks every reject reason in RULES.md's order.
+        if (
+            cmd.order_type == "limit"
+            and 0 < qty <= VALUE_MAX
+            and price is not None
+            and 0 < price <= VALUE_MAX
+            and not qty % book.lot_size
+            and not price % book.tick_size
+            and cmd.display_qty is None
+            and not cmd.post_only
+            and not book.halted
+            and not book.band_bps
+        ):
+            oid = self.next_order_id
+            self.next_order_id = oid + 1
+            if oid >= self._capacity:
+                self._grow(COLUMN_CHUNK)
+            self._cmd[oid] = cmd
+            if ids is None:
+                ids = self._client_order_ids[member] = {}
+            ids[client_order_id] = oid
+            tif = cmd.tif or "gtc"
+            side_name = cmd.side
+            events.append(OrderAccepted(
+                seq, oid, member, client_order_id, book.symbol, side_name, qty, price
+            ))
+            if side_name == "buy":
+                side = BUY
+                opposite_keys = book.keys[SELL]
+                crosses = opposite_keys and -opposite_keys[-1] <= price
+            else:
+                side = SELL
+                opposite_keys = book.keys[BUY]
+                crosses = opposite_keys and opposite_keys[-1] >= price
+            if crosses or tif == "ioc" or tif == "fok":
+                self._side[oid] = side
+                self._execute_limit(seq, book, oid, cmd, side, price, qty, tif, None, events)
+                if book.buy_stops or book.sell_stops:
+                    self._run_stops(seq, book, events)
+                return
+            # Rest at the back of the level; inlined `_rest` for the common case.
+            levels = book.levels[side]
+            level = levels.get(price)
+            if level is None:
+                levels[price] = [oid, oid, qty, 1]
+                insort(book.keys[side], price if side == BUY else -price)
+            else:
+                tail = level[TAIL]
+                self._next[tail] = oid
+                self._prev[oid] = tail
+                level[TAIL] = oid
+                level[TOTAL] += qty
+                level[COUNT] += 1
+            self._side[oid] = side
+            self._price[oid] = price
+            self._open[oid] = qty
+            stamp = self._arrival_stamp = self._arrival_stamp + 1
+            weight = stamp * ARRIVAL_WEIGHT + price
+            self._weight[oid] = weight
+            self._digest_sum += weight * qty
+            if self._touched is not None:
+                self._touched[(book, side, price)] = None
+            return
+        self._place_general(seq, cmd, book, ids, events)
+
+    def _place_general(self, seq: int, cmd: PlaceOrder, book: Book, ids, events: list) -> None:
+        member = cmd.member
         qty = cmd.qty
         lot = book.lot_size
         order_type = cmd.order_type
@@ -299,27 +374,22 @@ class Exchange:
         if oid >= self._capacity:
             self._grow(COLUMN_CHUNK)
         self._cmd[oid] = cmd
-        self._book[oid] = book
         side = BUY if cmd.side == "buy" else SELL
         self._side[oid] = side
-        if record is None:
-            record = self._members[member] = [{}, {}]
-        record[1][cmd.client_order_id] = oid
+        if ids is None:
+            ids = self._client_order_ids[member] = {}
+        ids[cmd.client_order_id] = oid
         tif = cmd.tif or "gtc"
-        events.append(
-            OrderAccepted(
-                seq, oid, member, cmd.client_order_id, cmd.symbol, cmd.side, qty,
-                cmd.price if order_type != "market" and order_type != "stop" else None,
-                order_type, tif,
-            )
-        )
+        events.append(OrderAccepted(
+            seq, oid, member, cmd.client_order_id, book.symbol, cmd.side, qty,
+            cmd.price if order_type == "limit" or order_type == "stop_limit" else None,
+        ))
         if order_type == "limit":
             self._execute_limit(seq, book, oid, cmd, side, cmd.price, qty, tif, None, events)
         elif order_type == "market":
             self._execute_market(seq, book, oid, cmd, side, qty, events)
         else:
             self._add_stop(book, oid, side, cmd.stop_price, qty)
-            record[0][oid] = None
         if book.buy_stops or book.sell_stops:
             self._run_stops(seq, book, events)
 
@@ -330,9 +400,7 @@ class Exchange:
         bid_keys = book.keys[BUY]
         return bool(bid_keys) and bid_keys[-1] >= price
 
-    def _execute_limit(
-        self, seq, book, oid, cmd, side, price, qty, tif, band, events
-    ) -> None:
+    def _execute_limit(self, seq, book, oid, cmd, side, price, qty, tif, band, events) -> None:
         """Match an incoming limit order, then rest or cancel its remainder.
 
         `band` is None for an order checked at entry (limit orders are band-checked
@@ -369,7 +437,6 @@ class Exchange:
                 self._rest(book, oid, side, price, display, remaining - display)
             else:
                 self._rest(book, oid, side, price, remaining, 0)
-            self._member(cmd.member)[0][oid] = None
             return
         events.append(OrderCancelled(seq, oid, reason, remaining, cmd.member, cmd.client_order_id, book.symbol))
         self._close_unrested(oid)
@@ -398,7 +465,6 @@ class Exchange:
 
     def _close_unrested(self, oid: int) -> None:
         """Mark an order that never rests (or has just left the book) closed."""
-        self._status[oid] = CLOSED
         self._open[oid] = 0
         self._hidden[oid] = 0
 
@@ -423,8 +489,7 @@ class Exchange:
         o_hidden = self._hidden
         o_next = self._next
         o_prev = self._prev
-        o_key = self._key
-        o_status = self._status
+        o_weight = self._weight
         append = events.append
         touched = self._touched
         remaining = qty
@@ -453,9 +518,8 @@ class Exchange:
                 maker_cmd = o_cmd[maker]
                 if stp_active and maker_cmd.member == member:
                     self._digest_sum = digest_sum
-                    self.next_trade_id = trade_id
                     remaining, stop_matching = self._self_trade(
-                        seq, book, level, maker, maker_cmd, taker, cmd, stp, remaining, events
+                        seq, book, level, maker, maker_cmd, stp, remaining, events
                     )
                     digest_sum = self._digest_sum
                     if stop_matching:
@@ -468,7 +532,7 @@ class Exchange:
                     fill = remaining
                     o_open[maker] = visible - fill
                     level[TOTAL] -= fill
-                    digest_sum -= o_key[maker] * fill
+                    digest_sum -= o_weight[maker] * fill
                     append(TradeExecuted(
                         seq, trade_id, symbol, price, fill, maker, taker, maker_cmd.member, member,
                         maker_cmd.client_order_id, taker_client_order_id, aggressor,
@@ -489,7 +553,7 @@ class Exchange:
                 if hidden:
                     # Iceberg refill: a new tranche at the back of the level, with a new
                     # time priority, which the same incoming order may still reach.
-                    digest_sum -= o_key[maker] * (visible + hidden * HIDDEN_WEIGHT)
+                    digest_sum -= o_weight[maker] * (visible + hidden * HIDDEN_WEIGHT)
                     tranche = maker_cmd.display_qty
                     if tranche > hidden:
                         tranche = hidden
@@ -498,10 +562,9 @@ class Exchange:
                     o_hidden[maker] = hidden
                     level[TOTAL] += tranche
                     stamp = self._arrival_stamp = self._arrival_stamp + 1
-                    self._arrival[maker] = stamp
-                    new_key = hash((maker, price, stamp))
-                    o_key[maker] = new_key
-                    digest_sum += new_key * (tranche + hidden * HIDDEN_WEIGHT)
+                    weight = stamp * ARRIVAL_WEIGHT + price
+                    o_weight[maker] = weight
+                    digest_sum += weight * (tranche + hidden * HIDDEN_WEIGHT)
                     if following:
                         level[HEAD] = following
                         o_prev[following] = 0
@@ -513,10 +576,9 @@ class Exchange:
                         maker = following
                     # else: it is alone in the level and stays at its head.
                 else:
-                    digest_sum -= o_key[maker] * visible
+                    digest_sum -= o_weight[maker] * visible
                     o_open[maker] = 0
-                    o_status[maker] = CLOSED
-                    del self._members[maker_cmd.member][0][maker]
+                    o_next[maker] = 0
                     level[COUNT] -= 1
                     level[HEAD] = following
                     if following:
@@ -537,7 +599,7 @@ class Exchange:
         self._digest_sum = digest_sum
         return remaining, stopped
 
-    def _self_trade(self, seq, book, level, maker, maker_cmd, taker, cmd, stp, remaining, events):
+    def _self_trade(self, seq, book, level, maker, maker_cmd, stp, remaining, events):
         """Apply the incoming order's STP mode to a resting order of the same member.
 
         Returns (remaining incoming quantity, whether matching stops).
@@ -546,7 +608,7 @@ class Exchange:
             return remaining, True
         if stp == "cancel_oldest" or stp == "cancel_both":
             left = self._open[maker] + self._hidden[maker]
-            self._remove_resting(maker, False)
+            self._remove_resting(maker, book, False)
             events.append(OrderCancelled(
                 seq, maker, "stp", left, maker_cmd.member, maker_cmd.client_order_id, book.symbol
             ))
@@ -556,8 +618,8 @@ class Exchange:
         visible = self._open[maker]
         hidden = self._hidden[maker]
         reduction = min(visible + hidden, remaining)
-        key = self._key[maker]
-        self._digest_sum -= key * (visible + hidden * HIDDEN_WEIGHT)
+        weight = self._weight[maker]
+        self._digest_sum -= weight * (visible + hidden * HIDDEN_WEIGHT)
         if reduction <= hidden:
             hidden -= reduction
         else:
@@ -566,9 +628,9 @@ class Exchange:
             hidden = 0
         self._open[maker] = visible
         self._hidden[maker] = hidden
-        self._digest_sum += key * (visible + hidden * HIDDEN_WEIGHT)
+        self._digest_sum += weight * (visible + hidden * HIDDEN_WEIGHT)
         if visible == 0:
-            self._remove_resting(maker, False)
+            self._remove_resting(maker, book, False)
             events.append(OrderCancelled(
                 seq, maker, "stp", 0, maker_cmd.member, maker_cmd.client_order_id, book.symbol
             ))
@@ -611,7 +673,7 @@ class Exchange:
     # ------------------------------------------------------------------ resting orders
 
     def _rest(self, book: Book, oid: int, side: int, price: int, visible: int, hidden: int) -> None:
-        """Put an order at the back of its price level."""
+        """Put an order at the back of its price level with a new time priority."""
         levels = book.levels[side]
         level = levels.get(price)
         if level is None:
@@ -630,22 +692,19 @@ class Exchange:
         self._price[oid] = price
         self._open[oid] = visible
         self._hidden[oid] = hidden
-        self._status[oid] = RESTING
         stamp = self._arrival_stamp = self._arrival_stamp + 1
-        self._arrival[oid] = stamp
-        key = hash((oid, price, stamp))
-        self._key[oid] = key
-        self._digest_sum += key * (visible + hidden * HIDDEN_WEIGHT)
+        weight = stamp * ARRIVAL_WEIGHT + price
+        self._weight[oid] = weight
+        self._digest_sum += weight * (visible + hidden * HIDDEN_WEIGHT)
         if self._touched is not None:
             self._touched[(book, side, price)] = None
 
-    def _remove_resting(self, oid: int, drop_empty_level: bool = True) -> None:
+    def _remove_resting(self, oid: int, book: Book, drop_empty_level: bool = True) -> None:
         """Take a resting order out of its level and close it.
 
         The matching loop passes `drop_empty_level=False` because it drops the level
         itself once it has finished with it.
         """
-        book = self._book[oid]
         side = self._side[oid]
         price = self._price[oid]
         levels = book.levels[side]
@@ -667,13 +726,11 @@ class Exchange:
             del levels[price]
             keys = book.keys[side]
             del keys[bisect_left(keys, price if side == BUY else -price)]
-        self._digest_sum -= self._key[oid] * (visible + self._hidden[oid] * HIDDEN_WEIGHT)
-        self._status[oid] = CLOSED
+        self._digest_sum -= self._weight[oid] * (visible + self._hidden[oid] * HIDDEN_WEIGHT)
         self._open[oid] = 0
         self._hidden[oid] = 0
         self._prev[oid] = 0
         self._next[oid] = 0
-        del self._members[self._cmd[oid].member][0][oid]
         if self._touched is not None:
             self._touched[(book, side, price)] = None
 
@@ -684,19 +741,17 @@ class Exchange:
             insort(book.buy_stops, (stop_price, oid))
         else:
             insort(book.sell_stops, (-stop_price, oid))
-        self._status[oid] = PENDING_STOP
+        self._side[oid] = side | STOP_FLAG
         self._price[oid] = stop_price
         self._open[oid] = qty
         stamp = self._arrival_stamp = self._arrival_stamp + 1
-        self._arrival[oid] = stamp
-        key = hash((oid, -stop_price, stamp))
-        self._key[oid] = key
-        self._digest_sum += key * qty
+        weight = stamp * ARRIVAL_WEIGHT + stop_price
+        self._weight[oid] = weight
+        self._digest_sum += weight * qty
 
-    def _remove_stop(self, oid: int) -> None:
-        book = self._book[oid]
+    def _remove_stop(self, oid: int, book: Book) -> None:
         stop_price = self._price[oid]
-        if self._side[oid] == BUY:
+        if self._side[oid] & 1 == BUY:
             stops = book.buy_stops
             entry = (stop_price, oid)
         else:
@@ -706,8 +761,8 @@ class Exchange:
         if index >= len(stops) or stops[index] != entry:
             raise InvariantViolation(f"stop order {oid} is not in its instrument's stop list")
         del stops[index]
-        self._digest_sum -= self._key[oid] * self._open[oid]
-        self._status[oid] = CLOSED
+        self._digest_sum -= self._weight[oid] * self._open[oid]
+        self._side[oid] &= 1
         self._open[oid] = 0
 
     def _run_stops(self, seq: int, book: Book, events: list) -> None:
@@ -734,7 +789,7 @@ class Exchange:
     def _trigger(self, seq: int, book: Book, oid: int, events: list) -> None:
         cmd = self._cmd[oid]
         qty = self._open[oid]
-        self._remove_stop(oid)
+        self._remove_stop(oid, book)
         events.append(StopTriggered(seq, oid, cmd.member, cmd.client_order_id, book.symbol))
         side = self._side[oid]
         if cmd.order_type == "stop":
@@ -742,44 +797,37 @@ class Exchange:
         else:
             band = book.band() if book.band_bps > 0 else None
             self._execute_limit(seq, book, oid, cmd, side, cmd.price, qty, cmd.tif or "gtc", band, events)
-        if self._status[oid] == CLOSED:
-            del self._members[cmd.member][0][oid]
 
     # ------------------------------------------------------------------ cancel / replace
 
-    def _find_open_order(self, seq, member, order_id, client_order_id, events) -> int:
-        """The open order a cancel names, or 0 after emitting the rejection."""
-        record = self._members.get(member)
-        if order_id is None:
-            oid = record[1].get(client_order_id, 0) if record is not None else 0
-        else:
-            oid = order_id
-        if not (0 < oid < self.next_order_id) or self._status[oid] == CLOSED:
-            events.append(OrderRejected(seq, member, client_order_id, "unknown_order"))
-            return 0
-        if self._cmd[oid].member != member:
-            events.append(OrderRejected(seq, member, client_order_id, "not_owner"))
-            return 0
-        return oid
-
     def _cancel(self, seq: int, cmd: CancelOrder, events: list) -> None:
-        if cmd.order_id is None and cmd.client_order_id is None:
-            events.append(OrderRejected(
-                seq, cmd.member, None, "malformed", None, "cancel needs order_id or client_order_id"
-            ))
+        member = cmd.member
+        oid = cmd.order_id
+        if oid is None:
+            if cmd.client_order_id is None:
+                events.append(OrderRejected(
+                    seq, member, None, "malformed", None, "cancel needs order_id or client_order_id"
+                ))
+                return
+            ids = self._client_order_ids.get(member)
+            oid = ids.get(cmd.client_order_id, 0) if ids is not None else 0
+        if not (0 < oid < self.next_order_id) or not self._open[oid]:
+            events.append(OrderRejected(seq, member, cmd.client_order_id, "unknown_order"))
             return
-        oid = self._find_open_order(seq, cmd.member, cmd.order_id, cmd.client_order_id, events)
-        if oid:
-            self._cancel_open_order(seq, oid, "user", events)
+        original = self._cmd[oid]
+        if original.member != member:
+            events.append(OrderRejected(seq, member, cmd.client_order_id, "not_owner"))
+            return
+        self._cancel_open_order(seq, oid, "user", events)
 
     def _cancel_open_order(self, seq: int, oid: int, reason: str, events: list) -> None:
         cmd = self._cmd[oid]
+        book = self.books[cmd.symbol]
         remaining = self._open[oid] + self._hidden[oid]
-        if self._status[oid] == PENDING_STOP:
-            self._remove_stop(oid)
-            del self._members[cmd.member][0][oid]
+        if self._side[oid] & STOP_FLAG:
+            self._remove_stop(oid, book)
         else:
-            self._remove_resting(oid)
+            self._remove_resting(oid, book)
         events.append(OrderCancelled(
             seq, oid, reason, remaining, cmd.member, cmd.client_order_id, cmd.symbol
         ))
@@ -788,7 +836,7 @@ class Exchange:
         member = cmd.member
         oid = cmd.order_id
         client_order_id = cmd.client_order_id
-        if not (0 < oid < self.next_order_id) or self._status[oid] == CLOSED:
+        if not (0 < oid < self.next_order_id) or not self._open[oid]:
             events.append(OrderRejected(seq, member, client_order_id, "unknown_order"))
             return
         original = self._cmd[oid]
@@ -796,9 +844,9 @@ class Exchange:
             events.append(OrderRejected(seq, member, client_order_id, "not_owner"))
             return
         qty = cmd.qty
-        book = self._book[oid]
+        book = self.books[original.symbol]
         reason = None
-        if self._status[oid] == PENDING_STOP or cmd.display_qty is not None or qty == 0:
+        if self._side[oid] & STOP_FLAG or cmd.display_qty is not None or qty == 0:
             reason = "invalid_replace"
         elif not (0 < qty <= VALUE_MAX and qty % book.lot_size == 0):
             reason = "invalid_quantity"
@@ -825,8 +873,8 @@ class Exchange:
             # iceberg gives up hidden quantity first.
             reduction = visible + hidden - qty
             if reduction:
-                key = self._key[oid]
-                self._digest_sum -= key * (visible + hidden * HIDDEN_WEIGHT)
+                weight = self._weight[oid]
+                self._digest_sum -= weight * (visible + hidden * HIDDEN_WEIGHT)
                 if reduction <= hidden:
                     hidden -= reduction
                 else:
@@ -836,7 +884,7 @@ class Exchange:
                     hidden = 0
                 self._open[oid] = visible
                 self._hidden[oid] = hidden
-                self._digest_sum += key * (visible + hidden * HIDDEN_WEIGHT)
+                self._digest_sum += weight * (visible + hidden * HIDDEN_WEIGHT)
                 if self._touched is not None:
                     self._touched[(book, self._side[oid], old_price)] = None
             events.append(OrderReplaced(
@@ -846,8 +894,7 @@ class Exchange:
         # A price change or a quantity increase loses priority: the order leaves its
         # level and comes back as an incoming order with its old id.
         side = self._side[oid]
-        self._remove_resting(oid)
-        self._members[member][0][oid] = None
+        self._remove_resting(oid, book)
         events.append(OrderReplaced(
             seq, oid, qty, price, False, member, original.client_order_id, book.symbol
         ))
@@ -869,31 +916,50 @@ class Exchange:
                 self._rest(book, oid, side, price, remaining, 0)
         else:
             self._close_unrested(oid)
-            del self._members[member][0][oid]
         if book.buy_stops or book.sell_stops:
             self._run_stops(seq, book, events)
 
+    def _open_orders(self, books) -> list[int]:
+        """Every open order id (resting or untriggered stop) of the given books, ascending.
+
+        Walks the books rather than keeping a per-member index: mass cancel and end of
+        day are rare, and an index would cost every order a dict insert and delete.
+        """
+        found = []
+        o_next = self._next
+        for book in books:
+            for levels in book.levels:
+                for level in levels.values():
+                    oid = level[HEAD]
+                    while oid:
+                        found.append(oid)
+                        oid = o_next[oid]
+            found.extend(oid for _, oid in book.buy_stops)
+            found.extend(oid for _, oid in book.sell_stops)
+        found.sort()
+        return found
+
     def _mass_cancel(self, seq: int, cmd: MassCancel, events: list) -> None:
         symbol = cmd.symbol
-        if symbol is not None and symbol not in self.books:
-            events.append(OrderRejected(seq, cmd.member, None, "unknown_symbol"))
-            return
-        record = self._members.get(cmd.member)
-        if record is None:
-            return
-        for oid in sorted(record[0]):
-            if symbol is None or self._cmd[oid].symbol == symbol:
+        if symbol is None:
+            books = list(self.books.values())
+        else:
+            book = self.books.get(symbol)
+            if book is None:
+                events.append(OrderRejected(seq, cmd.member, None, "unknown_symbol"))
+                return
+            books = [book]
+        member = cmd.member
+        o_cmd = self._cmd
+        for oid in self._open_orders(books):
+            if o_cmd[oid].member == member:
                 self._cancel_open_order(seq, oid, "mass_cancel", events)
 
     def _end_of_day(self, seq: int, cmd: EndOfDay, events: list) -> None:
-        day_orders = []
-        for record in self._members.values():
-            for oid in record[0]:
-                if self._cmd[oid].tif == "day":
-                    day_orders.append(oid)
-        day_orders.sort()
-        for oid in day_orders:
-            self._cancel_open_order(seq, oid, "expired", events)
+        o_cmd = self._cmd
+        for oid in self._open_orders(self.books.values()):
+            if o_cmd[oid].tif == "day":
+                self._cancel_open_order(seq, oid, "expired", events)
 
     # ------------------------------------------------------------------ instruments
 
@@ -1037,21 +1103,33 @@ class Exchange:
             })
         return rows
 
+    def status_of(self, oid: int) -> int:
+        """CLOSED, RESTING or PENDING_STOP for an assigned order id."""
+        if not self._open[oid]:
+            return CLOSED
+        return PENDING_STOP if self._side[oid] & STOP_FLAG else RESTING
+
     def order_state(self, oid: int) -> Optional[dict]:
         """One order's current state, or None if the id was never assigned."""
         if not 0 < oid < self.next_order_id:
             return None
-        status = self._status[oid]
+        status = self.status_of(oid)
         return {
             "order_id": oid,
             "status": ("closed", "resting", "pending_stop")[status],
             "member": self._cmd[oid].member,
             "symbol": self._cmd[oid].symbol,
             "side": self._cmd[oid].side,
+            "stop_price": self._price[oid] if status == PENDING_STOP else None,
             "price": self._price[oid] if status else None,
             "visible_qty": self._open[oid],
             "hidden_qty": self._hidden[oid],
         }
 
     def open_order_count(self) -> int:
-        return sum(len(record[0]) for record in self._members.values())
+        total = 0
+        for book in self.books.values():
+            for levels in book.levels:
+                total += sum(level[COUNT] for level in levels.values())
+            total += len(book.buy_stops) + len(book.sell_stops)
+        return total

@@ -9,8 +9,8 @@
 * every resting order has positive visible quantity, non-negative hidden quantity, and
   hidden quantity only if it is an iceberg; its columns name this book, side and price;
 * the id map equals the book: the orders marked resting are exactly the ones linked into
-  levels, the orders marked pending-stop exactly the ones in stop lists, and each
-  member's open-order set is exactly its resting and pending orders;
+  levels, the orders marked pending-stop exactly the ones in stop lists, and every
+  accepted order's client order id maps back to it;
 * closed orders hold no quantity, and the incremental digest sum equals its value
   recomputed from scratch.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from statemachine.errors import InvariantViolation
 from statemachine.exchange import (
+    ARRIVAL_WEIGHT,
     BUY,
     CLOSED,
     COUNT,
@@ -62,9 +63,9 @@ def check_invariants(exchange: Exchange) -> None:
                     if oid in seen_resting:
                         _fail(f"{symbol}: order {oid} is linked twice")
                     seen_resting.add(oid)
-                    if exchange._status[oid] != RESTING:
+                    if exchange.status_of(oid) != RESTING:
                         _fail(f"{symbol}: order {oid} is in a level but not marked resting")
-                    if exchange._book[oid] is not book or exchange._side[oid] != side or exchange._price[oid] != price:
+                    if exchange._cmd[oid].symbol != symbol or exchange._side[oid] != side or exchange._price[oid] != price:
                         _fail(f"{symbol}: order {oid} columns disagree with its level {price}")
                     if exchange._prev[oid] != previous:
                         _fail(f"{symbol}: order {oid} prev link is {exchange._prev[oid]}, expected {previous}")
@@ -74,11 +75,14 @@ def check_invariants(exchange: Exchange) -> None:
                         _fail(f"{symbol}: order {oid} has quantity visible={visible} hidden={hidden}")
                     if hidden and exchange._cmd[oid].display_qty is None:
                         _fail(f"{symbol}: order {oid} hides quantity but is not an iceberg")
-                    arrival = exchange._arrival[oid]
+                    weight = exchange._weight[oid]
+                    if weight % ARRIVAL_WEIGHT != price:
+                        _fail(f"{symbol}: order {oid} digest weight does not carry its price")
+                    arrival = weight // ARRIVAL_WEIGHT
                     if arrival <= previous_arrival:
                         _fail(f"{symbol}: level {price} is not in FIFO order at order {oid}")
                     previous_arrival = arrival
-                    digest_sum += hash((oid, price, arrival)) * (visible + hidden * HIDDEN_WEIGHT)
+                    digest_sum += weight * (visible + hidden * HIDDEN_WEIGHT)
                     count += 1
                     total += visible
                     previous = oid
@@ -97,28 +101,25 @@ def check_invariants(exchange: Exchange) -> None:
             if stops != sorted(stops):
                 _fail(f"{symbol}: stop list is not sorted")
             for keyed_price, oid in stops:
-                if exchange._status[oid] != PENDING_STOP or exchange._price[oid] != keyed_price * sign:
+                if exchange.status_of(oid) != PENDING_STOP or exchange._price[oid] != keyed_price * sign:
                     _fail(f"{symbol}: stop {oid} columns disagree with its stop list")
                 if exchange._open[oid] <= 0:
                     _fail(f"{symbol}: stop {oid} has no quantity")
                 seen_stops.add(oid)
-                digest_sum += hash((oid, -exchange._price[oid], exchange._arrival[oid])) * exchange._open[oid]
-    open_by_member: dict[str, set[int]] = {}
+                digest_sum += exchange._weight[oid] * exchange._open[oid]
     for oid in range(1, exchange.next_order_id):
-        status = exchange._status[oid]
+        status = exchange.status_of(oid)
         if status == RESTING and oid not in seen_resting:
             _fail(f"order {oid} is marked resting but is in no level")
         if status == PENDING_STOP and oid not in seen_stops:
             _fail(f"order {oid} is marked pending-stop but is in no stop list")
         if status == CLOSED and (exchange._open[oid] or exchange._hidden[oid]):
             _fail(f"closed order {oid} still holds quantity")
-        if status != CLOSED:
-            open_by_member.setdefault(exchange._cmd[oid].member, set()).add(oid)
-    for member, record in exchange._members.items():
-        if set(record[0]) != open_by_member.get(member, set()):
-            _fail(f"member {member}: open-order set does not match the book")
-    for member in open_by_member:
-        if member not in exchange._members:
-            _fail(f"member {member} has open orders but no member record")
+        cmd = exchange._cmd[oid]
+        if exchange._client_order_ids.get(cmd.member, {}).get(cmd.client_order_id) != oid:
+            _fail(f"order {oid}: client order id {cmd.client_order_id!r} does not map back to it")
+    mapped = sum(len(ids) for ids in exchange._client_order_ids.values())
+    if mapped != exchange.next_order_id - 1:
+        _fail(f"{mapped} client order ids are mapped for {exchange.next_order_id - 1} accepted orders")
     if digest_sum != exchange._digest_sum:
         _fail("incremental digest sum differs from its recomputation")

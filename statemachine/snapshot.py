@@ -34,6 +34,7 @@ import msgspec
 from statemachine.commands import PlaceOrder
 from statemachine.errors import SnapshotFormatError
 from statemachine.exchange import (
+    ARRIVAL_WEIGHT,
     BUY,
     COLUMN_CHUNK,
     HEAD,
@@ -41,6 +42,7 @@ from statemachine.exchange import (
     PENDING_STOP,
     RESTING,
     SELL,
+    STOP_FLAG,
     Book,
     Exchange,
 )
@@ -103,14 +105,14 @@ def encode_state(exchange: Exchange) -> bytes:
             _side_order_ids(exchange, book, BUY), _side_order_ids(exchange, book, SELL), stop_ids,
         ))
     end = exchange.next_order_id
-    status = exchange._status
+    open_column = exchange._open
     open_orders: list[int] = []
     extend = open_orders.extend
     for oid in range(1, end):
-        if status[oid]:
+        if open_column[oid]:
             extend((
-                oid, status[oid], exchange._side[oid], exchange._price[oid],
-                exchange._open[oid], exchange._hidden[oid], exchange._arrival[oid],
+                oid, exchange.status_of(oid), exchange._side[oid] & 1, exchange._price[oid],
+                exchange._open[oid], exchange._hidden[oid], exchange._weight[oid] // ARRIVAL_WEIGHT,
             ))
     state = _State(
         STATE_FORMAT_VERSION, exchange.last_sequence, exchange.last_timestamp_ns,
@@ -159,47 +161,40 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
         book.last_trade_price = instrument.last_trade_price
         book.halted = instrument.halted
         exchange.books[instrument.symbol] = book
-    members = exchange._members
+    client_order_ids = exchange._client_order_ids
     for oid, cmd in enumerate(state.placed_orders, 1):
-        book = exchange.books.get(cmd.symbol)
-        if book is None:
+        if cmd.symbol not in exchange.books:
             raise SnapshotFormatError(f"order {oid} names unknown symbol {cmd.symbol!r}")
         exchange._cmd[oid] = cmd
-        exchange._book[oid] = book
         exchange._side[oid] = BUY if cmd.side == "buy" else SELL
-        record = members.get(cmd.member)
-        if record is None:
-            record = members[cmd.member] = [{}, {}]
-        record[1][cmd.client_order_id] = oid
+        ids = client_order_ids.get(cmd.member)
+        if ids is None:
+            ids = client_order_ids[cmd.member] = {}
+        ids[cmd.client_order_id] = oid
     digest_sum = 0
     flat = state.open_orders
     for index in range(0, len(flat), _OPEN_ORDER_WIDTH):
         oid, status, side, price, visible, hidden, arrival = flat[index : index + _OPEN_ORDER_WIDTH]
         if not 0 < oid < end or status not in (RESTING, PENDING_STOP):
             raise SnapshotFormatError(f"snapshot open order {oid} is out of range")
-        exchange._status[oid] = status
-        exchange._side[oid] = side
+        if side not in (BUY, SELL) or visible <= 0:
+            raise SnapshotFormatError(f"snapshot open order {oid} has side {side}, quantity {visible}")
+        exchange._side[oid] = side | STOP_FLAG if status == PENDING_STOP else side
         exchange._price[oid] = price
         exchange._open[oid] = visible
         exchange._hidden[oid] = hidden
-        exchange._arrival[oid] = arrival
-        if status == RESTING:
-            key = hash((oid, price, arrival))
-            digest_sum += key * (visible + hidden * HIDDEN_WEIGHT)
-        else:
-            key = hash((oid, -price, arrival))
-            digest_sum += key * visible
-        exchange._key[oid] = key
-        members[exchange._cmd[oid].member][0][oid] = None
+        weight = arrival * ARRIVAL_WEIGHT + price
+        exchange._weight[oid] = weight
+        digest_sum += weight * (visible + hidden * HIDDEN_WEIGHT)
     exchange._digest_sum = digest_sum
     for instrument in state.instruments:
         book = exchange.books[instrument.symbol]
         for side, order_ids in ((BUY, instrument.bid_order_ids), (SELL, instrument.ask_order_ids)):
             _link_side(exchange, book, side, order_ids)
         for oid in instrument.stop_order_ids:
-            if exchange._status[oid] != PENDING_STOP:
+            if exchange.status_of(oid) != PENDING_STOP:
                 raise SnapshotFormatError(f"snapshot stop {oid} is not a pending stop")
-            if exchange._side[oid] == BUY:
+            if exchange._side[oid] & 1 == BUY:
                 book.buy_stops.append((exchange._price[oid], oid))
             else:
                 book.sell_stops.append((-exchange._price[oid], oid))
@@ -213,7 +208,7 @@ def _link_side(exchange: Exchange, book: Book, side: int, order_ids: list[int]) 
     keys = book.keys[side]
     previous_level = None
     for oid in order_ids:
-        if exchange._status[oid] != RESTING or exchange._side[oid] != side:
+        if exchange.status_of(oid) != RESTING or exchange._side[oid] != side:
             raise SnapshotFormatError(f"snapshot order {oid} is linked into the wrong side")
         price = exchange._price[oid]
         level = levels.get(price)

@@ -19,10 +19,11 @@ def cli() -> None:
 def _register() -> None:
     # Imported here rather than at the top so that each subcommand module can
     # import `cli` helpers from this module without a cycle.
-    from tools import commands_run
+    from tools import commands_bench, commands_run
 
     cli.add_command(commands_run.run)
     cli.add_command(commands_run.demo)
+    cli.add_command(commands_bench.bench)
 
 
 _register()

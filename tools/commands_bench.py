@@ -1,0 +1,56 @@
+"""`twinbook bench`: the benchmarks, each printing a readable table or, with --json, one
+JSON object of its figures (rates per second, latencies in ns, the parameters).
+
+Benchmarks prove speed; no test is timed. Each subcommand can also append its JSON
+object as one line to a results file (`--results FILE`), so runs can be compared.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import click
+
+
+def _emit(figures: dict, as_json: bool, results: str | None) -> None:
+    line = json.dumps(figures, sort_keys=True)
+    if results:
+        with open(results, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+    if as_json:
+        click.echo(line)
+        return
+    width = max(len(key) for key in figures)
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{name} {item}" for name, item in value.items())
+        elif isinstance(value, float):
+            value = f"{value:,.1f}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks of the hot paths (see docs/BENCHMARKS.md)."""
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object of the figures.")
+_results_option = click.option("--results", type=click.Path(dir_okay=False), help="Append the JSON figures to this JSON-lines file.")
+
+
+@bench.command()
+@click.option("--commands", default=1_000_000, show_default=True, type=click.IntRange(1_000, 50_000_000))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--runs", default=5, show_default=True, type=click.IntRange(1, 50))
+@click.option("--book-updates", is_flag=True, help="Also produce level_changed market-data events.")
+@_json_option
+@_results_option
+def core(commands: int, seed: int, runs: int, book_updates: bool, as_json: bool, results: str | None) -> None:
+    """The state machine on the seeded mixed workload (55/25/15/5)."""
+    from tools.bench_core import run_core_benchmark
+
+    _emit(run_core_benchmark(commands, seed, runs, book_updates), as_json, results)
