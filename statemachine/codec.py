@@ -25,7 +25,7 @@ from typing import Any, Iterable, Optional
 
 import msgspec
 
-from statemachine.commands import Command, MalformedCommand
+from statemachine.commands import Checkpoint, Command, MalformedCommand
 from statemachine.events import Event
 
 INT64_MIN = -(2**63)
@@ -136,14 +136,20 @@ def _malformed(line: bytes, line_number: Optional[int], reason: str) -> Malforme
     )
 
 
+# Record types the node writes for itself. A scenario written by a person must not be
+# able to inject them; `journal import` accepts them so that an export imports again.
+INTERNAL_COMMAND_TYPES = (Checkpoint, MalformedCommand)
+
+
 def parse_scenario_line(
-    line: bytes | str, line_number: Optional[int] = None
+    line: bytes | str, line_number: Optional[int] = None, *, internal_allowed: bool = False
 ) -> tuple[Command, Optional[int]]:
     """One scenario line -> (command, timestamp_ns or None). Never raises.
 
-    A blank line, non-JSON, a non-object, an unknown ``type``, a missing required
-    field, a value of the wrong type or an enum value not listed all give a
-    `MalformedCommand` whose detail names the line and what was wrong.
+    A blank line, non-JSON, a non-object, an unknown ``type`` (the internal record
+    types included, unless `internal_allowed`), a missing required field, a value of the
+    wrong type or an enum value not listed all give a `MalformedCommand` whose detail
+    names the line and what was wrong.
     """
     if isinstance(line, str):
         line = line.encode("utf-8", "surrogatepass")
@@ -160,6 +166,8 @@ def parse_scenario_line(
         extras = _json_extras_decoder.decode(line)
     except msgspec.MsgspecError as error:
         return _malformed(line, line_number, str(error)), None
+    if not internal_allowed and type(command) in INTERNAL_COMMAND_TYPES:
+        return _malformed(line, line_number, f"unknown command type {command.__struct_config__.tag!r}"), None
     timestamp_ns = extras.ts
     if timestamp_ns is not None and not 0 <= timestamp_ns <= INT64_MAX:
         return _malformed(line, line_number, "ts must be a non-negative 64-bit integer"), None

@@ -1,13 +1,21 @@
 """The `twinbook` command-line interface: the click group and its subcommands.
 
-Every subcommand lives in its own module under tools/ and is registered here. This
-is the only place where operating errors become messages and exit codes: the
-packages below raise their own exception trees, and `main` maps them.
+Every subcommand lives in its own module under tools/ and is registered here. This is
+the only place where operating errors become messages and exit codes: the packages
+below raise their own exception trees, and `main` maps them.
+
+Exit codes: 0 success; 1 a check found a problem (verify, determinism-check); 2 bad
+usage (click's own); 3 an operating fault (corrupt journal, unreadable snapshot store,
+missing data directory), with the message naming the file and offset.
 """
 
 from __future__ import annotations
 
+import sys
+
 import click
+
+EXIT_OPERATING_FAULT = 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,16 +26,37 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here rather than at the top so that each subcommand module can
-    # import `cli` helpers from this module without a cycle.
-    from tools import commands_bench, commands_run
+    # import helpers from tools/ without a cycle.
+    from tools import commands_bench, commands_journal, commands_run, commands_snapshot
 
     cli.add_command(commands_run.run)
     cli.add_command(commands_run.demo)
     cli.add_command(commands_bench.bench)
+    cli.add_command(commands_journal.journal_group)
+    cli.add_command(commands_snapshot.snapshot_group)
 
 
 _register()
 
 
 def main() -> None:
-    cli()
+    import journal
+    import snapshots
+    from replica.errors import ReplicaError
+    from statemachine.errors import StateMachineError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("twinbook: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except (journal.JournalError, snapshots.SnapshotError, ReplicaError, StateMachineError) as error:
+        click.echo(f"twinbook: {type(error).__name__}: {error}", err=True)
+        sys.exit(EXIT_OPERATING_FAULT)
+    except OSError as error:
+        where = f" {error.filename}" if error.filename else ""
+        click.echo(f"twinbook: {error.strerror or error}{where}", err=True)
+        sys.exit(EXIT_OPERATING_FAULT)

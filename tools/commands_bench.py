@@ -54,3 +54,17 @@ def core(commands: int, seed: int, runs: int, book_updates: bool, as_json: bool,
     from tools.bench_core import run_core_benchmark
 
     _emit(run_core_benchmark(commands, seed, runs, book_updates), as_json, results)
+
+
+@bench.command()
+@click.option("--resting-orders", default=1_000_000, show_default=True, type=click.IntRange(1_000, 20_000_000))
+@click.option("--replay-records", default=1_000_000, show_default=True, type=click.IntRange(1_000, 20_000_000))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the temporary data (default: the system temp dir).")
+@_json_option
+@_results_option
+def recovery(resting_orders: int, replay_records: int, seed: int, workdir: str | None, as_json: bool, results: str | None) -> None:
+    """Snapshot stall/write/load on a big book, and journal replay rate."""
+    from tools.bench_recovery import run_recovery_benchmark
+
+    _emit(run_recovery_benchmark(resting_orders, replay_records, seed, workdir), as_json, results)

@@ -1,0 +1,21 @@
+"""The node runtime's own exception tree.
+
+Operating faults of the runtime (a data directory that is not one, a snapshot that
+cannot be taken) are `ReplicaError`s naming the path. Journal and snapshot faults keep
+their own trees (`journal.JournalError`, `snapshots.SnapshotError`) and pass through
+unchanged, so a message always names the file and offset where the fault is.
+"""
+
+from __future__ import annotations
+
+
+class ReplicaError(Exception):
+    """Base of every exception raised by replica/."""
+
+
+class DataDirectoryError(ReplicaError):
+    """A node data directory is missing, or is not laid out as one."""
+
+
+class SnapshotTakeError(ReplicaError):
+    """A snapshot could not be taken (the child failed, or one is already being written)."""
