@@ -27,13 +27,17 @@ def cli() -> None:
 def _register() -> None:
     # Imported here rather than at the top so that each subcommand module can
     # import helpers from tools/ without a cycle.
-    from tools import commands_bench, commands_journal, commands_run, commands_snapshot
+    from tools import commands_bench, commands_journal, commands_node, commands_run, commands_snapshot
 
     cli.add_command(commands_run.run)
     cli.add_command(commands_run.demo)
     cli.add_command(commands_bench.bench)
     cli.add_command(commands_journal.journal_group)
     cli.add_command(commands_snapshot.snapshot_group)
+    cli.add_command(commands_node.primary)
+    cli.add_command(commands_node.client)
+    cli.add_command(commands_node.feed)
+    cli.add_command(commands_node.hash_token_command)
 
 
 _register()

@@ -1,0 +1,236 @@
+"""The Python client library members and the tools use to trade on a twinbook node.
+
+    client = OrderClient([("127.0.0.1", 7701)], "M1", "demo-M1")
+    await client.connect()
+    report = await client.place("o-1", "AAPL", "buy", "limit", 100, price=19000)
+    # report: the first event answering the request (accepted / rejected / ...), or a
+    # RequestRejected from the gateway (throttled, malformed, busy)
+
+Every ExecutionReport also lands in `client.reports` (an asyncio.Queue of events), fills of
+resting orders and other unsolicited reports included, and `on_report` is called for each.
+
+Failover: when the connection drops, the client tries the endpoints in turn (bounded
+attempts with backoff), logs on again and resubmits every request still waiting for its
+answer, with the same client order ids. The engine's dedupe makes that safe: a place that
+had reached the journal before the failure comes back `rejected` with reason
+`duplicate_client_order_id` and the original `order_id` (`was_accepted_before(report)`
+says so), never as a second order. A resubmitted cancel of an order already cancelled is
+`unknown_order`; a resubmitted replace to the same quantity and price keeps priority.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Callable, Optional
+
+import msgspec
+
+from replica.protocol import (
+    PROTOCOL_VERSION,
+    CancelRequest,
+    Disconnect,
+    ExecutionReport,
+    FrameReader,
+    Logon,
+    LogonAccepted,
+    LogonRejected,
+    Logout,
+    MassCancelRequest,
+    OrderStatus,
+    OrderStatusRequest,
+    PlaceRequest,
+    ReplaceRequest,
+    RequestRejected,
+    ServerHeartbeat,
+    encode_frame,
+    server_message_decoder,
+)
+from replica.errors import ReplicaError
+from statemachine.events import OrderRejected
+
+CONNECT_ATTEMPTS_MAX = 40
+RECONNECT_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+class ClientError(ReplicaError):
+    """The client could not reach any endpoint, or a logon was refused."""
+
+
+def was_accepted_before(report) -> bool:
+    """True if a resubmitted place found its original already accepted."""
+    return isinstance(report, OrderRejected) and report.reason == "duplicate_client_order_id"
+
+
+class OrderClient:
+    def __init__(
+        self,
+        endpoints: list[tuple[str, int]],
+        member: str,
+        token: str,
+        *,
+        on_report: Optional[Callable[[object], None]] = None,
+        heartbeat_interval_ms: int = 1000,
+    ) -> None:
+        if not endpoints:
+            raise ClientError("at least one endpoint is needed")
+        self.endpoints = list(endpoints)
+        self.member = member
+        self.token = token
+        self.on_report = on_report
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.reports: asyncio.Queue = asyncio.Queue()
+        self.logon: Optional[LogonAccepted] = None
+        self.reconnects = 0
+        self._request_ids = itertools.count(1)
+        self._waiting: dict[int, tuple[asyncio.Future, object]] = {}
+        self._endpoint_index = 0
+        self._reader: Optional[asyncio.StreamReader] = None
+        self._writer: Optional[asyncio.StreamWriter] = None
+        self._receiver: Optional[asyncio.Task] = None
+        self._closed = False
+        self._connected = asyncio.Event()
+        self.last_session_sequence = 0
+
+    # ------------------------------------------------------------ connection
+
+    async def connect(self) -> LogonAccepted:
+        for attempt in range(CONNECT_ATTEMPTS_MAX):
+            host, port = self.endpoints[self._endpoint_index % len(self.endpoints)]
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+            except (OSError, asyncio.TimeoutError):
+                self._endpoint_index += 1
+                await asyncio.sleep(RECONNECT_BACKOFF_SECONDS[min(attempt, len(RECONNECT_BACKOFF_SECONDS) - 1)])
+                continue
+            writer.write(encode_frame(Logon(PROTOCOL_VERSION, self.member, self.token, self.heartbeat_interval_ms)))
+            frames = FrameReader()
+            answer = None
+            try:
+                while answer is None:
+                    data = await asyncio.wait_for(reader.read(65536), 5.0)
+                    if not data:
+                        break
+                    for payload in frames.feed(data):
+                        answer = server_message_decoder.decode(payload)
+                        break
+            except (OSError, asyncio.TimeoutError, msgspec.MsgspecError):
+                answer = None
+            if isinstance(answer, LogonRejected):
+                writer.close()
+                raise ClientError(f"logon of {self.member} refused by {host}:{port}: {answer.reason}")
+            if not isinstance(answer, LogonAccepted):
+                writer.close()
+                self._endpoint_index += 1
+                await asyncio.sleep(RECONNECT_BACKOFF_SECONDS[min(attempt, len(RECONNECT_BACKOFF_SECONDS) - 1)])
+                continue
+            self.logon = answer
+            self.last_session_sequence = 0
+            self._reader, self._writer = reader, writer
+            self._receiver = asyncio.get_running_loop().create_task(self._receive(frames))
+            self._connected.set()
+            # Resubmit whatever had not been answered, in the order it was sent.
+            for request_id, (_, request) in sorted(self._waiting.items()):
+                writer.write(encode_frame(request))
+            return answer
+        raise ClientError(f"no endpoint of {self.endpoints} accepted a logon after {CONNECT_ATTEMPTS_MAX} attempts")
+
+    async def _receive(self, frames: FrameReader) -> None:
+        reader = self._reader
+        try:
+            while True:
+                data = await reader.read(262144)
+                if not data:
+                    break
+                for payload in frames.feed(data):
+                    self._dispatch(server_message_decoder.decode(payload))
+        except (OSError, msgspec.MsgspecError, ValueError):
+            pass
+        self._connected.clear()
+        if not self._closed:
+            self.reconnects += 1
+            try:
+                await self.connect()
+            except ClientError as error:
+                for future, _ in self._waiting.values():
+                    if not future.done():
+                        future.set_exception(error)
+                self._waiting.clear()
+
+    def _dispatch(self, message) -> None:
+        kind = type(message)
+        if kind is ExecutionReport:
+            self.last_session_sequence = message.session_sequence
+            event = message.event
+            self.reports.put_nowait(event)
+            if self.on_report is not None:
+                self.on_report(event)
+            if message.request_id:
+                waiting = self._waiting.pop(message.request_id, None)
+                if waiting is not None and not waiting[0].done():
+                    waiting[0].set_result(event)
+        elif kind is RequestRejected or kind is OrderStatus:
+            self.last_session_sequence = message.session_sequence
+            waiting = self._waiting.pop(message.request_id, None)
+            if waiting is not None and not waiting[0].done():
+                waiting[0].set_result(message)
+        elif kind is ServerHeartbeat:
+            self.last_session_sequence = message.session_sequence
+        elif kind is Disconnect:
+            self.last_session_sequence = message.session_sequence or self.last_session_sequence
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._writer is not None:
+            try:
+                self._writer.write(encode_frame(Logout()))
+                await self._writer.drain()
+            except (OSError, RuntimeError):
+                pass
+            self._writer.close()
+        if self._receiver is not None:
+            self._receiver.cancel()
+            try:
+                await self._receiver
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    # ------------------------------------------------------------ requests
+
+    def _request(self, request) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[request.request_id] = (future, request)
+        if self._connected.is_set() and self._writer is not None:
+            self._writer.write(encode_frame(request))
+        return future
+
+    def send_place(self, client_order_id: str, symbol: str, side: str, order_type: str, qty: int, **fields) -> asyncio.Future:
+        """Send a place without waiting; the future resolves with its first report."""
+        return self._request(PlaceRequest(next(self._request_ids), client_order_id, symbol, side, order_type, qty, **fields))
+
+    async def place(self, client_order_id: str, symbol: str, side: str, order_type: str, qty: int, **fields):
+        return await self.send_place(client_order_id, symbol, side, order_type, qty, **fields)
+
+    async def cancel(self, order_id: Optional[int] = None, client_order_id: Optional[str] = None):
+        return await self._request(CancelRequest(next(self._request_ids), order_id, client_order_id))
+
+    async def replace(self, order_id: int, qty: int, price: Optional[int] = None):
+        return await self._request(ReplaceRequest(next(self._request_ids), order_id, qty, price))
+
+    async def order_status(self, order_id: int) -> OrderStatus:
+        return await self._request(OrderStatusRequest(next(self._request_ids), order_id))
+
+    async def mass_cancel(self, symbol: Optional[str] = None) -> None:
+        """Send a mass cancel; its cancels arrive as unsolicited reports."""
+        request = MassCancelRequest(next(self._request_ids), symbol)
+        if self._writer is not None:
+            self._writer.write(encode_frame(request))
+            await self._writer.drain()
+
+    async def drain(self) -> None:
+        if self._writer is not None:
+            await self._writer.drain()
+
+    @property
+    def unanswered(self) -> int:
+        return len(self._waiting)

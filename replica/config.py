@@ -1,0 +1,247 @@
+"""Node configuration: TOML, with embedded defaults that run a demo exchange on loopback.
+
+A config file overrides any part of the defaults:
+
+    cluster_id = 1
+    [node]
+    host = "127.0.0.1"
+    client_port = 7701        # members' trading sessions
+    feed_port = 7702          # market data
+    replication_port = 7703   # the standby's link (replication issue)
+    admin_port = 7704         # heartbeats, promote, snapshot take
+    durability = "always"     # always | interval | none (none: tests and benchmarks only)
+    interval_ms = 2
+    snapshot_every_records = 100000
+    snapshot_every_seconds = 300
+    snapshot_retention = 3
+    [limits]
+    messages_per_second = 20000   # per session, token bucket
+    burst_messages = 40000
+    sessions_max = 1000
+    feed_subscribers_max = 1000
+    feed_buffer_bytes_max = 4194304   # a subscriber further behind is cut off
+    session_buffer_bytes_max = 16777216
+    [[instruments]]
+    symbol = "AAPL"
+    tick_size = 1
+    lot_size = 1
+    band_bps = 1000
+    reference_price = 19000
+    [[members]]
+    name = "M1"
+    token_hash = "sha256:<salt hex>:<hex digest of salt + token>"
+    cancel_on_disconnect = true
+
+Tokens are never stored, only salted SHA-256 hashes (`hash_token`); tokens are long
+random secrets, so a fast hash with a salt is enough, and the check compares in constant
+time. The embedded demo members M1..M4 have the tokens `demo-M1` .. `demo-M4`; only M4
+cancels its orders on disconnect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from replica.errors import ReplicaError
+
+DURABILITY_POLICIES = ("always", "interval", "none")
+
+
+class ConfigError(ReplicaError):
+    """A configuration file that cannot be used, named with the offending key."""
+
+
+def hash_token(token: str, salt: Optional[bytes] = None) -> str:
+    salt = os.urandom(16) if salt is None else salt
+    digest = hashlib.sha256(salt + token.encode()).hexdigest()
+    return f"sha256:{salt.hex()}:{digest}"
+
+
+def token_matches(token: str, token_hash: str) -> bool:
+    try:
+        scheme, salt_hex, digest = token_hash.split(":")
+        salt = bytes.fromhex(salt_hex)
+    except ValueError:
+        return False
+    if scheme != "sha256":
+        return False
+    candidate = hashlib.sha256(salt + token.encode()).hexdigest()
+    return hmac.compare_digest(candidate, digest)
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    symbol: str
+    tick_size: int = 1
+    lot_size: int = 1
+    band_bps: int = 0
+    reference_price: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    name: str
+    token_hash: str
+    cancel_on_disconnect: bool = True
+
+
+@dataclass(frozen=True)
+class Limits:
+    messages_per_second: int = 20000
+    burst_messages: int = 40000
+    sessions_max: int = 1000
+    feed_subscribers_max: int = 1000
+    feed_buffer_bytes_max: int = 4 * 1024 * 1024
+    session_buffer_bytes_max: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    cluster_id: int = 1
+    host: str = "127.0.0.1"
+    client_port: int = 7701
+    feed_port: int = 7702
+    replication_port: int = 7703
+    admin_port: int = 7704
+    durability: str = "always"
+    interval_ms: int = 2
+    snapshot_every_records: int = 100_000
+    snapshot_every_seconds: int = 300
+    snapshot_retention: int = 3
+    limits: Limits = field(default_factory=Limits)
+    instruments: tuple[InstrumentConfig, ...] = ()
+    members: tuple[MemberConfig, ...] = ()
+
+    def member(self, name: str) -> Optional[MemberConfig]:
+        for member in self.members:
+            if member.name == name:
+                return member
+        return None
+
+    def with_ports(self, base_port: int) -> "NodeConfig":
+        """The same config with the four ports at base_port .. base_port + 3.
+
+        A base of 0 binds every port to 0, so the kernel picks four free ports (they are
+        then written to DIR/node.json).
+        """
+        if base_port == 0:
+            return replace(self, client_port=0, feed_port=0, replication_port=0, admin_port=0)
+        return replace(
+            self, client_port=base_port, feed_port=base_port + 1,
+            replication_port=base_port + 2, admin_port=base_port + 3,
+        )
+
+
+# Fixed salts keep the embedded defaults reproducible; real configs use random salts.
+DEMO_INSTRUMENTS = (
+    InstrumentConfig("AAPL", 1, 1, 1000, 19000),
+    InstrumentConfig("MSFT", 1, 1, 1000, 42000),
+    InstrumentConfig("TSLA", 5, 1, 2000, 25000),
+    InstrumentConfig("BOND", 1, 100, 0, None),
+)
+# M1..M3 keep their orders when they disconnect (so `twinbook client place` leaves a
+# resting order behind); M4 shows cancel-on-disconnect.
+DEMO_MEMBERS = tuple(
+    MemberConfig(name, hash_token(f"demo-{name}", salt=name.encode().ljust(16, b"\0")), name == "M4")
+    for name in ("M1", "M2", "M3", "M4")
+)
+
+
+def default_config() -> NodeConfig:
+    return NodeConfig(instruments=DEMO_INSTRUMENTS, members=DEMO_MEMBERS)
+
+
+def _positive_int(table: dict, key: str, where: str, default: int, minimum: int = 1) -> int:
+    value = table.get(key, default)
+    if type(value) is not int or value < minimum:
+        raise ConfigError(f"{where}.{key} must be an integer >= {minimum}, not {value!r}")
+    return value
+
+
+def parse_config(text: str, source: str = "<config>") -> NodeConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML: {error}") from None
+    base = default_config()
+    node = data.get("node", {})
+    limits_table = data.get("limits", {})
+    if not isinstance(node, dict) or not isinstance(limits_table, dict):
+        raise ConfigError(f"{source}: [node] and [limits] must be tables")
+    durability = node.get("durability", base.durability)
+    if durability not in DURABILITY_POLICIES:
+        raise ConfigError(f"{source}: node.durability must be one of {', '.join(DURABILITY_POLICIES)}, not {durability!r}")
+    host = node.get("host", base.host)
+    if not isinstance(host, str):
+        raise ConfigError(f"{source}: node.host must be a string")
+    default_limits = Limits()
+    limits = Limits(**{
+        name: _positive_int(limits_table, name, f"{source}: limits", getattr(default_limits, name))
+        for name in default_limits.__dataclass_fields__
+    })
+    instruments = base.instruments
+    if "instruments" in data:
+        instruments = []
+        for index, table in enumerate(data["instruments"]):
+            where = f"{source}: instruments[{index}]"
+            if not isinstance(table.get("symbol"), str):
+                raise ConfigError(f"{where}.symbol must be a string")
+            reference = table.get("reference_price")
+            if reference is not None and (type(reference) is not int or reference <= 0):
+                raise ConfigError(f"{where}.reference_price must be a positive integer")
+            instruments.append(InstrumentConfig(
+                table["symbol"],
+                _positive_int(table, "tick_size", where, 1),
+                _positive_int(table, "lot_size", where, 1),
+                _positive_int(table, "band_bps", where, 0, minimum=0),
+                reference,
+            ))
+        instruments = tuple(instruments)
+    members = base.members
+    if "members" in data:
+        members = []
+        for index, table in enumerate(data["members"]):
+            where = f"{source}: members[{index}]"
+            if not isinstance(table.get("name"), str) or not isinstance(table.get("token_hash"), str):
+                raise ConfigError(f"{where} needs string name and token_hash (never a plain token)")
+            if "token" in table:
+                raise ConfigError(f"{where} has a plain `token`: store only `token_hash` (twinbook hash-token)")
+            if not table["token_hash"].startswith("sha256:"):
+                raise ConfigError(f"{where}.token_hash must look like sha256:<salt hex>:<digest hex>")
+            members.append(MemberConfig(table["name"], table["token_hash"], bool(table.get("cancel_on_disconnect", True))))
+        members = tuple(members)
+    cluster_id = data.get("cluster_id", base.cluster_id)
+    if type(cluster_id) is not int or not 0 <= cluster_id < 2**64:
+        raise ConfigError(f"{source}: cluster_id must be a 64-bit unsigned integer")
+    return NodeConfig(
+        cluster_id=cluster_id,
+        host=host,
+        client_port=_positive_int(node, "client_port", f"{source}: node", base.client_port, 0),
+        feed_port=_positive_int(node, "feed_port", f"{source}: node", base.feed_port, 0),
+        replication_port=_positive_int(node, "replication_port", f"{source}: node", base.replication_port, 0),
+        admin_port=_positive_int(node, "admin_port", f"{source}: node", base.admin_port, 0),
+        durability=durability,
+        interval_ms=_positive_int(node, "interval_ms", f"{source}: node", base.interval_ms),
+        snapshot_every_records=_positive_int(node, "snapshot_every_records", f"{source}: node", base.snapshot_every_records),
+        snapshot_every_seconds=_positive_int(node, "snapshot_every_seconds", f"{source}: node", base.snapshot_every_seconds),
+        snapshot_retention=_positive_int(node, "snapshot_retention", f"{source}: node", base.snapshot_retention),
+        limits=limits,
+        instruments=instruments,
+        members=members,
+    )
+
+
+def load_config(path: Optional[str]) -> NodeConfig:
+    if path is None:
+        return default_config()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config: {error.strerror}") from None
+    return parse_config(text, path)

@@ -1,0 +1,143 @@
+"""The market-data subscriber: a local L2 book kept from a snapshot plus updates.
+
+`BookView.apply(message)` takes a BookSnapshot or MarketDataUpdate and returns False when
+an update does not link to the last one seen (its `previous_journal_sequence` is not the
+view's `journal_sequence`): something was missed, and the caller asks for a new
+snapshot. Updates at or before the snapshot's sequence are already in it and are skipped.
+`follow_feed` connects, subscribes, applies, re-snapshots on a gap, and calls `on_message`
+after each message, for a bounded time if asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable, Optional
+
+from replica.errors import ReplicaError
+from replica.protocol import (
+    BookSnapshot,
+    Disconnect,
+    FeedRejected,
+    FrameReader,
+    MarketDataUpdate,
+    Subscribe,
+    Unsubscribe,
+    encode_frame,
+    feed_message_decoder,
+)
+from statemachine.events import InstrumentStatusChanged, LevelChanged, TradeExecuted
+
+TRADES_KEPT = 20
+
+
+class FeedError(ReplicaError):
+    """The feed refused the subscription or closed the connection with a reason."""
+
+
+class BookView:
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.bids: dict[int, tuple[int, int]] = {}
+        self.asks: dict[int, tuple[int, int]] = {}
+        self.journal_sequence = 0
+        self.synchronised = False
+        self.status = "unknown"
+        self.last_trade_price: Optional[int] = None
+        self.trades: list[TradeExecuted] = []
+        self.snapshots = 0
+        self.gaps = 0
+
+    def apply(self, message) -> bool:
+        if type(message) is BookSnapshot:
+            self.bids = {level.price: (level.qty, level.orders) for level in message.bids}
+            self.asks = {level.price: (level.qty, level.orders) for level in message.asks}
+            self.journal_sequence = message.journal_sequence
+            self.status = message.status
+            self.last_trade_price = message.last_trade_price
+            self.synchronised = True
+            self.snapshots += 1
+            return True
+        if type(message) is not MarketDataUpdate or not self.synchronised:
+            return True
+        if message.journal_sequence <= self.journal_sequence:
+            return True
+        if message.previous_journal_sequence > self.journal_sequence:
+            self.synchronised = False
+            self.gaps += 1
+            return False
+        for event in message.events:
+            kind = type(event)
+            if kind is LevelChanged:
+                side = self.bids if event.side == "buy" else self.asks
+                if event.qty:
+                    side[event.price] = (event.qty, event.orders)
+                else:
+                    side.pop(event.price, None)
+            elif kind is TradeExecuted:
+                self.last_trade_price = event.price
+                self.trades.append(event)
+                del self.trades[:-TRADES_KEPT]
+            elif kind is InstrumentStatusChanged:
+                self.status = event.status
+        self.journal_sequence = message.journal_sequence
+        return True
+
+    def depth(self, levels: Optional[int] = None) -> dict:
+        bids = sorted(self.bids.items(), reverse=True)[:levels]
+        asks = sorted(self.asks.items())[:levels]
+        return {
+            "bids": [(price, qty, orders) for price, (qty, orders) in bids],
+            "asks": [(price, qty, orders) for price, (qty, orders) in asks],
+        }
+
+    def render(self, levels: int = 10) -> str:
+        depth = self.depth(levels)
+        lines = [
+            f"{self.symbol}  {self.status}  journal seq {self.journal_sequence}  last {self.last_trade_price}  "
+            f"(snapshots {self.snapshots}, gaps {self.gaps})",
+            f"{'bid orders':>10} {'bid qty':>10} {'bid':>10} | {'ask':<10} {'ask qty':<10} {'ask orders':<10}",
+        ]
+        for index in range(max(len(depth["bids"]), len(depth["asks"]), 1)):
+            bid = depth["bids"][index] if index < len(depth["bids"]) else None
+            ask = depth["asks"][index] if index < len(depth["asks"]) else None
+            left = f"{bid[2]:>10} {bid[1]:>10} {bid[0]:>10}" if bid else " " * 32
+            right = f"{ask[0]:<10} {ask[1]:<10} {ask[2]:<10}" if ask else ""
+            lines.append(f"{left} | {right}")
+        for trade in reversed(self.trades[-5:]):
+            lines.append(f"  trade #{trade.trade_id} {trade.qty}@{trade.price} ({trade.aggressor})")
+        return "\n".join(lines) + "\n"
+
+
+async def follow_feed(
+    endpoint: tuple[str, int],
+    view: BookView,
+    on_message: Callable[[object], None],
+    seconds: Optional[float] = None,
+) -> None:
+    reader, writer = await asyncio.open_connection(*endpoint)
+    writer.write(encode_frame(Subscribe(view.symbol)))
+    frames = FrameReader()
+    deadline = None if seconds is None else time.monotonic() + seconds
+    try:
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if timeout == 0.0:
+                return
+            try:
+                data = await asyncio.wait_for(reader.read(262144), timeout)
+            except asyncio.TimeoutError:
+                return
+            if not data:
+                raise FeedError(f"feed {endpoint[0]}:{endpoint[1]} closed the connection")
+            for payload in frames.feed(data):
+                message = feed_message_decoder.decode(payload)
+                if type(message) is FeedRejected:
+                    raise FeedError(f"feed refused {message.symbol}: {message.reason}")
+                if type(message) is Disconnect:
+                    raise FeedError(f"feed disconnected: {message.reason}")
+                if not view.apply(message):
+                    writer.write(encode_frame(Unsubscribe(view.symbol)) + encode_frame(Subscribe(view.symbol)))
+                on_message(message)
+    finally:
+        writer.close()

@@ -1,0 +1,453 @@
+"""The primary node: thin asyncio adapters around PrimaryCore and FeedCore.
+
+    client TCP ─► ClientConnection.data_received ─► PrimaryCore.client_payload (records pend)
+                                                          │
+    commit loop: take_records ─► JournalWriter.append ... commit_async (write + fdatasync
+                 in a thread, so sockets keep being read: group commit forms by itself)
+                                                          │
+                 release(durable sequence) ─► apply ─► outboxes ─► transport.write
+    feed TCP  ◄─ FeedCore outbox (one encoded frame per update, shared by subscribers)
+    admin TCP ◄─ one JSON object per line: status, snapshot
+
+Everything here is I/O and timing; every decision is in the cores. Durability: with
+policy `always` a record is released only once fdatasync covered it; with `interval` or
+`none` once it is written (the policy's stated window of loss), and `interval` syncs at
+least every `interval_ms`.
+
+Slow consumers: a feed subscriber or client session whose transport buffer exceeds its
+limit is disconnected with a reason; the commit loop never waits for a socket.
+Shutdown: SIGTERM (or `stop()`) stops accepting, finishes the batch in flight, syncs the
+journal, and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Callable, Optional
+
+import msgspec
+
+import journal
+from replica.config import NodeConfig
+from replica.data_directory import DataDirectory
+from replica.primary import PrimaryCore
+from replica.protocol import (
+    Disconnect,
+    FrameReader,
+    FrameTooLargeError,
+    Subscribe,
+    Unsubscribe,
+    encode_frame,
+    encode_frames,
+    feed_request_decoder,
+)
+from replica.recovery import recover_exchange
+from replica.snapshotter import Snapshotter
+from statemachine import AddInstrument, Exchange
+
+HEARTBEAT_PERIOD_SECONDS = 1.0
+MAINTENANCE_PERIOD_SECONDS = 0.5
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, node: "PrimaryNode") -> None:
+        self.node = node
+        self.reader = FrameReader()
+        self.transport: Optional[asyncio.Transport] = None
+        self.session_id = 0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.session_id = self.node.open_session(self)
+
+    def data_received(self, data: bytes) -> None:
+        node = self.node
+        core = node.core
+        now_ns = time.time_ns()
+        try:
+            payloads = self.reader.feed(data)
+        except FrameTooLargeError as error:
+            core.frame_too_large(self.session_id, str(error))
+            node.flush()
+            return
+        client_payload = core.client_payload
+        session_id = self.session_id
+        for payload in payloads:
+            client_payload(session_id, payload, now_ns)
+        node.wake()
+
+    def connection_lost(self, exc) -> None:
+        self.node.close_session(self.session_id)
+
+
+class FeedConnection(asyncio.Protocol):
+    def __init__(self, node: "PrimaryNode") -> None:
+        self.node = node
+        self.reader = FrameReader()
+        self.transport: Optional[asyncio.Transport] = None
+        self.subscriber_id = 0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.subscriber_id = self.node.open_subscriber(self)
+
+    def data_received(self, data: bytes) -> None:
+        feed = self.node.core.feed
+        try:
+            payloads = self.reader.feed(data)
+        except FrameTooLargeError:
+            self.node.drop_subscriber(self.subscriber_id, "frame_too_large")
+            return
+        for payload in payloads:
+            try:
+                request = feed_request_decoder.decode(payload)
+            except msgspec.MsgspecError:
+                self.node.drop_subscriber(self.subscriber_id, "malformed")
+                return
+            if type(request) is Subscribe:
+                feed.subscribe(self.subscriber_id, request.symbol)
+            elif type(request) is Unsubscribe:
+                feed.unsubscribe(self.subscriber_id, request.symbol)
+        self.node.flush()
+
+    def connection_lost(self, exc) -> None:
+        self.node.close_subscriber(self.subscriber_id)
+
+
+class PrimaryNode:
+    def __init__(self, config: NodeConfig, data_root: str, *, log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.directory = DataDirectory.create(data_root)
+        self.log = log
+        self.core: Optional[PrimaryCore] = None
+        self.writer: Optional[journal.JournalWriter] = None
+        self.connections: dict[int, ClientConnection] = {}
+        self.subscribers: dict[int, FeedConnection] = {}
+        self._next_connection_id = 1
+        self._work = asyncio.Event()
+        self._stopping = False
+        self._servers: list = []
+        self._tasks: list = []
+        self._commit_task: Optional[asyncio.Task] = None
+        self._release_written = config.durability != "always"
+        self.snapshotter = Snapshotter(self.directory, config.snapshot_retention)
+        self._last_snapshot_sequence = 0
+        self._last_snapshot_ns = time.monotonic_ns()
+        self.stopped = asyncio.Event()
+        self.addresses: dict[str, tuple[str, int]] = {}
+
+    # ------------------------------------------------------------ start / stop
+
+    async def start(self) -> None:
+        config = self.config
+        if self.directory.has_journal():
+            result = recover_exchange(self.directory.root, book_updates=True, cluster_id=config.cluster_id)
+            exchange = result.exchange
+            self.log(
+                f"recovered sequence {exchange.last_sequence} (snapshot {result.snapshot_sequence} "
+                f"+ {result.replayed_records} replayed; journal tail {result.journal_report.state})"
+            )
+            for sequence, reason in result.skipped_snapshots:
+                self.log(f"skipped snapshot {sequence}: {reason}")
+            self._last_snapshot_sequence = result.snapshot_sequence
+        else:
+            exchange = Exchange(book_updates=True)
+        self.writer = journal.JournalWriter.open(
+            self.directory.journal, config.cluster_id, durability=config.durability, interval_ms=config.interval_ms
+        )
+        if self.writer.last_sequence != exchange.last_sequence:
+            raise journal.JournalUsageError(
+                self.directory.journal, None,
+                f"journal ends at {self.writer.last_sequence} but recovery reached {exchange.last_sequence}",
+            )
+        self.core = PrimaryCore(
+            exchange, config, self.writer.epoch, self.writer.last_sequence + 1, exchange.last_timestamp_ns
+        )
+        if self.writer.last_sequence == 0:
+            now_ns = time.time_ns()
+            for instrument in config.instruments:
+                self.core.submit_admin(
+                    AddInstrument(instrument.symbol, instrument.tick_size, instrument.lot_size,
+                                  instrument.band_bps, instrument.reference_price),
+                    now_ns,
+                )
+        loop = asyncio.get_running_loop()
+        client_server = await loop.create_server(lambda: ClientConnection(self), config.host, config.client_port)
+        feed_server = await loop.create_server(lambda: FeedConnection(self), config.host, config.feed_port)
+        admin_server = await asyncio.start_server(self._admin_client, config.host, config.admin_port)
+        self._servers = [client_server, feed_server, admin_server]
+        self.addresses = {
+            "client": client_server.sockets[0].getsockname()[:2],
+            "feed": feed_server.sockets[0].getsockname()[:2],
+            "admin": admin_server.sockets[0].getsockname()[:2],
+        }
+        self._write_node_file()
+        self._commit_task = loop.create_task(self._commit_loop())
+        self._tasks = [loop.create_task(self._heartbeats()), loop.create_task(self._maintenance())]
+        if config.durability == "interval":
+            self._tasks.append(loop.create_task(self._interval_syncs()))
+        self.wake()
+        self.log(
+            f"primary up: epoch {self.writer.epoch}, sequence {self.writer.last_sequence}, "
+            f"clients {self.addresses['client']}, feed {self.addresses['feed']}, admin {self.addresses['admin']}, "
+            f"durability {config.durability}"
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, finish the batch in flight, sync the journal, close."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for server in self._servers:
+            server.close()
+        for task in self._tasks:
+            task.cancel()
+        self.wake()
+        if self._commit_task is not None:
+            await self._commit_task
+        for connection in list(self.connections.values()) + list(self.subscribers.values()):
+            if connection.transport is not None:
+                connection.transport.close()
+        self.snapshotter.wait()
+        if self.writer is not None:
+            self.writer.sync()
+            self.writer.close()
+        self.log(f"primary stopped at sequence {self.core.exchange.last_sequence if self.core else 0}")
+        self.stopped.set()
+
+    # ------------------------------------------------------------ the commit loop
+
+    def wake(self) -> None:
+        self._work.set()
+        self.flush()
+
+    async def _commit_loop(self) -> None:
+        core = self.core
+        writer = self.writer
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            while True:
+                records = core.take_records()
+                if not records:
+                    break
+                append = writer.append
+                for sequence, epoch, timestamp_ns, body in records:
+                    appended = append(epoch, timestamp_ns, body)
+                    if appended != sequence:
+                        raise journal.JournalUsageError(
+                            writer.segment_path, None, f"sequencer assigned {sequence}, journal {appended}"
+                        )
+                await writer.commit_async()
+                durable = writer.written_sequence if self._release_written else writer.durable_sequence
+                core.release(durable)
+                self.flush()
+            if self._stopping and not core.pending:
+                return
+
+    # ------------------------------------------------------------ outboxes
+
+    def flush(self) -> None:
+        core = self.core
+        if core is None:
+            return
+        if core.outbox:
+            limit = self.config.limits.session_buffer_bytes_max
+            for session_id, messages in core.take_outbox().items():
+                connection = self.connections.get(session_id)
+                if connection is None or connection.transport is None:
+                    continue
+                transport = connection.transport
+                transport.write(encode_frames(messages))
+                if transport.get_write_buffer_size() > limit:
+                    transport.write(encode_frame(Disconnect("slow_consumer")))
+                    transport.abort()
+        if core.closing:
+            for session_id, _reason in core.take_closing():
+                connection = self.connections.get(session_id)
+                if connection is not None and connection.transport is not None:
+                    connection.transport.close()
+        feed = core.feed
+        if feed.outbox:
+            limit = self.config.limits.feed_buffer_bytes_max
+            for subscriber_id, frames in feed.take_outbox().items():
+                connection = self.subscribers.get(subscriber_id)
+                if connection is None or connection.transport is None:
+                    continue
+                transport = connection.transport
+                if transport.get_write_buffer_size() > limit:
+                    self.drop_subscriber(subscriber_id, "slow_consumer")
+                    continue
+                transport.write(b"".join(frames))
+
+    # ------------------------------------------------------------ connections
+
+    def _new_id(self) -> int:
+        connection_id = self._next_connection_id
+        self._next_connection_id += 1
+        return connection_id
+
+    def open_session(self, connection: ClientConnection) -> int:
+        session_id = self._new_id()
+        self.connections[session_id] = connection
+        if not self.core.session_opened(session_id, time.time_ns()):
+            connection.transport.write(encode_frame(Disconnect("too_many_sessions")))
+            connection.transport.close()
+        return session_id
+
+    def close_session(self, session_id: int) -> None:
+        self.connections.pop(session_id, None)
+        if self.core is not None:
+            self.core.session_closed(session_id, time.time_ns())
+            self.wake()
+
+    def open_subscriber(self, connection: FeedConnection) -> int:
+        subscriber_id = self._new_id()
+        if len(self.subscribers) >= self.config.limits.feed_subscribers_max:
+            connection.transport.write(encode_frame(Disconnect("too_many_subscribers")))
+            connection.transport.close()
+            return subscriber_id
+        self.subscribers[subscriber_id] = connection
+        self.core.feed.subscriber_opened(subscriber_id)
+        return subscriber_id
+
+    def close_subscriber(self, subscriber_id: int) -> None:
+        self.subscribers.pop(subscriber_id, None)
+        if self.core is not None:
+            self.core.feed.subscriber_closed(subscriber_id)
+
+    def drop_subscriber(self, subscriber_id: int, reason: str) -> None:
+        connection = self.subscribers.get(subscriber_id)
+        self.close_subscriber(subscriber_id)
+        if connection is not None and connection.transport is not None:
+            connection.transport.write(encode_frame(Disconnect(reason)))
+            connection.transport.abort()
+
+    # ------------------------------------------------------------ periodic work
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_PERIOD_SECONDS)
+            for session_id in list(self.connections):
+                self.core.heartbeat(session_id)
+            self.flush()
+
+    async def _interval_syncs(self) -> None:
+        # Policy "interval": whatever was written is synced within interval_ms even when
+        # no new commit comes along to do it.
+        period_seconds = self.config.interval_ms / 1000
+        while True:
+            await asyncio.sleep(period_seconds)
+            self.writer.sync_if_due()
+
+    async def _maintenance(self) -> None:
+        while True:
+            await asyncio.sleep(MAINTENANCE_PERIOD_SECONDS)
+            outcome = self.snapshotter.poll()
+            if outcome is not None:
+                self.log(
+                    f"snapshot at {outcome.sequence} {'written' if outcome.succeeded else 'FAILED'} "
+                    f"(apply paused {outcome.stall_ns / 1e6:.1f} ms, child {outcome.write_ns / 1e6:.0f} ms)"
+                )
+            self._maybe_snapshot()
+
+    def _maybe_snapshot(self, force: bool = False) -> Optional[int]:
+        exchange = self.core.exchange
+        if self.snapshotter.busy or exchange.last_sequence <= self._last_snapshot_sequence:
+            return None
+        due_records = exchange.last_sequence - self._last_snapshot_sequence >= self.config.snapshot_every_records
+        due_time = time.monotonic_ns() - self._last_snapshot_ns >= self.config.snapshot_every_seconds * 1_000_000_000
+        if not (force or due_records or due_time):
+            return None
+        # The snapshot child reads the journal at its sequence, so that record must be on disk.
+        if self.writer.written_sequence < exchange.last_sequence:
+            return None
+        sequence = self.snapshotter.start(exchange)
+        self._last_snapshot_sequence = sequence
+        self._last_snapshot_ns = time.monotonic_ns()
+        return sequence
+
+    # ------------------------------------------------------------ admin
+
+    def _write_node_file(self) -> None:
+        """DIR/node.json: the role, pid and bound addresses, for tools and tests.
+
+        Written atomically (temp file + rename) so a reader never sees half of it; ports
+        bound as 0 appear here with the numbers the kernel chose.
+        """
+        path = os.path.join(self.directory.root, "node.json")
+        temporary = path + ".tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump({
+                "role": "primary",
+                "pid": os.getpid(),
+                "cluster_id": self.config.cluster_id,
+                "epoch": self.core.epoch,
+                "client": list(self.addresses["client"]),
+                "feed": list(self.addresses["feed"]),
+                "admin": list(self.addresses["admin"]),
+            }, handle)
+        os.replace(temporary, path)
+
+    def status(self) -> dict:
+        core = self.core
+        return {
+            "role": "primary",
+            "cluster_id": self.config.cluster_id,
+            "epoch": core.epoch,
+            "last_sequence": self.writer.last_sequence,
+            "durable_sequence": self.writer.durable_sequence,
+            "applied_sequence": core.exchange.last_sequence,
+            "state_digest": core.exchange.state_digest(),
+            "sessions": len(core.sessions),
+            "subscribers": len(self.subscribers),
+            "pid": os.getpid(),
+        }
+
+    async def _admin_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                try:
+                    request = json.loads(line)
+                    command = request.get("command") if isinstance(request, dict) else None
+                except ValueError:
+                    command = None
+                if command == "status":
+                    reply = self.status()
+                elif command == "snapshot":
+                    sequence = self._maybe_snapshot(force=True)
+                    reply = {"snapshot_started": sequence is not None, "sequence": sequence}
+                    if sequence is None:
+                        reply["reason"] = "a snapshot is being written or nothing new to snapshot"
+                elif command == "depth" and isinstance(request.get("symbol"), str):
+                    symbol = request["symbol"]
+                    if symbol in self.core.exchange.books:
+                        reply = {"sequence": self.core.exchange.last_sequence, **self.core.exchange.depth(symbol)}
+                    else:
+                        reply = {"error": f"unknown symbol {symbol}"}
+                else:
+                    reply = {"error": "unknown admin command; use status, snapshot or depth"}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+
+async def run_primary(config: NodeConfig, data_root: str, *, log: Callable[[str], None] = print) -> None:
+    """Run a primary until SIGTERM/SIGINT, then shut down gracefully."""
+    import signal
+
+    node = PrimaryNode(config, data_root, log=log)
+    await node.start()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, lambda: asyncio.ensure_future(node.stop()))
+    await node.stopped.wait()

@@ -1,0 +1,185 @@
+"""`twinbook primary`, `twinbook client ...`, `twinbook feed`, `twinbook hash-token`.
+
+`primary` runs a node on embedded defaults (loopback ports 7701-7704, demo instruments
+AAPL/MSFT/TSLA/BOND, demo members M1..M4 with tokens demo-M1..demo-M4) unless a TOML
+config says otherwise; SIGTERM shuts it down gracefully. `client` places, cancels,
+replaces and queries orders from the shell; `feed` shows a live view of one symbol's book
+and trades; `hash-token` prints the token hash a config file stores instead of a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+import click
+import msgspec
+
+from replica.config import hash_token, load_config
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _run(coroutine):
+    try:
+        import uvloop  # noqa: F401 - optional, faster event loop
+
+        return uvloop.run(coroutine)
+    except ImportError:
+        return asyncio.run(coroutine)
+
+
+@click.command()
+@click.option("--data", "data_root", required=True, type=click.Path(file_okay=False), help="The node's data directory.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML config (default: embedded demo config).")
+@click.option("--port-base", type=click.IntRange(0, 65532), help="Use ports PORT..PORT+3 for client, feed, replication, admin.")
+@click.option("--durability", type=click.Choice(["always", "interval", "none"]), help="Override the config's durability policy.")
+def primary(data_root: str, config_path: str | None, port_base: int | None, durability: str | None) -> None:
+    """Run a primary node until SIGTERM."""
+    import dataclasses
+
+    from replica.primary_node import run_primary
+
+    config = load_config(config_path)
+    if port_base is not None:
+        config = config.with_ports(port_base)
+    if durability is not None:
+        config = dataclasses.replace(config, durability=durability)
+
+    def log(line: str) -> None:
+        click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+
+    _run(run_primary(config, data_root, log=log))
+
+
+@click.command(name="hash-token")
+@click.argument("token")
+def hash_token_command(token: str) -> None:
+    """Print the salted hash of TOKEN for a member's token_hash in a config file."""
+    click.echo(hash_token(token))
+
+
+def _print_event(event) -> None:
+    click.echo(json.dumps(msgspec.to_builtins(event)))
+
+
+_connection_options = [
+    click.option("--endpoint", "endpoints", multiple=True, default=["127.0.0.1:7701"], show_default=True, help="HOST:PORT; repeat for failover order."),
+    click.option("--member", default="M1", show_default=True),
+    click.option("--token", default="demo-M1", show_default=True),
+    click.option("--wait-ms", default=300, show_default=True, type=click.IntRange(0, 60_000), help="How long to keep printing reports after the answer."),
+]
+
+
+def _with_connection(function):
+    for option in reversed(_connection_options):
+        function = option(function)
+    return function
+
+
+async def _with_client(endpoints, member, token, wait_ms, action):
+    from replica.client import OrderClient
+
+    client = OrderClient([_endpoint(text) for text in endpoints], member, token)
+    await client.connect()
+    try:
+        answer = await asyncio.wait_for(action(client), 10)
+        if answer is not None:
+            _print_event(answer)
+        deadline = time.monotonic() + wait_ms / 1000
+        while time.monotonic() < deadline:
+            try:
+                event = await asyncio.wait_for(client.reports.get(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                break
+            if event is not answer:
+                _print_event(event)
+    finally:
+        await client.close()
+
+
+@click.group()
+def client() -> None:
+    """Trade from the shell: place, cancel, replace, status."""
+
+
+@client.command()
+@_with_connection
+@click.option("--client-order-id", required=True)
+@click.option("--symbol", required=True)
+@click.option("--side", type=click.Choice(["buy", "sell"]), required=True)
+@click.option("--type", "order_type", type=click.Choice(["limit", "market", "stop", "stop_limit"]), default="limit", show_default=True)
+@click.option("--qty", type=int, required=True)
+@click.option("--price", type=int)
+@click.option("--tif", type=click.Choice(["gtc", "ioc", "fok", "day"]))
+@click.option("--post-only", is_flag=True, default=None)
+@click.option("--display-qty", type=int)
+@click.option("--stop-price", type=int)
+@click.option("--stp", type=click.Choice(["none", "cancel_newest", "cancel_oldest", "cancel_both", "decrement"]))
+def place(endpoints, member, token, wait_ms, client_order_id, symbol, side, order_type, qty, price, tif, post_only, display_qty, stop_price, stp):
+    """Place an order and print its reports."""
+    fields = dict(price=price, tif=tif, post_only=post_only, display_qty=display_qty, stop_price=stop_price, stp=stp)
+    fields = {key: value for key, value in fields.items() if value is not None}
+    _run(_with_client(endpoints, member, token, wait_ms,
+                      lambda c: c.place(client_order_id, symbol, side, order_type, qty, **fields)))
+
+
+@client.command()
+@_with_connection
+@click.option("--order-id", type=int)
+@click.option("--client-order-id")
+def cancel(endpoints, member, token, wait_ms, order_id, client_order_id):
+    """Cancel an order by order id or client order id."""
+    if order_id is None and client_order_id is None:
+        raise click.UsageError("give --order-id or --client-order-id")
+    _run(_with_client(endpoints, member, token, wait_ms, lambda c: c.cancel(order_id, client_order_id)))
+
+
+@client.command()
+@_with_connection
+@click.option("--order-id", type=int, required=True)
+@click.option("--qty", type=int, required=True)
+@click.option("--price", type=int)
+def replace(endpoints, member, token, wait_ms, order_id, qty, price):
+    """Replace an order's quantity and/or price."""
+    _run(_with_client(endpoints, member, token, wait_ms, lambda c: c.replace(order_id, qty, price)))
+
+
+@client.command()
+@_with_connection
+@click.option("--order-id", type=int, required=True)
+def status(endpoints, member, token, wait_ms, order_id):
+    """Show one of your orders as the node sees it now."""
+    _run(_with_client(endpoints, member, token, 0, lambda c: c.order_status(order_id)))
+
+
+@click.command()
+@click.option("--endpoint", default="127.0.0.1:7702", show_default=True, help="The feed port HOST:PORT.")
+@click.option("--symbol", required=True)
+@click.option("--levels", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--seconds", default=0, type=click.IntRange(0), help="Stop after this long (0: until interrupted).")
+@click.option("--raw", is_flag=True, help="Print each feed message as JSON instead of a live view.")
+def feed(endpoint: str, symbol: str, levels: int, seconds: int, raw: bool) -> None:
+    """A live view of one symbol's book and trades."""
+    from replica.feed_client import BookView, follow_feed
+
+    view = BookView(symbol)
+    interactive = sys.stdout.isatty() and not raw
+
+    def show(message) -> None:
+        if raw:
+            click.echo(json.dumps(msgspec.to_builtins(message)))
+            return
+        if interactive:
+            click.echo("\x1b[2J\x1b[H" + view.render(levels), nl=False)
+        else:
+            click.echo(view.render(levels))
+
+    _run(follow_feed(_endpoint(endpoint), view, show, seconds or None))
