@@ -1,6 +1,11 @@
-# The two set-up commands of the README, plus helpers. Each target creates the
-# virtual environment on first use and installs the project into it.
-PYTHON ?= python3
+# The two set-up commands of the README (`make demo`, `make test`), plus helpers. Each
+# target creates the virtual environment on first use and installs the project into it.
+#
+# The interpreter: the distribution's /usr/bin/python3.11 when it exists and can make a
+# virtual environment (Debian builds it with PGO and LTO, and it runs the engine about
+# 1.5-2x faster than a plain source build), otherwise whatever `python3` is. Override
+# with `make test PYTHON=python3.12`.
+PYTHON ?= $(shell if [ -x /usr/bin/python3.11 ] && /usr/bin/python3.11 -c 'import ensurepip, venv' >/dev/null 2>&1; then echo /usr/bin/python3.11; else echo python3; fi)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -8,9 +13,9 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test test-slow bench clean
 
 $(STAMP): pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
