@@ -21,7 +21,6 @@ import os
 
 from journal.errors import (
     JournalChainError,
-    JournalClusterMismatchError,
     JournalCorruptError,
     JournalEpochError,
     JournalHeaderError,
@@ -39,7 +38,7 @@ ADVANCE_STOPPED = "stopped"  # the next frame is cut short or bad: see the verdi
 class SegmentCursor:
     """An open segment file, a byte offset in it, and the chain state at that offset."""
 
-    __slots__ = ("segment", "path", "fd", "header", "offset", "next_sequence", "chain_crc", "epoch_min", "stop_buffer")
+    __slots__ = ("segment", "path", "fd", "header", "offset", "next_sequence", "chain_crc", "epoch_min", "_buffer", "_buffer_start")
 
     def __init__(self, segment: SegmentFile, fd: int, header: SegmentHeader) -> None:
         self.segment = segment
@@ -50,9 +49,9 @@ class SegmentCursor:
         self.next_sequence = header.first_sequence
         self.chain_crc = header.chain_in_crc
         self.epoch_min = header.epoch
-        # The bytes from `offset` on, as read when `advance` last stopped on a frame
-        # (so that a caller can examine them without reading the file again).
-        self.stop_buffer = b""
+        # The chunk last read, and the file offset it was read from.
+        self._buffer = b""
+        self._buffer_start = SEGMENT_HEADER_SIZE_BYTES
 
     @classmethod
     def open(
@@ -93,42 +92,54 @@ class SegmentCursor:
         `run` is one of frames.verify_run, frames.decode_tuples, frames.decode_records.
         `offset_limit` (verify_run only) stops before a frame ending past that offset.
         Returns (ADVANCE_*, verdict); the verdict is set for ADVANCE_STOPPED/LIMIT.
+
+        The chunk last read is kept, so that a reader asking for a few thousand
+        records at a time reads each chunk once. A frame is only ever judged bad on
+        bytes read in the same call: bytes cached from an earlier call may be stale
+        (recovery may have cut them and a writer appended new ones since).
         """
         remaining = count_max
+        fresh = False
         while remaining > 0:
             if self.offset >= size:
                 return ADVANCE_END, None
-            buffer = read_at(self.fd, self.path, min(READ_CHUNK_SIZE_BYTES, size - self.offset), self.offset)
-            if not buffer:
-                # The file is shorter than `size` now: it was cut under us. What
-                # that means is the caller's to judge; nothing past here is verified.
-                self.stop_buffer = b""
-                return ADVANCE_STOPPED, examine_frame(b"", 0, self.next_sequence, self.chain_crc, self.epoch_min)
+            buffer = self._buffer
+            position = self.offset - self._buffer_start
+            if not 0 <= position < len(buffer):
+                buffer = read_at(self.fd, self.path, min(READ_CHUNK_SIZE_BYTES, size - self.offset), self.offset)
+                fresh = True
+                self._buffer = buffer
+                self._buffer_start = self.offset
+                position = 0
+                if not buffer:
+                    # The file is shorter than `size` now: it was cut under us. What
+                    # that means is the caller's to judge; nothing past here is verified.
+                    return ADVANCE_STOPPED, examine_frame(b"", 0, self.next_sequence, self.chain_crc, self.epoch_min)
             next_sequence_before = self.next_sequence
             # No chunk holds more frames than this; the loops need a count that fits
             # a machine word.
-            count = min(remaining, len(buffer) // RECORD_OVERHEAD_BYTES + 1)
+            count = min(remaining, (len(buffer) - position) // RECORD_OVERHEAD_BYTES + 1)
             if run is verify_run:
-                limit = len(buffer) if offset_limit is None else min(len(buffer), offset_limit - self.offset)
+                limit = len(buffer) if offset_limit is None else min(len(buffer), offset_limit - self._buffer_start)
                 position, self.next_sequence, self.chain_crc, self.epoch_min = verify_run(
-                    buffer, 0, self.next_sequence, self.chain_crc, self.epoch_min, count, limit
+                    buffer, position, self.next_sequence, self.chain_crc, self.epoch_min, count, limit
                 )
             else:
                 position, self.next_sequence, self.chain_crc, self.epoch_min = run(
-                    buffer, 0, self.next_sequence, self.chain_crc, self.epoch_min, count, out
+                    buffer, position, self.next_sequence, self.chain_crc, self.epoch_min, count, out
                 )
-            self.offset += position
+            self.offset = self._buffer_start + position
             remaining -= self.next_sequence - next_sequence_before
             if position == len(buffer) or remaining == 0:
                 continue
             verdict = examine_frame(buffer, position, self.next_sequence, self.chain_crc, self.epoch_min)
             if verdict.status == FRAME_OK:
-                self.stop_buffer = b""
                 return ADVANCE_LIMIT, verdict
-            if verdict.status == FRAME_SHORT and self.offset + (len(buffer) - position) < size:
-                # Cut by the end of this chunk only: read on from this frame.
+            if not fresh or (verdict.status == FRAME_SHORT and self._buffer_start + len(buffer) < size):
+                # Cut by the end of this chunk only, or judged on cached bytes: read
+                # again from this frame.
+                self._buffer = b""
                 continue
-            self.stop_buffer = buffer[position:]
             return ADVANCE_STOPPED, verdict
         return ADVANCE_COUNT, None
 
@@ -152,7 +163,3 @@ def check_header_continues(path: str, header: SegmentHeader, next_sequence: int,
     if header.epoch < epoch_min:
         raise JournalEpochError(path, 24, f"segment epoch {header.epoch} is below the previous epoch {epoch_min}")
 
-
-def check_same_cluster(path: str, header: SegmentHeader, cluster_id: int) -> None:
-    if header.cluster_id != cluster_id:
-        raise JournalClusterMismatchError(path, 16, f"segment belongs to cluster {header.cluster_id}, the journal to cluster {cluster_id}")

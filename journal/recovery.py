@@ -35,13 +35,7 @@ from dataclasses import dataclass, field
 
 from journal.cursor import ADVANCE_STOPPED, SegmentCursor
 from journal.errors import JournalCorruptError, JournalEpochError, JournalFrameError, JournalHeaderError, JournalSequenceError
-from journal.format import (
-    SEGMENT_FILE_SIZE_BYTES_MAX,
-    SEGMENT_HEADER_SIZE_BYTES,
-    U64_MAX,
-    SegmentHeader,
-)
-from journal.format import RECORD_HEAD
+from journal.format import RECORD_HEAD, SEGMENT_FILE_SIZE_BYTES_MAX, SEGMENT_HEADER_SIZE_BYTES, U64_MAX, SegmentHeader
 from journal.frames import FRAME_SHORT, find_valid_record_after, verify_run
 from journal.segment import (
     SegmentFile,

@@ -163,9 +163,11 @@ def create_directory(directory: str) -> None:
     fsync_directory(os.path.dirname(os.path.abspath(directory)))
 
 
-def create_segment(directory: str, cluster_id: int, epoch: int, first_sequence: int, chain_in_crc: int) -> tuple[int, str]:
-    """Create a segment holding only its header, durable with its name. Returns
-    (fd open for appending, path)."""
+def create_segment(
+    directory: str, cluster_id: int, epoch: int, first_sequence: int, chain_in_crc: int, *, durable: bool = True
+) -> tuple[int, str]:
+    """Create a segment holding only its header, durable with its name (unless
+    `durable` is False: durability policy "none"). Returns (fd for appending, path)."""
     path = segment_path(directory, first_sequence)
     header = encode_segment_header(cluster_id, epoch, first_sequence, chain_in_crc)
     try:
@@ -176,8 +178,9 @@ def create_segment(directory: str, cluster_id: int, epoch: int, first_sequence: 
         raise io_error(path, "create", error) from error
     try:
         write_all(fd, path, header, 0)
-        fdatasync(fd, path)
-        fsync_directory(directory)
+        if durable:
+            fdatasync(fd, path)
+            fsync_directory(directory)
     except JournalError:
         os.close(fd)
         raise

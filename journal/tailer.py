@@ -16,7 +16,7 @@ What it sees at the end of what is written:
     was first seen (the kernel extends a file's size only after copying the bytes in,
     and the writer never rewrites, so a complete bad frame followed by growth is
     damage; an incomplete one may just be growing), or when a later
-    segment exists (the writer syncs and finishes a segment before creating the
+    segment exists (the writer finishes writing a segment before creating the
     next). Before deciding, it re-reads the segment once, since the writer may have
     finished it between the two looks.
   * It raises JournalError when its segment was cut below its position or removed
@@ -88,7 +88,7 @@ class Tailer:
                 continue
             # A frame that is incomplete or does not verify, at the end of what is
             # written so far.
-            if self._next_segment_exists():
+            if self._later_segment_exists():
                 # The writer finished this segment before creating the next one; look
                 # again in case it finished after our read, then judge.
                 status, verdict = self._advance(cursor, records, max_records, self._current_size(cursor))
@@ -158,15 +158,26 @@ class Tailer:
         return True
 
     def _next_segment_exists(self) -> bool:
-        return os.path.exists(segment_path(self._directory, self._cursor.next_sequence))
+        cursor = self._cursor
+        # A segment without records has no successor: the writer rolls only after
+        # writing at least one record (and the name would be this segment's own).
+        if cursor.next_sequence == cursor.header.first_sequence:
+            return False
+        return os.path.exists(segment_path(self._directory, cursor.next_sequence))
+
+    def _later_segment_exists(self) -> bool:
+        """Whether any segment after the current one exists (whatever its name: a bad
+        frame may sit where the last record of this segment should be)."""
+        first_sequence = self._cursor.header.first_sequence
+        return any(segment.first_sequence > first_sequence for segment in list_segments(self._directory))
 
     def _move_to_next_segment(self) -> bool:
         """At the end of the current segment: switch to the next one if the writer
         has created it. False when there is nothing to switch to (yet)."""
+        if not self._next_segment_exists():
+            return False
         cursor = self._cursor
         following = segment_path(self._directory, cursor.next_sequence)
-        if not os.path.exists(following):
-            return False
         # The writer creates the next segment only after finishing this one; if this
         # one grew since we read it, read on here first.
         if self._current_size(cursor) > cursor.offset:

@@ -319,3 +319,37 @@ def test_fuzz_spliced_journal(base, data):
         insert = data.draw(st.binary(max_size=40))
         path.write_bytes(content[:at] + insert + content[at + cut:])
         check_only_journal_errors(work)
+
+
+def test_tail_only_scan_skips_early_segments_but_readers_still_verify_them(tmp_path):
+    build(tmp_path)
+    early = layout(tmp_path)[0]
+    path, frames = early
+    data = bytearray(path.read_bytes())
+    data[frames[1][1] + 20] ^= 1
+    rewrite(path, data)
+    report = journal.recover(tmp_path, full_scan=False)
+    assert report.state == "clean" and not report.segments[0].verified
+    with pytest.raises(JournalCorruptError):
+        journal.recover(tmp_path)
+    with pytest.raises(JournalCorruptError):
+        list(journal.read_records(tmp_path))
+    writer = JournalWriter.open(tmp_path, CLUSTER, recovery_full_scan=False)
+    assert writer.last_sequence == 60
+    writer.close()
+
+
+def test_an_operator_can_cut_a_corrupt_tail_keeping_evidence(tmp_path):
+    records = build(tmp_path)
+    path, frames = layout(tmp_path)[-1]
+    data = bytearray(path.read_bytes())
+    sequence, start, _ = frames[1]
+    data[start + 30] ^= 4
+    rewrite(path, data)
+    with pytest.raises(JournalCorruptError):
+        JournalWriter.open(tmp_path, CLUSTER)
+    report = journal.truncate_after(tmp_path, sequence - 1, keep_path_suffix=".corrupt")
+    assert report.bytes_cut == len(data) - start
+    assert Path(str(path) + ".corrupt").read_bytes() == bytes(data[start:])
+    assert journal.recover(tmp_path).state == "clean"
+    assert list(journal.read_records(tmp_path)) == records[: sequence - 1]

@@ -260,6 +260,22 @@ def test_durability_policies(tmp_path, monkeypatch):
     interval.close()
 
 
+def test_sync_under_policy_none_covers_rolled_segments(tmp_path, monkeypatch):
+    fsynced = []
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsynced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (fsynced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fdatasync(fd))[1])
+    writer = JournalWriter.open(tmp_path, CLUSTER, durability="none", segment_size_bytes_max=200)
+    for index in range(20):
+        writer.append(0, index, b"x" * 30)
+    writer.commit()
+    assert fsynced == []  # "none": not even the rolls sync
+    writer.sync()
+    assert set(segment_names(tmp_path)) <= {os.path.basename(path) for path in fsynced}
+    assert str(tmp_path) in fsynced  # and the directory
+    writer.close()
+
+
 def test_truncate_after(tmp_path):
     expected = write_journal(tmp_path, [bytes([index]) * 40 for index in range(60)], segment_size_bytes_max=300)
     before = {name: (tmp_path / name).read_bytes() for name in segment_names(tmp_path)}

@@ -6,10 +6,11 @@ What is measured, each on a fresh journal in `directory` (64-byte bodies by defa
   time and each batch is committed, so every batch costs one os.write and one
   fdatasync. Two ways of committing are timed:
     - `sync`: commit() blocks for the fdatasync (records are durable on return);
-    - `pipelined`: commit_async() on an asyncio loop, the next batch being built while
-      the previous batch's fdatasync runs on the sync thread (at most two commits in
-      flight), as the primary's sequencer does. Every record is still durable before
-      its commit resolves.
+    - `pipelined`: commit_async() on an asyncio loop, the next batches being built
+      while an fdatasync runs on the sync thread (at most `pipeline_depth` commits in
+      flight), as the primary's sequencer does. Commits that arrive while a sync runs
+      share the next one (group commit across commits), so `syncs` is reported next
+      to `commits`. Every record is still durable before its commit resolves.
   Batch size 1 uses at most `batch_one_records` records, since each is an fdatasync,
   and every batch size is capped at `commits_max` commits to keep the run bounded.
 * fdatasync latency: the time of os.fdatasync alone after a one-record write,
@@ -59,6 +60,8 @@ def _append_sync(path: str, records: int, batch_size: int, body: bytes) -> dict:
     append = writer.append
     commit = writer.commit
     latencies = []
+    syncs_before = writer.sync_count
+    cpu_started = time.process_time_ns()
     started = time.perf_counter_ns()
     sequence = 0
     while sequence < records:
@@ -70,13 +73,18 @@ def _append_sync(path: str, records: int, batch_size: int, body: bytes) -> dict:
         latencies.append(time.perf_counter_ns() - commit_started)
         sequence += count
     elapsed_ns = time.perf_counter_ns() - started
+    cpu_ns = time.process_time_ns() - cpu_started
     if writer.durable_sequence != records:
         raise RuntimeError(f"durable sequence {writer.durable_sequence} after {records} records")
+    syncs = writer.sync_count - syncs_before
     writer.close()
     latencies.sort()
     return {
         "records": records,
+        "commits": len(latencies),
+        "syncs": syncs,
         "seconds": elapsed_ns / 1e9,
+        "cpu_seconds": cpu_ns / 1e9,
         "records_per_s": records * 1e9 / elapsed_ns,
         "mb_per_s": records * (RECORD_OVERHEAD_BYTES + len(body)) * 1e3 / elapsed_ns,
         "commit_latency_p50_ns": _percentile(latencies, 0.50),
@@ -84,11 +92,14 @@ def _append_sync(path: str, records: int, batch_size: int, body: bytes) -> dict:
     }
 
 
-def _append_pipelined(path: str, records: int, batch_size: int, body: bytes) -> dict:
-    async def run() -> int:
+def _append_pipelined(path: str, records: int, batch_size: int, body: bytes, pipeline_depth: int) -> dict:
+    async def run() -> tuple[int, int, int, int]:
         writer = journal.JournalWriter.open(path, 1, durability="always", epoch=EPOCH)
         append = writer.append
         in_flight: deque = deque()
+        syncs_before = writer.sync_count
+        commits = 0
+        cpu_started = time.process_time_ns()
         started = time.perf_counter_ns()
         sequence = 0
         while sequence < records:
@@ -97,23 +108,30 @@ def _append_pipelined(path: str, records: int, batch_size: int, body: bytes) -> 
                 append(EPOCH, timestamp_ns, body)
             sequence += count
             in_flight.append(asyncio.ensure_future(writer.commit_async()))
+            commits += 1
             # Let the commit write its batch and hand its fdatasync to the sync
             # thread, then build the next batch while that runs.
             await asyncio.sleep(0)
-            while len(in_flight) > 2:
+            while len(in_flight) > pipeline_depth:
                 await in_flight.popleft()
         while in_flight:
             await in_flight.popleft()
         elapsed_ns = time.perf_counter_ns() - started
+        cpu_ns = time.process_time_ns() - cpu_started
         if writer.durable_sequence != records:
             raise RuntimeError(f"durable sequence {writer.durable_sequence} after {records} records")
+        syncs = writer.sync_count - syncs_before
         writer.close()
-        return elapsed_ns
+        return elapsed_ns, cpu_ns, commits, syncs
 
-    elapsed_ns = asyncio.run(run())
+    elapsed_ns, cpu_ns, commits, syncs = asyncio.run(run())
     return {
         "records": records,
+        "commits": commits,
+        "syncs": syncs,
+        "pipeline_depth": pipeline_depth,
         "seconds": elapsed_ns / 1e9,
+        "cpu_seconds": cpu_ns / 1e9,
         "records_per_s": records * 1e9 / elapsed_ns,
         "mb_per_s": records * (RECORD_OVERHEAD_BYTES + len(body)) * 1e3 / elapsed_ns,
     }
@@ -139,16 +157,21 @@ def _fdatasync_latency(path: str, samples: int, body: bytes) -> dict:
 
 
 def _read_rates(path: str, records: int, body_size_bytes: int, runs: int) -> dict:
-    def timed(consume) -> float:
-        rates = []
+    def timed(consume) -> tuple[float, float]:
+        """Median records/s over `runs`, by wall clock and by process CPU time (the
+        latter is the fairer figure on a machine shared with other work)."""
+        rates, cpu_rates = [], []
         for _ in range(runs):
+            cpu_started = time.process_time_ns()
             started = time.perf_counter_ns()
             count = consume()
             elapsed_ns = time.perf_counter_ns() - started
+            cpu_ns = max(1, time.process_time_ns() - cpu_started)
             if count != records:
                 raise RuntimeError(f"read {count} records, expected {records}")
             rates.append(records * 1e9 / elapsed_ns)
-        return statistics.median(rates)
+            cpu_rates.append(records * 1e9 / cpu_ns)
+        return statistics.median(rates), statistics.median(cpu_rates)
 
     def tuples() -> int:
         count = 0
@@ -168,14 +191,19 @@ def _read_rates(path: str, records: int, body_size_bytes: int, runs: int) -> dic
             total += len(chunk)
         return total // (RECORD_OVERHEAD_BYTES + body_size_bytes)
 
-    tuple_rate = timed(tuples)
+    tuple_rate, tuple_cpu_rate = timed(tuples)
+    record_rate, record_cpu_rate = timed(record_objects)
+    frame_rate, frame_cpu_rate = timed(frames)
     return {
         "records": records,
         "runs": runs,
         "tuples_records_per_s": tuple_rate,
+        "tuples_records_per_cpu_s": tuple_cpu_rate,
         "tuples_mb_per_s": tuple_rate * (RECORD_OVERHEAD_BYTES + body_size_bytes) / 1e6,
-        "records_records_per_s": timed(record_objects),
-        "frames_records_per_s": timed(frames),
+        "records_records_per_s": record_rate,
+        "records_records_per_cpu_s": record_cpu_rate,
+        "frames_records_per_s": frame_rate,
+        "frames_records_per_cpu_s": frame_cpu_rate,
     }
 
 
@@ -189,6 +217,7 @@ def run_journal_benchmark(
     commits_max: int = 2_000,
     fdatasync_samples: int = 1_000,
     read_runs: int = 3,
+    pipeline_depth: int = 8,
 ) -> dict:
     """Run every measurement in `directory` and return the figures as a plain dict."""
     directory = os.fspath(directory)
@@ -204,7 +233,7 @@ def run_journal_benchmark(
         sync_path = _fresh(directory, f"append-sync-{batch_size}")
         sync_result = _append_sync(sync_path, count, batch_size, body)
         pipelined_path = _fresh(directory, f"append-pipelined-{batch_size}")
-        pipelined_result = _append_pipelined(pipelined_path, count, batch_size, body)
+        pipelined_result = _append_pipelined(pipelined_path, count, batch_size, body, pipeline_depth)
         append_results[str(batch_size)] = {"batch_size": batch_size, "sync": sync_result, "pipelined": pipelined_result}
         if count >= read_records_count:
             if read_path is not None:
@@ -228,10 +257,16 @@ def run_journal_benchmark(
             "commits_max": commits_max,
             "fdatasync_samples": fdatasync_samples,
             "read_runs": read_runs,
+            "pipeline_depth": pipeline_depth,
             "durability": "always",
             "directory": directory,
         },
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_1m": os.getloadavg()[0],
+        },
         "append": append_results,
         "fdatasync_latency_ns": fdatasync_result,
         "read": read_result,

@@ -68,3 +68,23 @@ def recovery(resting_orders: int, replay_records: int, seed: int, workdir: str |
     from tools.bench_recovery import run_recovery_benchmark
 
     _emit(run_recovery_benchmark(resting_orders, replay_records, seed, workdir), as_json, results)
+
+
+@bench.command(name="journal")
+@click.option("--records", default=1_000_000, show_default=True, type=click.IntRange(1_000, 50_000_000))
+@click.option("--body-size-bytes", default=64, show_default=True, type=click.IntRange(0, 1024 * 1024))
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to write the journals (default: the system temp dir).")
+@_json_option
+@_results_option
+def journal_benchmark(records: int, body_size_bytes: int, workdir: str | None, as_json: bool, results: str | None) -> None:
+    """Append with group commit (policy always), fdatasync latency, read+verify+decode."""
+    from tools.bench_journal import run_journal_benchmark
+
+    directory = tempfile.mkdtemp(prefix="twinbook-bench-journal-", dir=workdir)
+    try:
+        figures = run_journal_benchmark(directory, records=records, body_size_bytes=body_size_bytes)
+    finally:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+    _emit(figures, as_json, results)
