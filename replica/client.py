@@ -21,6 +21,7 @@ says so), never as a second order. A resubmitted cancel of an order already canc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from typing import Callable, Optional
 
@@ -44,6 +45,7 @@ from replica.protocol import (
     RequestRejected,
     ServerHeartbeat,
     encode_frame,
+    encode_frames,
     server_message_decoder,
 )
 from replica.errors import ReplicaError
@@ -91,6 +93,7 @@ class OrderClient:
         self._closed = False
         self._connected = asyncio.Event()
         self.last_session_sequence = 0
+        self._batch: Optional[list] = None  # frames held back inside `batched()`
 
     # ------------------------------------------------------------ connection
 
@@ -200,9 +203,26 @@ class OrderClient:
     def _request(self, request) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
         self._waiting[request.request_id] = (future, request)
-        if self._connected.is_set() and self._writer is not None:
+        if self._batch is not None:
+            self._batch.append(request)
+        elif self._connected.is_set() and self._writer is not None:
             self._writer.write(encode_frame(request))
         return future
+
+    @contextlib.contextmanager
+    def batched(self):
+        """Requests sent inside the block go out together in one write at its end
+        (one system call instead of one per request; a pipelining sender's big cost)."""
+        if self._batch is not None:
+            yield
+            return
+        self._batch = []
+        try:
+            yield
+        finally:
+            batch, self._batch = self._batch, None
+            if batch and self._connected.is_set() and self._writer is not None:
+                self._writer.write(encode_frames(batch))
 
     def send_place(self, client_order_id: str, symbol: str, side: str, order_type: str, qty: int, **fields) -> asyncio.Future:
         """Send a place without waiting; the future resolves with its first report."""
@@ -211,8 +231,12 @@ class OrderClient:
     async def place(self, client_order_id: str, symbol: str, side: str, order_type: str, qty: int, **fields):
         return await self.send_place(client_order_id, symbol, side, order_type, qty, **fields)
 
+    def send_cancel(self, order_id: Optional[int] = None, client_order_id: Optional[str] = None) -> asyncio.Future:
+        """Send a cancel without waiting; the future resolves with its first report."""
+        return self._request(CancelRequest(next(self._request_ids), order_id, client_order_id))
+
     async def cancel(self, order_id: Optional[int] = None, client_order_id: Optional[str] = None):
-        return await self._request(CancelRequest(next(self._request_ids), order_id, client_order_id))
+        return await self.send_cancel(order_id, client_order_id)
 
     async def replace(self, order_id: int, qty: int, price: Optional[int] = None):
         return await self._request(ReplaceRequest(next(self._request_ids), order_id, qty, price))

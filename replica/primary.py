@@ -85,6 +85,7 @@ class Session:
     tokens_updated_ns: int = 0
     cancel_on_disconnect: bool = True
     heartbeat_interval_ms: int = 1000
+    closing: bool = False  # a Disconnect / LogonRejected is queued: read nothing more from it
 
 
 class PrimaryCore:
@@ -142,6 +143,7 @@ class PrimaryCore:
         self.outbox.setdefault(session.session_id, []).append(message_class(session.outbound_sequence, *fields))
 
     def _close(self, session: Session, reason: str) -> None:
+        session.closing = True
         session.outbound_sequence += 1
         self.outbox.setdefault(session.session_id, []).append(Disconnect(reason, session.outbound_sequence))
         self.closing.append((session.session_id, reason))
@@ -160,7 +162,9 @@ class PrimaryCore:
 
     def client_payload(self, session_id: int, payload: bytes, now_ns: int) -> None:
         session = self.sessions.get(session_id)
-        if session is None:
+        if session is None or session.closing:
+            # Frames that arrived behind a logout (or a refused logon) in the same read
+            # are not acted on: nothing may be journaled for a session being closed.
             return
         try:
             message = client_message_decoder.decode(payload)
@@ -234,6 +238,7 @@ class PrimaryCore:
         )
 
     def _reject_logon(self, session: Session, reason: str) -> None:
+        session.closing = True
         self.outbox.setdefault(session.session_id, []).append(LogonRejected(reason))
         self.closing.append((session.session_id, reason))
 

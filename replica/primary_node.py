@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 from typing import Callable, Optional
 
@@ -46,10 +47,16 @@ from replica.protocol import (
 )
 from replica.recovery import recover_exchange
 from replica.snapshotter import Snapshotter
-from statemachine import AddInstrument, Exchange
+from statemachine import AddInstrument, Checkpoint, Exchange
+from statemachine.version import RULES_VERSION
 
 HEARTBEAT_PERIOD_SECONDS = 1.0
 MAINTENANCE_PERIOD_SECONDS = 0.5
+# A digest checkpoint (`twinbook verify` checks them) after at least this many records.
+DIGEST_CHECKPOINT_EVERY_RECORDS = 10_000
+# Bytes a record's frame adds to its body in a journal batch, rounded up (the journal's
+# frame and payload headers are well under this).
+BATCH_RECORD_OVERHEAD_BYTES = 64
 
 
 class ClientConnection(asyncio.Protocol):
@@ -92,6 +99,19 @@ class FeedConnection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        # The kernel's send buffer would otherwise grow (autotuning, up to tcp_wmem's
+        # maximum, megabytes) behind the configured bound before the adapter sees any
+        # backlog: cap it at the same bound (Linux doubles the value asked for), so a
+        # subscriber that stops reading is cut off after about twice
+        # feed_buffer_bytes_max in all, not after megabytes more.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, max(4096, self.node.config.limits.feed_buffer_bytes_max // 2)
+                )
+            except OSError:
+                pass
         self.subscriber_id = self.node.open_subscriber(self)
 
     def data_received(self, data: bytes) -> None:
@@ -136,8 +156,12 @@ class PrimaryNode:
         self.snapshotter = Snapshotter(self.directory, config.snapshot_retention)
         self._last_snapshot_sequence = 0
         self._last_snapshot_ns = time.monotonic_ns()
+        self._last_digest_checkpoint = 0
         self.stopped = asyncio.Event()
         self.addresses: dict[str, tuple[str, int]] = {}
+        # Set when the commit loop died (a journal write or fdatasync failed): the node
+        # then stops at once (nothing more can be acknowledged) and run_primary raises it.
+        self.failure: Optional[BaseException] = None
 
     # ------------------------------------------------------------ start / stop
 
@@ -168,6 +192,9 @@ class PrimaryNode:
         )
         if self.writer.last_sequence == 0:
             now_ns = time.time_ns()
+            # The rules version the following records are written under (audit replay
+            # refuses a journal whose rules it does not implement).
+            self.core.submit_admin(Checkpoint(kind="rules", version=RULES_VERSION), now_ns)
             for instrument in config.instruments:
                 self.core.submit_admin(
                     AddInstrument(instrument.symbol, instrument.tick_size, instrument.lot_size,
@@ -186,6 +213,7 @@ class PrimaryNode:
         }
         self._write_node_file()
         self._commit_task = loop.create_task(self._commit_loop())
+        self._commit_task.add_done_callback(self._commit_loop_ended)
         self._tasks = [loop.create_task(self._heartbeats()), loop.create_task(self._maintenance())]
         if config.durability == "interval":
             self._tasks.append(loop.create_task(self._interval_syncs()))
@@ -207,18 +235,29 @@ class PrimaryNode:
             task.cancel()
         self.wake()
         if self._commit_task is not None:
-            await self._commit_task
+            try:
+                await self._commit_task
+            except Exception:  # noqa: BLE001 - recorded in self.failure by _commit_loop_ended
+                pass
         for connection in list(self.connections.values()) + list(self.subscribers.values()):
             if connection.transport is not None:
                 connection.transport.close()
         self.snapshotter.wait()
         if self.writer is not None:
-            self.writer.sync()
+            if self.failure is None:
+                self.writer.sync()
             self.writer.close()
         self.log(f"primary stopped at sequence {self.core.exchange.last_sequence if self.core else 0}")
         self.stopped.set()
 
     # ------------------------------------------------------------ the commit loop
+
+    def _commit_loop_ended(self, task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        self.failure = task.exception()
+        self.log(f"commit loop failed, stopping: {type(self.failure).__name__}: {self.failure}")
+        asyncio.ensure_future(self.stop())
 
     def wake(self) -> None:
         self._work.set()
@@ -235,7 +274,13 @@ class PrimaryNode:
                 if not records:
                     break
                 append = writer.append
+                batch_bytes = 0
                 for sequence, epoch, timestamp_ns, body in records:
+                    # A long fsync stall can pile up more than one journal batch holds.
+                    batch_bytes += len(body) + BATCH_RECORD_OVERHEAD_BYTES
+                    if batch_bytes > journal.BATCH_SIZE_BYTES_MAX:
+                        await writer.commit_async()
+                        batch_bytes = len(body) + BATCH_RECORD_OVERHEAD_BYTES
                     appended = append(epoch, timestamp_ns, body)
                     if appended != sequence:
                         raise journal.JournalUsageError(
@@ -353,6 +398,23 @@ class PrimaryNode:
                     f"(apply paused {outcome.stall_ns / 1e6:.1f} ms, child {outcome.write_ns / 1e6:.0f} ms)"
                 )
             self._maybe_snapshot()
+            self._maybe_digest_checkpoint()
+
+    def _maybe_digest_checkpoint(self) -> None:
+        """Journal the state digest, when everything submitted has been applied.
+
+        A digest checkpoint at sequence s announces the digest after s - 1 records, so it
+        can only be written when nothing is pending or awaiting durability.
+        """
+        core = self.core
+        if core.pending or core.unreleased:
+            return
+        applied = core.exchange.last_sequence
+        if applied - self._last_digest_checkpoint < DIGEST_CHECKPOINT_EVERY_RECORDS:
+            return
+        core.submit_admin(Checkpoint(kind="digest", digest=core.exchange.state_digest()), time.time_ns())
+        self._last_digest_checkpoint = applied + 1
+        self.wake()
 
     def _maybe_snapshot(self, force: bool = False) -> Optional[int]:
         exchange = self.core.exchange
@@ -451,3 +513,5 @@ async def run_primary(config: NodeConfig, data_root: str, *, log: Callable[[str]
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, lambda: asyncio.ensure_future(node.stop()))
     await node.stopped.wait()
+    if node.failure is not None:
+        raise node.failure

@@ -13,10 +13,11 @@ exchange like any other command. A journal body that is CRC-valid but does not d
 identically instead of crashing.
 
 Integers in JSON may be arbitrarily large, msgpack integers may not. An integer
-outside the signed 64-bit range is clamped to the nearest bound when a scenario line is
-parsed: every such value is far outside the valid range of prices, quantities and ids
-(at most 10**12), so the clamped command is rejected for exactly the same reason the
-original would be, and it can still be journaled.
+outside [-2**63, 2**64 - 1] (what msgpack can carry) is clamped to the nearest bound when
+a scenario line is parsed: every such value is far outside the valid range of prices,
+quantities and ids (at most 10**12), so the clamped command is rejected for exactly the
+same reason the original would be, and it can still be journaled. Unsigned 64-bit values
+(a checkpoint's digest) pass unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from statemachine.events import Event
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
 
 # A scenario line longer than this is refused as malformed rather than parsed: a
 # limit on everything, and no legitimate command comes near it.
@@ -109,8 +111,8 @@ def _clamp_integers(command: Command) -> Command:
     changes = {}
     for name in command.__struct_fields__:
         value = getattr(command, name)
-        if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
-            changes[name] = INT64_MAX if value > 0 else INT64_MIN
+        if type(value) is int and not INT64_MIN <= value <= UINT64_MAX:
+            changes[name] = UINT64_MAX if value > 0 else INT64_MIN
     if not changes:
         return command
     return msgspec.structs.replace(command, **changes)

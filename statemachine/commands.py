@@ -111,7 +111,8 @@ class MalformedCommand(_Command, tag="malformed"):
 
 
 class Checkpoint(_Command, tag="checkpoint"):
-    """A record the node runtime writes for itself (epoch start, digest checkpoint).
+    """A record the node runtime writes for itself (epoch start, digest checkpoint,
+    rules version).
 
     The state machine applies it as a no-op that emits nothing; it exists so the
     runtime can write records that are not trading commands into the one journal
@@ -121,6 +122,9 @@ class Checkpoint(_Command, tag="checkpoint"):
     kind: str
     epoch: Optional[int] = None
     digest: Optional[int] = None
+    # kind "rules": the matching-rules version (statemachine/version.py) the records
+    # after this one were written under.
+    version: Optional[int] = None
 
 
 Command = Union[

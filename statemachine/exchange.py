@@ -1031,7 +1031,10 @@ class Exchange:
             self.next_trade_id,
             self.last_sequence,
         ))
-        for symbol, book in self.books.items():
+        # Sorted, not insertion order: a state restored from a snapshot holds its books in
+        # symbol order, and the digest must not depend on how the state was reached.
+        for symbol in sorted(self.books):
+            book = self.books[symbol]
             hasher.update(symbol.encode())
             hasher.update(b"\x00")
             hasher.update(repr((

@@ -27,7 +27,15 @@ def cli() -> None:
 def _register() -> None:
     # Imported here rather than at the top so that each subcommand module can
     # import helpers from tools/ without a cycle.
-    from tools import commands_bench, commands_journal, commands_node, commands_run, commands_snapshot, commands_validate
+    from tools import (
+        commands_audit,
+        commands_bench,
+        commands_journal,
+        commands_node,
+        commands_run,
+        commands_snapshot,
+        commands_validate,
+    )
 
     cli.add_command(commands_run.run)
     cli.add_command(commands_run.demo)
@@ -39,6 +47,9 @@ def _register() -> None:
     cli.add_command(commands_node.feed)
     cli.add_command(commands_node.hash_token_command)
     cli.add_command(commands_validate.validate)
+    cli.add_command(commands_audit.replay)
+    cli.add_command(commands_audit.verify)
+    cli.add_command(commands_audit.determinism_check)
 
 
 _register()

@@ -88,3 +88,17 @@ def journal_benchmark(records: int, body_size_bytes: int, workdir: str | None, a
 
         shutil.rmtree(directory, ignore_errors=True)
     _emit(figures, as_json, results)
+
+
+@bench.command(name="replay")
+@click.option("--records", default=1_000_000, show_default=True, type=click.IntRange(1_000, 20_000_000))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--runs", default=1, show_default=True, type=click.IntRange(1, 20))
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the temporary journal (default: the system temp dir).")
+@_json_option
+@_results_option
+def replay_benchmark(records: int, seed: int, runs: int, workdir: str | None, as_json: bool, results: str | None) -> None:
+    """Audit replay and export rate (JSONL/CSV, with and without filters)."""
+    from tools.bench_replay import run_replay_benchmark
+
+    _emit(run_replay_benchmark(records, seed, workdir, runs), as_json, results)
