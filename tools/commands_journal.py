@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 import journal
-from statemachine.codec import command_to_builtins, decode_command, encode_command, parse_scenario_line
+from statemachine.codec import command_to_builtins, decode_command
 from tools.paths import journal_directory
 
 EXIT_CHECK_FAILED = 1
@@ -102,31 +102,15 @@ def import_scenario(scenario: str, directory: str, cluster_id: int, epoch: int) 
     internal record types an export contains (checkpoint, malformed) are accepted, so an
     export imports again unchanged.
     """
+    from replica.workload import ScenarioTimestampError, write_scenario_journal
+
     data = sys.stdin.buffer.read() if scenario == "-" else Path(scenario).read_bytes()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    writer = journal.JournalWriter.open(journal_directory(directory), cluster_id, durability="none", epoch=epoch)
+    line_count = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     try:
-        timestamp_ns = 0
-        first = writer.last_sequence + 1
-        for line_number, line in enumerate(lines, 1):
-            command, line_timestamp_ns = parse_scenario_line(line, line_number, internal_allowed=True)
-            if line_timestamp_ns is not None:
-                if line_timestamp_ns < timestamp_ns:
-                    raise click.ClickException(
-                        f"{scenario} line {line_number}: ts {line_timestamp_ns} is before the previous record's "
-                        f"{timestamp_ns}; record timestamps never go backwards"
-                    )
-                timestamp_ns = line_timestamp_ns
-            writer.append(writer.epoch, timestamp_ns, encode_command(command))
-            if writer.pending_count >= 4096:
-                writer.commit()
-        writer.commit()
-        writer.sync()
-        click.echo(f"imported {len(lines)} records as sequences {first}..{writer.last_sequence} into {directory}")
-    finally:
-        writer.close()
+        last = write_scenario_journal(journal_directory(directory), data, cluster_id=cluster_id, epoch=epoch)
+    except ScenarioTimestampError as error:
+        raise click.ClickException(f"{scenario} {error}; record timestamps never go backwards") from None
+    click.echo(f"imported {line_count} records as sequences {last - line_count + 1}..{last} into {directory}")
 
 
 @journal_group.command(name="export")
