@@ -201,6 +201,13 @@ class PrimaryNode:
                                   instrument.band_bps, instrument.reference_price),
                     now_ns,
                 )
+            # Journal and apply them before the ports open (and before node.json says
+            # they are open): a client or subscriber that comes at once must find the
+            # instruments, not `unknown_symbol`.
+            for _sequence, epoch, timestamp_ns, body in self.core.take_records():
+                self.writer.append(epoch, timestamp_ns, body)
+            self.writer.commit()
+            self.core.release(self.writer.written_sequence if self._release_written else self.writer.durable_sequence)
         loop = asyncio.get_running_loop()
         client_server = await loop.create_server(lambda: ClientConnection(self), config.host, config.client_port)
         feed_server = await loop.create_server(lambda: FeedConnection(self), config.host, config.feed_port)

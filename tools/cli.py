@@ -31,6 +31,7 @@ def _register() -> None:
         commands_audit,
         commands_bench,
         commands_journal,
+        commands_load,
         commands_node,
         commands_run,
         commands_snapshot,
@@ -50,6 +51,7 @@ def _register() -> None:
     cli.add_command(commands_audit.replay)
     cli.add_command(commands_audit.verify)
     cli.add_command(commands_audit.determinism_check)
+    cli.add_command(commands_load.loadgen)
 
 
 _register()

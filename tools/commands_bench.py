@@ -102,3 +102,10 @@ def replay_benchmark(records: int, seed: int, runs: int, workdir: str | None, as
     from tools.bench_replay import run_replay_benchmark
 
     _emit(run_replay_benchmark(records, seed, workdir, runs), as_json, results)
+
+
+# `bench e2e` lives with the load generator it drives; commands_load imports `_emit`
+# from here lazily, so there is no import cycle.
+from tools.commands_load import bench_e2e_command  # noqa: E402
+
+bench.add_command(bench_e2e_command)
