@@ -112,8 +112,9 @@ DIGEST_MASK = (1 << 64) - 1
 # small enough that an idle exchange does not hold much memory.
 COLUMN_CHUNK = 1 << 16
 
-# A key limit meaning "no limit" in key space (keys are within +-10**12).
+# Key limits meaning "no limit" in key space (keys are within +-10**12).
 KEY_UNLIMITED = -(1 << 62)
+KEY_UNLIMITED_MAX = 1 << 62
 
 _DIGEST_STRUCT = struct.Struct("<QQQQQ")
 
@@ -174,6 +175,20 @@ class Book:
 
 def _valid_value(value: int, multiple: int) -> bool:
     return 0 < value <= VALUE_MAX and value % multiple == 0
+
+
+def _band_keys(band: Optional[tuple[int, int]], side: int) -> tuple[int, int]:
+    """The band (lo, hi) as (minimum key, maximum key) for an incoming order of `side`.
+
+    An incoming buy walks ask keys (-price): price <= hi is key >= -hi, price >= lo is
+    key <= -lo. An incoming sell walks bid keys (price): key >= lo and key <= hi.
+    """
+    if band is None:
+        return KEY_UNLIMITED, KEY_UNLIMITED_MAX
+    low, high = band
+    if side == BUY:
+        return -high, -low
+    return low, high
 
 
 class Exchange:
@@ -407,17 +422,15 @@ class Exchange:
         only there) and the fixed band of a triggered stop-limit order.
         """
         stp = cmd.stp or "cancel_newest"
-        if side == BUY:
-            key_limit = -price
-            key_band = -band[1] if band is not None else KEY_UNLIMITED
-        else:
-            key_limit = price
-            key_band = band[0] if band is not None else KEY_UNLIMITED
-        if tif == "fok" and not self._fok_fillable(book, side, cmd.member, stp, qty, key_limit, key_band):
+        key_band, key_band_max = _band_keys(band, side)
+        key_limit = -price if side == BUY else price
+        if tif == "fok" and not self._fok_fillable(book, side, cmd.member, stp, qty, key_limit, key_band, key_band_max):
             events.append(OrderCancelled(seq, oid, "fok", qty, cmd.member, cmd.client_order_id, book.symbol))
             self._close_unrested(oid)
             return
-        remaining, stopped = self._match(seq, book, oid, cmd, side, qty, stp, key_limit, key_band, events)
+        remaining, stopped = self._match(
+            seq, book, oid, cmd, side, qty, stp, key_limit, key_band, key_band_max, events
+        )
         if remaining == 0 and stopped != STOPPED_STP:
             self._close_unrested(oid)
             return
@@ -443,15 +456,9 @@ class Exchange:
 
     def _execute_market(self, seq, book, oid, cmd, side, qty, events) -> None:
         """Match an incoming market order (or triggered stop) within the band fixed now."""
-        band = book.band() if book.band_bps > 0 else None
-        if band is None:
-            key_band = KEY_UNLIMITED
-        elif side == BUY:
-            key_band = -band[1]
-        else:
-            key_band = band[0]
+        key_band, key_band_max = _band_keys(book.band() if book.band_bps > 0 else None, side)
         remaining, stopped = self._match(
-            seq, book, oid, cmd, side, qty, cmd.stp or "cancel_newest", KEY_UNLIMITED, key_band, events
+            seq, book, oid, cmd, side, qty, cmd.stp or "cancel_newest", KEY_UNLIMITED, key_band, key_band_max, events
         )
         if remaining or stopped == STOPPED_STP:
             if stopped == STOPPED_STP:
@@ -470,11 +477,14 @@ class Exchange:
 
     # ------------------------------------------------------------------ matching
 
-    def _match(self, seq, book, taker, cmd, side, qty, stp, key_limit, key_band, events):
+    def _match(self, seq, book, taker, cmd, side, qty, stp, key_limit, key_band, key_band_max, events):
         """Match `qty` of an incoming order against the opposite side.
 
-        Returns (remaining quantity, why it stopped). Emits trades and the cancels of
-        resting orders removed by self-trade prevention as they happen.
+        A level is acceptable while `key_limit <= key` (the order's own limit) and
+        `key_band <= key <= key_band_max` (the band, for market and triggered orders: a
+        level outside it on either side stops matching). Returns (remaining quantity, why
+        it stopped). Emits trades and the cancels of resting orders removed by self-trade
+        prevention as they happen.
         """
         opposite = SELL if side == BUY else BUY
         levels = book.levels[opposite]
@@ -505,7 +515,7 @@ class Exchange:
             if key < key_limit:
                 stopped = STOPPED_LIMIT
                 break
-            if key < key_band:
+            if key < key_band or key > key_band_max:
                 stopped = STOPPED_BAND
                 break
             price = key * sign
@@ -637,7 +647,7 @@ class Exchange:
         remaining -= reduction
         return remaining, remaining == 0
 
-    def _fok_fillable(self, book, side, member, stp, qty, key_limit, key_band) -> bool:
+    def _fok_fillable(self, book, side, member, stp, qty, key_limit, key_band, key_band_max) -> bool:
         """Dry run of the real matching, STP included: would all of `qty` trade now?"""
         opposite = SELL if side == BUY else BUY
         levels = book.levels[opposite]
@@ -645,7 +655,7 @@ class Exchange:
         stp_active = stp != "none"
         needed = qty
         for key in reversed(book.keys[opposite]):
-            if key < key_limit or key < key_band:
+            if key < key_limit or key < key_band or key > key_band_max:
                 return False
             level = levels[key * sign]
             queue = deque()
@@ -901,7 +911,7 @@ class Exchange:
         key_limit = -price if side == BUY else price
         remaining, stopped = self._match(
             seq, book, oid, original, side, qty, original.stp or "cancel_newest",
-            key_limit, KEY_UNLIMITED, events,
+            key_limit, KEY_UNLIMITED, KEY_UNLIMITED_MAX, events,
         )
         if stopped == STOPPED_STP:
             events.append(OrderCancelled(

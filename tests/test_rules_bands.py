@@ -301,3 +301,24 @@ def test_triggered_fok_stop_limit_counts_only_quantity_within_the_band():
         {"seq":8,"type":"cancelled","order_id":7,"reason":"fok","remaining_qty":10}
     ''')
     assert s.depth()["asks"] == [(1050, 5, 1), (1100, 5, 1)]
+
+
+def test_market_order_does_not_trade_with_a_resting_order_left_outside_the_band_on_the_near_side():
+    # The sell at 90 entered while the band was [90, 110] (R = 100). A trade at 105 moves
+    # R to 105 and the band to [95, 115]: 90 is now outside it, below the lower bound.
+    # A triggered stop (a market order) may trade only inside the band, on either side,
+    # so it is cancelled whole with reason price_band rather than buying at 90.
+    s = Scenario('''
+        {"type":"add_instrument","symbol":"X","band_bps":1000,"reference_price":100}
+        {"type":"place","member":"A","client_order_id":"b1","symbol":"X","side":"buy","order_type":"limit","qty":10,"price":105}
+        {"type":"place","member":"B","client_order_id":"s1","symbol":"X","side":"sell","order_type":"limit","qty":80,"price":90}
+        {"type":"place","member":"A","client_order_id":"st","symbol":"X","side":"buy","order_type":"stop","qty":10,"stop_price":100}
+        {"type":"place","member":"C","client_order_id":"m1","symbol":"X","side":"buy","order_type":"market","qty":5}
+    ''')
+    expect(s.since(4), '''
+        {"seq":4,"type":"accepted","order_id":3}
+        {"seq":4,"type":"triggered","order_id":3}
+        {"seq":4,"type":"cancelled","order_id":3,"reason":"price_band","remaining_qty":10}
+        {"seq":5,"type":"accepted","order_id":4}
+        {"seq":5,"type":"cancelled","order_id":4,"reason":"price_band","remaining_qty":5}
+    ''')
