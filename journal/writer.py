@@ -588,6 +588,15 @@ class JournalWriter:
             self._durable_sequence = covered
         return covered
 
+    def pending_frames(self) -> bytes:
+        """The frames appended since the last write, byte for byte as they will be written.
+
+        A primary streams exactly these bytes to its standby, whose `append_frames` then
+        writes byte-identical segments (segment headers are not frames: each side makes
+        its own at the same roll points).
+        """
+        return b"".join(self._pending)
+
     def _write_pending(self) -> None:
         self._check_usable()
         pending = self._pending

@@ -10,6 +10,7 @@ A config file overrides any part of the defaults:
     replication_port = 7703   # the standby's link (replication issue)
     admin_port = 7704         # heartbeats, promote, snapshot take
     durability = "always"     # always | interval | none (none: tests and benchmarks only)
+    replication = "sync"      # sync: acks wait for the standby's fsync once one attached | async
     interval_ms = 2
     snapshot_every_records = 100000
     snapshot_every_seconds = 300
@@ -50,6 +51,7 @@ from typing import Optional
 from replica.errors import ReplicaError
 
 DURABILITY_POLICIES = ("always", "interval", "none")
+REPLICATION_MODES = ("sync", "async")
 
 
 class ConfigError(ReplicaError):
@@ -109,6 +111,7 @@ class NodeConfig:
     replication_port: int = 7703
     admin_port: int = 7704
     durability: str = "always"
+    replication: str = "sync"
     interval_ms: int = 2
     snapshot_every_records: int = 100_000
     snapshot_every_seconds: int = 300
@@ -176,6 +179,9 @@ def parse_config(text: str, source: str = "<config>") -> NodeConfig:
     durability = node.get("durability", base.durability)
     if durability not in DURABILITY_POLICIES:
         raise ConfigError(f"{source}: node.durability must be one of {', '.join(DURABILITY_POLICIES)}, not {durability!r}")
+    replication = node.get("replication", base.replication)
+    if replication not in REPLICATION_MODES:
+        raise ConfigError(f"{source}: node.replication must be one of {', '.join(REPLICATION_MODES)}, not {replication!r}")
     host = node.get("host", base.host)
     if not isinstance(host, str):
         raise ConfigError(f"{source}: node.host must be a string")
@@ -226,6 +232,7 @@ def parse_config(text: str, source: str = "<config>") -> NodeConfig:
         replication_port=_positive_int(node, "replication_port", f"{source}: node", base.replication_port, 0),
         admin_port=_positive_int(node, "admin_port", f"{source}: node", base.admin_port, 0),
         durability=durability,
+        replication=replication,
         interval_ms=_positive_int(node, "interval_ms", f"{source}: node", base.interval_ms),
         snapshot_every_records=_positive_int(node, "snapshot_every_records", f"{source}: node", base.snapshot_every_records),
         snapshot_every_seconds=_positive_int(node, "snapshot_every_seconds", f"{source}: node", base.snapshot_every_seconds),

@@ -35,6 +35,7 @@ import msgspec
 
 from replica.config import NodeConfig, token_matches
 from replica.feed import FeedCore
+from replica.replication import DIGEST_INTERVAL_RECORDS, DigestHistory
 from replica.protocol import (
     PROTOCOL_VERSION,
     CancelRequest,
@@ -114,6 +115,8 @@ class PrimaryCore:
         self.closing: list[tuple[int, str]] = []
         self.feed = FeedCore(exchange)
         self.released_sequence = exchange.last_sequence
+        # Digests at multiples of DIGEST_INTERVAL_RECORDS, compared with the standby's.
+        self.digests = DigestHistory()
         self._rate = config.limits.messages_per_second
         self._burst = config.limits.burst_messages
 
@@ -296,6 +299,8 @@ class PrimaryCore:
             sequence, timestamp_ns, command, session_id, request_id = unreleased.popleft()
             events = apply(sequence, timestamp_ns, command)
             count += 1
+            if not sequence % DIGEST_INTERVAL_RECORDS:
+                self.digests.record(sequence, self.exchange.state_digest())
             market_data = None
             for event in events:
                 kind = type(event)

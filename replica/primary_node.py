@@ -46,6 +46,7 @@ from replica.protocol import (
     feed_request_decoder,
 )
 from replica.recovery import recover_exchange
+from replica.replication_server import serve_replication
 from replica.snapshotter import Snapshotter
 from statemachine import AddInstrument, Checkpoint, Exchange
 from statemachine.version import RULES_VERSION
@@ -157,6 +158,14 @@ class PrimaryNode:
         self._last_snapshot_sequence = 0
         self._last_snapshot_ns = time.monotonic_ns()
         self._last_digest_checkpoint = 0
+        # Replication (replica/replication_server.py): the attached standby's link, how far
+        # it is durable, and whether sync mode must wait for it.
+        self.standby_link = None
+        self.standby_durable_sequence = 0
+        self.standby_required = False
+        self.degraded = False
+        self.divergence: Optional[str] = None
+        self.exit_code = 0
         self.stopped = asyncio.Event()
         self.addresses: dict[str, tuple[str, int]] = {}
         # Set when the commit loop died (a journal write or fdatasync failed): the node
@@ -165,9 +174,13 @@ class PrimaryNode:
 
     # ------------------------------------------------------------ start / stop
 
-    async def start(self) -> None:
+    async def start(self, promoted: Optional[tuple] = None) -> None:
+        """Recover from disk and start serving; or, with `promoted=(exchange, writer)`
+        from a standby being promoted, take over its hot state and open journal."""
         config = self.config
-        if self.directory.has_journal():
+        if promoted is not None:
+            exchange, self.writer = promoted
+        elif self.directory.has_journal():
             result = recover_exchange(self.directory.root, book_updates=True, cluster_id=config.cluster_id)
             exchange = result.exchange
             self.log(
@@ -179,9 +192,10 @@ class PrimaryNode:
             self._last_snapshot_sequence = result.snapshot_sequence
         else:
             exchange = Exchange(book_updates=True)
-        self.writer = journal.JournalWriter.open(
-            self.directory.journal, config.cluster_id, durability=config.durability, interval_ms=config.interval_ms
-        )
+        if promoted is None:
+            self.writer = journal.JournalWriter.open(
+                self.directory.journal, config.cluster_id, durability=config.durability, interval_ms=config.interval_ms
+            )
         if self.writer.last_sequence != exchange.last_sequence:
             raise journal.JournalUsageError(
                 self.directory.journal, None,
@@ -190,6 +204,15 @@ class PrimaryNode:
         self.core = PrimaryCore(
             exchange, config, self.writer.epoch, self.writer.last_sequence + 1, exchange.last_timestamp_ns
         )
+        if promoted is not None:
+            # A new epoch starts with its own record: everything after it is this node's.
+            now_ns = time.time_ns()
+            self.core.submit_admin(Checkpoint(kind="epoch", epoch=self.writer.epoch), now_ns)
+            self.core.submit_admin(Checkpoint(kind="rules", version=RULES_VERSION), now_ns)
+            for _sequence, epoch, timestamp_ns, body in self.core.take_records():
+                self.writer.append(epoch, timestamp_ns, body)
+            self.writer.commit()
+            self.core.release(self.writer.written_sequence if self._release_written else self.writer.durable_sequence)
         if self.writer.last_sequence == 0:
             now_ns = time.time_ns()
             # The rules version the following records are written under (audit replay
@@ -212,11 +235,13 @@ class PrimaryNode:
         client_server = await loop.create_server(lambda: ClientConnection(self), config.host, config.client_port)
         feed_server = await loop.create_server(lambda: FeedConnection(self), config.host, config.feed_port)
         admin_server = await asyncio.start_server(self._admin_client, config.host, config.admin_port)
-        self._servers = [client_server, feed_server, admin_server]
+        replication_server = await serve_replication(self, config.host, config.replication_port)
+        self._servers = [client_server, feed_server, admin_server, replication_server]
         self.addresses = {
             "client": client_server.sockets[0].getsockname()[:2],
             "feed": feed_server.sockets[0].getsockname()[:2],
             "admin": admin_server.sockets[0].getsockname()[:2],
+            "replication": replication_server.sockets[0].getsockname()[:2],
         }
         self._write_node_file()
         self._commit_task = loop.create_task(self._commit_loop())
@@ -286,19 +311,47 @@ class PrimaryNode:
                     # A long fsync stall can pile up more than one journal batch holds.
                     batch_bytes += len(body) + BATCH_RECORD_OVERHEAD_BYTES
                     if batch_bytes > journal.BATCH_SIZE_BYTES_MAX:
-                        await writer.commit_async()
+                        await self._commit_and_replicate()
                         batch_bytes = len(body) + BATCH_RECORD_OVERHEAD_BYTES
                     appended = append(epoch, timestamp_ns, body)
                     if appended != sequence:
                         raise journal.JournalUsageError(
                             writer.segment_path, None, f"sequencer assigned {sequence}, journal {appended}"
                         )
-                await writer.commit_async()
-                durable = writer.written_sequence if self._release_written else writer.durable_sequence
-                core.release(durable)
+                await self._commit_and_replicate()
+                core.release(self.release_point())
                 self.flush()
             if self._stopping and not core.pending:
                 return
+
+    async def _commit_and_replicate(self) -> None:
+        """Write the appended records, stream them to a live standby, wait for the fsync.
+
+        The frames go to the standby before the local fdatasync starts, so both disks work
+        at once; nothing is released until `release_point` says both are durable.
+        """
+        writer = self.writer
+        link = self.standby_link
+        if link is not None and link.live and writer.last_sequence > writer.written_sequence:
+            link.send_frames(writer.written_sequence + 1, writer.last_sequence, writer.pending_frames())
+        await writer.commit_async()
+
+    def release_point(self) -> int:
+        """The highest sequence whose outputs may leave this node.
+
+        Local durability under the policy; in sync replication, also the standby's
+        durable sequence once a standby has attached (until an operator degrades).
+        """
+        writer = self.writer
+        point = writer.written_sequence if self._release_written else writer.durable_sequence
+        if self.config.replication == "sync" and self.standby_required:
+            point = min(point, self.standby_durable_sequence)
+        return point
+
+    def on_standby_progress(self) -> None:
+        if self.core is not None:
+            self.core.release(self.release_point())
+            self.flush()
 
     # ------------------------------------------------------------ outboxes
 
@@ -458,8 +511,33 @@ class PrimaryNode:
                 "client": list(self.addresses["client"]),
                 "feed": list(self.addresses["feed"]),
                 "admin": list(self.addresses["admin"]),
+                "replication": list(self.addresses["replication"]),
             }, handle)
         os.replace(temporary, path)
+
+    def degrade(self) -> dict:
+        """Run standalone while the standby is away (operator's explicit, journaled choice)."""
+        if self.config.replication != "sync" or not self.standby_required:
+            return {"degraded": self.degraded, "note": "not waiting for a standby; nothing to degrade"}
+        if self.standby_link is not None and self.standby_link.live:
+            return {"degraded": False, "error": "the standby is attached; refusing to degrade"}
+        self.standby_required = False
+        self.degraded = True
+        self.core.submit_admin(Checkpoint(kind="degraded", epoch=self.writer.epoch), time.time_ns())
+        self.log("DEGRADED: acknowledging without a standby until one attaches again")
+        self.wake()
+        return {"degraded": True}
+
+    def step_down(self, reason: str) -> None:
+        """A newer epoch exists: stop acting as primary at once (exit code 4)."""
+        self.log(f"stepping down: {reason}")
+        self.exit_code = 4
+        for server in self._servers:
+            server.close()
+        for connection in list(self.connections.values()):
+            if connection.transport is not None:
+                connection.transport.abort()
+        asyncio.ensure_future(self.stop())
 
     def status(self) -> dict:
         core = self.core
@@ -471,6 +549,13 @@ class PrimaryNode:
             "durable_sequence": self.writer.durable_sequence,
             "applied_sequence": core.exchange.last_sequence,
             "state_digest": core.exchange.state_digest(),
+            "released_sequence": core.released_sequence,
+            "replication": self.config.replication,
+            "standby_attached": self.standby_link is not None and self.standby_link.live,
+            "standby_durable_sequence": self.standby_durable_sequence,
+            "standby_required": self.standby_required,
+            "degraded": self.degraded,
+            "divergence": self.divergence,
             "sessions": len(core.sessions),
             "subscribers": len(self.subscribers),
             "pid": os.getpid(),
@@ -494,6 +579,8 @@ class PrimaryNode:
                     reply = {"snapshot_started": sequence is not None, "sequence": sequence}
                     if sequence is None:
                         reply["reason"] = "a snapshot is being written or nothing new to snapshot"
+                elif command == "degrade":
+                    reply = self.degrade()
                 elif command == "depth" and isinstance(request.get("symbol"), str):
                     symbol = request["symbol"]
                     if symbol in self.core.exchange.books:
@@ -501,7 +588,7 @@ class PrimaryNode:
                     else:
                         reply = {"error": f"unknown symbol {symbol}"}
                 else:
-                    reply = {"error": "unknown admin command; use status, snapshot or depth"}
+                    reply = {"error": "unknown admin command; use status, snapshot, degrade or depth"}
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -510,8 +597,9 @@ class PrimaryNode:
             writer.close()
 
 
-async def run_primary(config: NodeConfig, data_root: str, *, log: Callable[[str], None] = print) -> None:
-    """Run a primary until SIGTERM/SIGINT, then shut down gracefully."""
+async def run_primary(config: NodeConfig, data_root: str, *, log: Callable[[str], None] = print) -> int:
+    """Run a primary until SIGTERM/SIGINT, then shut down gracefully; return the exit code
+    (4 when it stepped down because a newer epoch exists)."""
     import signal
 
     node = PrimaryNode(config, data_root, log=log)
@@ -522,3 +610,4 @@ async def run_primary(config: NodeConfig, data_root: str, *, log: Callable[[str]
     await node.stopped.wait()
     if node.failure is not None:
         raise node.failure
+    return node.exit_code

@@ -41,22 +41,86 @@ def _run(coroutine):
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML config (default: embedded demo config).")
 @click.option("--port-base", type=click.IntRange(0, 65532), help="Use ports PORT..PORT+3 for client, feed, replication, admin.")
 @click.option("--durability", type=click.Choice(["always", "interval", "none"]), help="Override the config's durability policy.")
-def primary(data_root: str, config_path: str | None, port_base: int | None, durability: str | None) -> None:
+@click.option("--replication", type=click.Choice(["sync", "async"]), help="Override the config's replication mode.")
+def primary(data_root: str, config_path: str | None, port_base: int | None, durability: str | None, replication: str | None) -> None:
     """Run a primary node until SIGTERM."""
-    import dataclasses
-
     from replica.primary_node import run_primary
+
+    config = _node_config(config_path, port_base, durability, replication)
+    log = _log
+    sys.exit(_run(run_primary(config, data_root, log=log)) or 0)
+
+
+def _node_config(config_path, port_base, durability, replication):
+    import dataclasses
 
     config = load_config(config_path)
     if port_base is not None:
         config = config.with_ports(port_base)
     if durability is not None:
         config = dataclasses.replace(config, durability=durability)
+    if replication is not None:
+        config = dataclasses.replace(config, replication=replication)
+    return config
 
-    def log(line: str) -> None:
-        click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
 
-    _run(run_primary(config, data_root, log=log))
+def _log(line: str) -> None:
+    click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+
+
+@click.command()
+@click.option("--data", "data_root", required=True, type=click.Path(file_okay=False), help="The node's data directory.")
+@click.option("--primary", "primary_address", required=True, help="The primary's replication port HOST:PORT.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML config (the ports it opens once promoted).")
+@click.option("--port-base", type=click.IntRange(0, 65532), help="Use ports PORT..PORT+3 (client, feed, replication, admin).")
+@click.option("--replication", type=click.Choice(["sync", "async"]), help="The mode it runs once promoted.")
+def standby(data_root: str, primary_address: str, config_path: str | None, port_base: int | None, replication: str | None) -> None:
+    """Run a hot standby that follows a primary (and takes over when promoted)."""
+    from replica.standby_node import run_standby
+
+    config = _node_config(config_path, port_base, None, replication)
+    sys.exit(_run(run_standby(config, data_root, _endpoint(primary_address), log=_log)) or 0)
+
+
+def _admin(address: str, request: dict) -> dict:
+    from replica.watchdog import admin_request
+
+    return _run(admin_request(_endpoint(address), request, timeout=5.0))
+
+
+@click.command()
+@click.argument("admin_address")
+@click.option("--force", is_flag=True, help="Promote even with a divergence alarm.")
+def promote(admin_address: str, force: bool) -> None:
+    """Promote the standby whose admin port is ADMIN_ADDRESS (a failover by hand)."""
+    reply = _admin(admin_address, {"command": "promote", "force": force})
+    click.echo(json.dumps(reply))
+    if not reply.get("promoted"):
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("admin_address")
+def degrade(admin_address: str) -> None:
+    """Let a sync-mode primary acknowledge without its standby (journaled, explicit)."""
+    reply = _admin(admin_address, {"command": "degrade"})
+    click.echo(json.dumps(reply))
+    if "error" in reply:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--primary", "primary_admin", required=True, help="The primary's admin port HOST:PORT.")
+@click.option("--standby", "standby_admin", required=True, help="The standby's admin port HOST:PORT.")
+@click.option("--timeout-ms", default=500, show_default=True, type=click.IntRange(50, 600_000))
+@click.option("--force", is_flag=True, help="Promote even a standby that may be missing acknowledged records.")
+@click.option("--seconds", type=click.FloatRange(0.1), help="Give up after this long (default: watch until a promotion).")
+def watchdog(primary_admin: str, standby_admin: str, timeout_ms: int, force: bool, seconds: float | None) -> None:
+    """Watch both nodes; promote the standby when the primary has been silent for the timeout."""
+    from replica.watchdog import run_watchdog
+
+    sys.exit(_run(run_watchdog(_endpoint(primary_admin), _endpoint(standby_admin), timeout_ms,
+                               force=force, log=_log, seconds=seconds)))
 
 
 @click.command(name="hash-token")

@@ -1,0 +1,188 @@
+"""The replication link between a primary and its standby: messages and decisions.
+
+The link is its own TCP port on the primary, carrying the same length-prefixed msgpack
+frames as the client protocol (replica/protocol.py). The standby connects and speaks
+first:
+
+    standby                                      primary
+    Hello(cluster, epoch, last seq, last crc,
+          recent (seq, crc) pairs of its tail)  ─►
+                                               ◄─ Accepted(start at last seq + 1)
+                                                  | Diverged(common seq): cut after it
+                                                  | Refused(reason)
+                                               ◄─ Frames(journal frames, byte for byte:
+                                                    catch-up from disk, then live)
+    Ack(durable seq, applied seq, digest)       ─►
+                                               ◄─ PrimaryBeat(epoch, sequences, digest)
+
+Journal frames travel unchanged, so the standby's journal verifies every CRC and the
+chain against its own tail (`JournalWriter.append_frames`) and its segment files come
+out byte-identical. Records carry their epoch; the standby's writer refuses frames of an
+epoch below its own (the fence against an old primary).
+
+State digests: both sides record `state_digest()` whenever they have applied a multiple
+of DIGEST_INTERVAL_RECORDS records; beats and acks carry the latest (sequence, digest)
+pair, and a side holding a different digest for the same sequence raises the
+divergence alarm (the standby then refuses promotion).
+
+The decisions are pure functions here (`decide_hello`, `DigestHistory.compare`); the
+asyncio adapters in replica/primary_node.py and replica/standby_node.py do the I/O.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import msgspec
+
+REPLICATION_PROTOCOL_VERSION = 1
+DIGEST_INTERVAL_RECORDS = 1024
+DIGEST_HISTORY_MAX = 64
+# A standby describes its tail with at most this many (sequence, crc) pairs; a divergent
+# tail longer than that (more than any unacknowledged batch can be) needs an operator.
+RECENT_PAIRS_MAX = 512
+# Catch-up reads and sends frames in batches of at most this many bytes.
+CATCH_UP_BATCH_BYTES_MAX = 1024 * 1024
+
+
+class _Link(msgspec.Struct, frozen=True, gc=False, tag_field="type"):
+    """Base of every replication message."""
+
+
+class Hello(_Link, tag="hello"):
+    protocol_version: int
+    cluster_id: int
+    epoch: int
+    last_sequence: int
+    last_crc: int
+    recent: list[tuple[int, int]]
+
+
+class Accepted(_Link, tag="accepted"):
+    epoch: int
+    start_sequence: int
+    primary_last_sequence: int
+
+
+class Diverged(_Link, tag="diverged"):
+    common_sequence: int
+    reason: str
+
+
+class Refused(_Link, tag="refused"):
+    reason: str
+    fatal: bool = False
+
+
+class Frames(_Link, tag="frames"):
+    first_sequence: int
+    last_sequence: int
+    frames: bytes
+    released_sequence: int
+
+
+class PrimaryBeat(_Link, tag="beat"):
+    epoch: int
+    last_sequence: int
+    durable_sequence: int
+    released_sequence: int
+    digest_sequence: int
+    digest: int
+
+
+class Ack(_Link, tag="ack"):
+    durable_sequence: int
+    applied_sequence: int
+    digest_sequence: int
+    digest: int
+
+
+LinkMessage = Hello | Accepted | Diverged | Refused | Frames | PrimaryBeat | Ack
+link_decoder = msgspec.msgpack.Decoder(LinkMessage)
+
+
+@dataclass(frozen=True)
+class HelloDecision:
+    reply: _Link
+    start_sequence: int = 0  # where to stream from, for Accepted
+    primary_must_step_down: bool = False
+
+
+def decide_hello(
+    hello: Hello,
+    *,
+    cluster_id: int,
+    epoch: int,
+    first_sequence: int,
+    last_sequence: int,
+    crc_lookup: Callable[[list[int]], dict[int, int]],
+) -> HelloDecision:
+    """How a primary answers a standby's Hello.
+
+    `crc_lookup(sequences)` returns the primary journal's chain value at each of the
+    sequences it holds (sequences it does not hold are left out).
+    """
+    if hello.protocol_version != REPLICATION_PROTOCOL_VERSION:
+        return HelloDecision(Refused(f"replication protocol {hello.protocol_version}, this primary speaks "
+                                     f"{REPLICATION_PROTOCOL_VERSION}", fatal=True))
+    if hello.cluster_id != cluster_id:
+        return HelloDecision(Refused(f"cluster id {hello.cluster_id} is not this cluster's ({cluster_id})", fatal=True))
+    if hello.epoch > epoch:
+        # Someone was promoted after us: we are an old primary and must stop at once.
+        return HelloDecision(
+            Refused(f"this primary's epoch {epoch} is older than the standby's {hello.epoch}", fatal=True),
+            primary_must_step_down=True,
+        )
+    if len(hello.recent) > RECENT_PAIRS_MAX:
+        return HelloDecision(Refused(f"hello describes {len(hello.recent)} recent records (max {RECENT_PAIRS_MAX})"))
+    if hello.last_sequence == 0:
+        if first_sequence > 1:
+            return HelloDecision(Refused(f"this journal starts at {first_sequence}; seed the standby from a snapshot",
+                                         fatal=True))
+        return HelloDecision(Accepted(epoch, 1, last_sequence), start_sequence=1)
+    wanted = [hello.last_sequence] + [sequence for sequence, _ in hello.recent]
+    crcs = crc_lookup(sorted({sequence for sequence in wanted if first_sequence <= sequence <= last_sequence}))
+    if crcs.get(hello.last_sequence) == hello.last_crc:
+        return HelloDecision(Accepted(epoch, hello.last_sequence + 1, last_sequence),
+                             start_sequence=hello.last_sequence + 1)
+    # The standby's tail is not ours: find the newest record we both hold identically.
+    for sequence, crc in sorted(hello.recent, reverse=True):
+        if crcs.get(sequence) == crc:
+            return HelloDecision(Diverged(sequence, f"records after {sequence} differ from this primary's journal"))
+    oldest = min((sequence for sequence, _ in hello.recent), default=hello.last_sequence)
+    if oldest <= 1 or first_sequence > oldest:
+        return HelloDecision(Diverged(0, "no record of the standby's tail matches; its whole journal diverges"))
+    return HelloDecision(Refused(
+        f"the standby's last {len(hello.recent)} records all differ from this primary's journal; "
+        "an operator must rebuild it", fatal=True,
+    ))
+
+
+class DigestHistory:
+    """Recent (sequence, state digest) pairs at multiples of DIGEST_INTERVAL_RECORDS."""
+
+    def __init__(self) -> None:
+        self._pairs: deque = deque(maxlen=DIGEST_HISTORY_MAX)
+        self._by_sequence: dict[int, int] = {}
+
+    def record(self, sequence: int, digest: int) -> None:
+        if len(self._pairs) == self._pairs.maxlen:
+            old_sequence, _ = self._pairs[0]
+            self._by_sequence.pop(old_sequence, None)
+        self._pairs.append((sequence, digest))
+        self._by_sequence[sequence] = digest
+
+    @property
+    def latest(self) -> tuple[int, int]:
+        return self._pairs[-1] if self._pairs else (0, 0)
+
+    def compare(self, sequence: int, digest: int) -> Optional[bool]:
+        """True/False if we hold a digest for `sequence` and it matches; None if not held."""
+        if sequence == 0:
+            return None
+        mine = self._by_sequence.get(sequence)
+        if mine is None:
+            return None
+        return mine == digest

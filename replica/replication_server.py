@@ -1,0 +1,225 @@
+"""The primary's end of the replication link (asyncio adapter).
+
+One standby at a time. On connect: read the standby's Hello, answer with `decide_hello`
+(Accepted / Diverged / Refused; a Hello from a higher epoch makes this primary step down
+at once). Accepted: stream catch-up frames from the journal on disk (bounded batches,
+`journal.read_frames`), then switch to live: from then on the commit loop hands every
+batch's frames to `send_frames` before its own fdatasync. The switch happens with no
+await between "caught up to the written sequence" and "live", so no batch can fall in
+between. Acks advance `standby_durable_sequence`, which releases outputs in sync mode;
+beats go out every BEAT_PERIOD_SECONDS with the latest digest for comparison.
+
+A standby that falls behind its socket buffer limit is cut off (it reconnects and
+catches up from disk); the primary never waits for a slow standby in async mode, and in
+sync mode it pauses acknowledgements, which is the point of sync mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Optional
+
+import msgspec
+
+import journal
+from replica.protocol import FrameReader, FrameTooLargeError, encode_frame
+from replica.replication import (
+    CATCH_UP_BATCH_BYTES_MAX,
+    Accepted,
+    Ack,
+    Frames,
+    Hello,
+    PrimaryBeat,
+    decide_hello,
+    link_decoder,
+)
+
+BEAT_PERIOD_SECONDS = 0.2
+HELLO_TIMEOUT_SECONDS = 10.0
+# A standby whose unsent bytes exceed this is cut off and must catch up from disk.
+STANDBY_BUFFER_BYTES_MAX = 64 * 1024 * 1024
+_FRAME_LENGTH = struct.Struct("<I")
+
+
+def count_frames(frames: bytes) -> int:
+    """How many journal frames a verified run of frames holds."""
+    count = 0
+    offset = 0
+    end = len(frames)
+    unpack = _FRAME_LENGTH.unpack_from
+    while offset < end:
+        (length,) = unpack(frames, offset)
+        offset += 8 + length
+        count += 1
+    return count
+
+
+class StandbyLink:
+    def __init__(self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.node = node
+        self.reader = reader
+        self.writer = writer
+        self.live = False
+        self.peer = writer.get_extra_info("peername")
+        self.applied_sequence = 0
+        self.digest_sequence = 0
+        self.digest = 0
+        self._closed = False
+
+    def send(self, message) -> None:
+        if self._closed:
+            return
+        self.writer.write(encode_frame(message))
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() > STANDBY_BUFFER_BYTES_MAX:
+            self.node.log(f"standby {self.peer} is too far behind its socket; cutting it off")
+            self.close()
+
+    def send_frames(self, first_sequence: int, last_sequence: int, frames: bytes) -> None:
+        self.send(Frames(first_sequence, last_sequence, frames, self.node.core.released_sequence))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.live = False
+            self.writer.close()
+
+    def _crc_lookup(self, sequences: list[int]) -> dict[int, int]:
+        if not sequences:
+            return {}
+        wanted = set(sequences)
+        found = {}
+        for record in journal.read_records(self.node.directory.journal, sequences[0], sequences[-1], live=True):
+            if record.sequence in wanted:
+                found[record.sequence] = record.crc
+        return found
+
+    async def run(self) -> None:
+        node = self.node
+        frames = FrameReader()
+        try:
+            hello = await asyncio.wait_for(self._next_message(frames), HELLO_TIMEOUT_SECONDS)
+            if type(hello) is not Hello:
+                self.node.log(f"replication peer {self.peer} did not start with a hello")
+                return
+            report = node.writer.recovery
+            decision = decide_hello(
+                hello,
+                cluster_id=node.config.cluster_id,
+                epoch=node.writer.epoch,
+                first_sequence=report.first_sequence or 1,
+                last_sequence=node.writer.written_sequence,
+                crc_lookup=self._crc_lookup,
+            )
+            self.send(decision.reply)
+            await self.writer.drain()
+            if decision.primary_must_step_down:
+                node.log(f"standby {self.peer} is at epoch {hello.epoch}, above ours: stepping down")
+                node.step_down(f"a node of epoch {hello.epoch} exists")
+                return
+            if type(decision.reply) is not Accepted:
+                node.log(f"standby {self.peer}: {decision.reply}")
+                return
+            if node.standby_link is not None:
+                node.log(f"standby {self.peer} replaces the one at {node.standby_link.peer}")
+                node.standby_link.close()
+            node.standby_link = self
+            node.standby_durable_sequence = max(node.standby_durable_sequence, decision.start_sequence - 1)
+            node.log(f"standby {self.peer} attached at sequence {decision.start_sequence - 1}; catching up")
+            acks = asyncio.get_running_loop().create_task(self._read_acks(frames))
+            beats = asyncio.get_running_loop().create_task(self._beats())
+            try:
+                await self._catch_up(decision.start_sequence)
+                node.log(f"standby {self.peer} is live at sequence {node.writer.written_sequence}")
+                await acks
+            finally:
+                beats.cancel()
+                acks.cancel()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, FrameTooLargeError,
+                msgspec.MsgspecError, OSError) as error:
+            node.log(f"replication link to {self.peer} lost: {error or type(error).__name__}")
+        finally:
+            self.close()
+            if node.standby_link is self:
+                node.standby_link = None
+                node.log(
+                    "standby detached"
+                    + ("; acknowledgements pause until it returns or `twinbook degrade`"
+                       if node.config.replication == "sync" and node.standby_required else "")
+                )
+
+    async def _next_message(self, frames: FrameReader):
+        while True:
+            data = await self.reader.read(65536)
+            if not data:
+                raise ConnectionError("standby closed the link")
+            payloads = frames.feed(data)
+            if payloads:
+                self._backlog = [link_decoder.decode(payload) for payload in payloads[1:]]
+                return link_decoder.decode(payloads[0])
+
+    async def _catch_up(self, start_sequence: int) -> None:
+        node = self.node
+        next_sequence = start_sequence
+        while True:
+            written = node.writer.written_sequence
+            if next_sequence > written:
+                # Caught up: from here on the commit loop sends every batch live. No
+                # await separates the check above from this switch.
+                self.live = True
+                if node.config.replication == "sync":
+                    node.standby_required = True
+                    node.degraded = False
+                return
+            for chunk in journal.read_frames(
+                node.directory.journal, next_sequence, written, batch_size_bytes_max=CATCH_UP_BATCH_BYTES_MAX, live=True
+            ):
+                count = count_frames(chunk)
+                self.send_frames(next_sequence, next_sequence + count - 1, chunk)
+                next_sequence += count
+                await self.writer.drain()
+                if self._closed:
+                    raise ConnectionError("link closed during catch-up")
+
+    async def _read_acks(self, frames: FrameReader) -> None:
+        node = self.node
+        pending = getattr(self, "_backlog", [])
+        while True:
+            for message in pending:
+                if type(message) is Ack:
+                    self._on_ack(message)
+            data = await self.reader.read(65536)
+            if not data:
+                return
+            pending = [link_decoder.decode(payload) for payload in frames.feed(data)]
+
+    def _on_ack(self, ack: Ack) -> None:
+        node = self.node
+        if ack.durable_sequence > node.standby_durable_sequence:
+            node.standby_durable_sequence = ack.durable_sequence
+            node.on_standby_progress()
+        self.applied_sequence = ack.applied_sequence
+        if ack.digest_sequence:
+            self.digest_sequence, self.digest = ack.digest_sequence, ack.digest
+            same = node.core.digests.compare(ack.digest_sequence, ack.digest)
+            if same is False and node.divergence is None:
+                node.divergence = f"standby digest at {ack.digest_sequence} differs from ours"
+                node.log(f"DIVERGENCE ALARM: {node.divergence}")
+
+    async def _beats(self) -> None:
+        node = self.node
+        while not self._closed:
+            digest_sequence, digest = node.core.digests.latest
+            self.send(PrimaryBeat(
+                node.writer.epoch, node.writer.last_sequence, node.writer.durable_sequence,
+                node.core.released_sequence, digest_sequence, digest,
+            ))
+            await asyncio.sleep(BEAT_PERIOD_SECONDS)
+
+
+async def serve_replication(node, host: str, port: int) -> asyncio.AbstractServer:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await StandbyLink(node, reader, writer).run()
+
+    return await asyncio.start_server(handle, host, port)

@@ -1,0 +1,358 @@
+"""The hot standby: follows a primary over the replication link, ready to take over.
+
+    connect ─► Hello(cluster, epoch, last seq + crc, recent tail pairs)
+      Accepted ─► for each Frames message:
+                    JournalWriter.append_frames (verifies every CRC and the chain, refuses
+                    an older epoch) ─► commit (fdatasync) ─► Ack(durable) ─► apply the
+                    records to the hot exchange ─► Ack(applied, digest)
+      Diverged(common) ─► our tail after `common` was never acknowledged by the new
+                    primary: cut it into `<segment>.divergent` (kept for audit, never
+                    deleted), drop snapshots beyond it, rebuild the exchange, reconnect
+      Refused ─► fatal (other cluster, no common history): stop; else retry with backoff
+
+Beats from the primary carry its latest (sequence, digest); a different digest for a
+sequence we applied is a divergence alarm: loud, and the node refuses promotion
+(unless forced). The admin port answers `status` and `promote`; promotion bumps the
+epoch, closes the link and turns this very process into a PrimaryNode over the same hot
+exchange and open journal (no replay), writing an epoch-start record first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Callable, Optional
+
+import msgspec
+
+import journal
+import snapshots
+from journal.frames import decode_tuples
+from replica.config import NodeConfig
+from replica.data_directory import DataDirectory
+from replica.primary_node import PrimaryNode
+from replica.protocol import FrameReader, FrameTooLargeError, encode_frame
+from replica.recovery import recover_exchange
+from replica.replication import (
+    DIGEST_INTERVAL_RECORDS,
+    RECENT_PAIRS_MAX,
+    REPLICATION_PROTOCOL_VERSION,
+    Accepted,
+    Ack,
+    DigestHistory,
+    Diverged,
+    Frames,
+    Hello,
+    PrimaryBeat,
+    Refused,
+    link_decoder,
+)
+from statemachine import Exchange
+from statemachine.codec import decode_command
+
+RECONNECT_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+class FatalRefusal(Exception):
+    """The primary refused this standby for good (other cluster, no common history)."""
+
+
+class StandbyNode:
+    def __init__(
+        self, config: NodeConfig, data_root: str, primary_address: tuple[str, int], *, log: Callable[[str], None] = print
+    ) -> None:
+        self.config = config
+        self.directory = DataDirectory.create(data_root)
+        self.primary_address = primary_address
+        self.log = log
+        self.exchange: Optional[Exchange] = None
+        self.writer: Optional[journal.JournalWriter] = None
+        self.digests = DigestHistory()
+        self.connected = False
+        self.last_beat_monotonic_ns = 0
+        self.primary_released_sequence = 0
+        self.primary_last_sequence = 0
+        self.divergence: Optional[str] = None
+        self.fatal_reason: Optional[str] = None
+        self.primary: Optional[PrimaryNode] = None
+        self.exit_code = 0
+        self.stopped = asyncio.Event()
+        self._admin_server = None
+        self._link_task: Optional[asyncio.Task] = None
+        self._link_writer: Optional[asyncio.StreamWriter] = None
+        self._promoting = False
+
+    # ------------------------------------------------------------ start / stop
+
+    def _recover(self) -> None:
+        if self.directory.has_journal():
+            result = recover_exchange(self.directory.root, book_updates=True, cluster_id=self.config.cluster_id,
+                                      repair=self.writer is None)
+            self.exchange = result.exchange
+            for sequence, reason in result.skipped_snapshots:
+                self.log(f"skipped snapshot {sequence}: {reason}")
+        else:
+            self.exchange = Exchange(book_updates=True)
+        self.digests = DigestHistory()
+
+    async def start(self) -> None:
+        self._recover()
+        self.writer = journal.JournalWriter.open(self.directory.journal, self.config.cluster_id, durability="always")
+        if self.writer.last_sequence != self.exchange.last_sequence:
+            raise journal.JournalUsageError(
+                self.directory.journal, None,
+                f"journal ends at {self.writer.last_sequence} but recovery reached {self.exchange.last_sequence}",
+            )
+        self._admin_server = await asyncio.start_server(self._admin_client, self.config.host, self.config.admin_port)
+        self._write_node_file()
+        self._link_task = asyncio.get_running_loop().create_task(self._replicate_forever())
+        self.log(
+            f"standby up at sequence {self.writer.last_sequence} epoch {self.writer.epoch}, following "
+            f"{self.primary_address[0]}:{self.primary_address[1]}, admin {self._admin_address()}"
+        )
+
+    def _admin_address(self) -> tuple:
+        return self._admin_server.sockets[0].getsockname()[:2]
+
+    def _write_node_file(self) -> None:
+        path = os.path.join(self.directory.root, "node.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump({
+                "role": "standby", "pid": os.getpid(), "cluster_id": self.config.cluster_id,
+                "epoch": self.writer.epoch, "admin": list(self._admin_address()),
+                "primary": list(self.primary_address),
+            }, handle)
+        os.replace(path + ".tmp", path)
+
+    async def stop(self) -> None:
+        if self.primary is not None:
+            await self.primary.stop()
+            self.exit_code = self.primary.exit_code
+            self.stopped.set()
+            return
+        if self._link_task is not None:
+            self._link_task.cancel()
+            try:
+                await self._link_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._admin_server is not None:
+            self._admin_server.close()
+        if self.writer is not None and not self.writer.closed:
+            self.writer.close()
+        self.log(f"standby stopped at sequence {self.exchange.last_sequence if self.exchange else 0}")
+        self.stopped.set()
+
+    # ------------------------------------------------------------ the link
+
+    async def _replicate_forever(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._replicate_once()
+                attempt = 0
+            except FatalRefusal as refusal:
+                self.fatal_reason = str(refusal)
+                self.log(f"primary refused this standby for good: {refusal}")
+                return
+            except journal.JournalError as error:
+                # A corrupt or out-of-epoch frame: refused, never applied. Drop the link
+                # and start again from what is durable here.
+                self.log(f"refusing frames from the primary: {error}")
+            except (ConnectionError, OSError, asyncio.IncompleteReadError, FrameTooLargeError, msgspec.MsgspecError) as error:
+                if self.connected:
+                    self.log(f"replication link lost: {error or type(error).__name__}")
+            finally:
+                self.connected = False
+                if self._link_writer is not None:
+                    self._link_writer.close()
+                    self._link_writer = None
+            await asyncio.sleep(RECONNECT_BACKOFF_SECONDS[min(attempt, len(RECONNECT_BACKOFF_SECONDS) - 1)])
+            attempt += 1
+
+    def _recent_pairs(self) -> list[tuple[int, int]]:
+        last = self.writer.last_sequence
+        if last == 0:
+            return []
+        first = max(self.writer.recovery.first_sequence or 1, last - RECENT_PAIRS_MAX + 1)
+        return [(record.sequence, record.crc) for record in journal.read_records(self.directory.journal, first, last, live=True)]
+
+    async def _replicate_once(self) -> None:
+        reader, writer = await asyncio.open_connection(*self.primary_address)
+        self._link_writer = writer
+        hello = Hello(
+            REPLICATION_PROTOCOL_VERSION, self.config.cluster_id, self.writer.epoch,
+            self.writer.last_sequence, self.writer.last_crc, self._recent_pairs(),
+        )
+        writer.write(encode_frame(hello))
+        frames = FrameReader()
+        first_reply = True
+        while True:
+            data = await reader.read(1 << 20)
+            if not data:
+                raise ConnectionError("the primary closed the link")
+            for payload in frames.feed(data):
+                message = link_decoder.decode(payload)
+                kind = type(message)
+                if first_reply:
+                    first_reply = False
+                    if kind is Refused:
+                        if message.fatal:
+                            raise FatalRefusal(message.reason)
+                        raise ConnectionError(f"refused: {message.reason}")
+                    if kind is Diverged:
+                        self._cut_divergent_tail(message.common_sequence, message.reason)
+                        raise ConnectionError("divergent tail cut; reconnecting to catch up")
+                    if kind is not Accepted:
+                        raise ConnectionError(f"unexpected first reply {kind.__name__}")
+                    self.connected = True
+                    self.primary_last_sequence = message.primary_last_sequence
+                    self.log(f"attached to the primary at sequence {self.writer.last_sequence} (primary at "
+                             f"{message.primary_last_sequence}, epoch {message.epoch})")
+                    continue
+                if kind is Frames:
+                    await self._on_frames(message, writer)
+                elif kind is PrimaryBeat:
+                    self._on_beat(message)
+
+    async def _on_frames(self, message: Frames, link: asyncio.StreamWriter) -> None:
+        chain_before = self.writer.last_crc
+        self.writer.append_frames(message.frames, source=f"primary {self.primary_address[0]}:{self.primary_address[1]}")
+        await self.writer.commit_async()
+        durable = self.writer.durable_sequence
+        # Acknowledge durability first: that is what the primary's sync mode waits for.
+        link.write(encode_frame(Ack(durable, self.exchange.last_sequence, *self.digests.latest)))
+        records: list = []
+        decode_tuples(message.frames, 0, message.first_sequence, chain_before, 0,
+                      message.last_sequence - message.first_sequence + 1, records)
+        apply = self.exchange.apply
+        for sequence, _epoch, timestamp_ns, body in records:
+            apply(sequence, timestamp_ns, decode_command(body))
+            if not sequence % DIGEST_INTERVAL_RECORDS:
+                self.digests.record(sequence, self.exchange.state_digest())
+        self.primary_released_sequence = max(self.primary_released_sequence, message.released_sequence)
+        self.primary_last_sequence = max(self.primary_last_sequence, message.last_sequence)
+        link.write(encode_frame(Ack(durable, self.exchange.last_sequence, *self.digests.latest)))
+
+    def _on_beat(self, beat: PrimaryBeat) -> None:
+        self.last_beat_monotonic_ns = time.monotonic_ns()
+        self.primary_released_sequence = max(self.primary_released_sequence, beat.released_sequence)
+        self.primary_last_sequence = max(self.primary_last_sequence, beat.last_sequence)
+        same = self.digests.compare(beat.digest_sequence, beat.digest)
+        if same is False and self.divergence is None:
+            self.divergence = f"digest at sequence {beat.digest_sequence} differs from the primary's"
+            self.log(f"DIVERGENCE ALARM: {self.divergence}; this standby refuses promotion")
+
+    def _cut_divergent_tail(self, common_sequence: int, reason: str) -> None:
+        self.log(f"diverged from the primary after sequence {common_sequence} ({reason}); "
+                 f"cutting {self.writer.last_sequence - common_sequence} records into .divergent")
+        report = self.writer.truncate_after(common_sequence, keep_path_suffix=".divergent")
+        self.log(f"divergent tail kept: {report}")
+        if self.directory.has_snapshots():
+            store = snapshots.SnapshotStore(self.directory.snapshots)
+            try:
+                for info in store.list():
+                    if info.sequence > common_sequence:
+                        store.delete(info.sequence)
+            finally:
+                store.close()
+        self._recover()
+
+    # ------------------------------------------------------------ admin
+
+    def status(self) -> dict:
+        if self.primary is not None:
+            return self.primary.status()
+        beat_age_ms = None
+        if self.last_beat_monotonic_ns:
+            beat_age_ms = (time.monotonic_ns() - self.last_beat_monotonic_ns) // 1_000_000
+        return {
+            "role": "standby",
+            "cluster_id": self.config.cluster_id,
+            "epoch": self.writer.epoch,
+            "last_sequence": self.writer.last_sequence,
+            "durable_sequence": self.writer.durable_sequence,
+            "applied_sequence": self.exchange.last_sequence,
+            "state_digest": self.exchange.state_digest(),
+            "primary_connected": self.connected,
+            "primary_beat_age_ms": beat_age_ms,
+            "primary_released_sequence": self.primary_released_sequence,
+            "primary_last_sequence": self.primary_last_sequence,
+            "divergence": self.divergence,
+            "fatal": self.fatal_reason,
+            "promotable": self.divergence is None and self.fatal_reason is None,
+            "pid": os.getpid(),
+        }
+
+    async def promote(self, force: bool = False) -> dict:
+        if self.primary is not None:
+            return {"promoted": False, "error": "already primary"}
+        if self._promoting:
+            return {"promoted": False, "error": "promotion under way"}
+        if self.divergence is not None and not force:
+            return {"promoted": False, "error": f"refusing: {self.divergence} (use --force to override)"}
+        self._promoting = True
+        started = time.monotonic()
+        if self._link_task is not None:
+            self._link_task.cancel()
+            try:
+                await self._link_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        new_epoch = self.writer.epoch + 1
+        self.writer.set_epoch(new_epoch)
+        self._admin_server.close()
+        primary = PrimaryNode(self.config, self.directory.root, log=self.log)
+        await primary.start(promoted=(self.exchange, self.writer))
+        self.primary = primary
+        elapsed_ms = (time.monotonic() - started) * 1000
+        self.log(f"PROMOTED to primary at epoch {new_epoch}, sequence {self.writer.last_sequence} in {elapsed_ms:.0f} ms")
+        asyncio.ensure_future(self._follow_primary_stop(primary))
+        return {"promoted": True, "epoch": new_epoch, "last_sequence": self.writer.last_sequence,
+                "elapsed_ms": round(elapsed_ms, 1)}
+
+    async def _follow_primary_stop(self, primary: PrimaryNode) -> None:
+        await primary.stopped.wait()
+        self.exit_code = primary.exit_code
+        self.stopped.set()
+
+    async def _admin_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                try:
+                    request = json.loads(line)
+                    command = request.get("command") if isinstance(request, dict) else None
+                except ValueError:
+                    request, command = {}, None
+                if command == "status":
+                    reply = self.status()
+                elif command == "promote":
+                    reply = await self.promote(force=bool(request.get("force")))
+                else:
+                    reply = {"error": "unknown admin command; a standby answers status and promote"}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+
+async def run_standby(
+    config: NodeConfig, data_root: str, primary_address: tuple[str, int], *, log: Callable[[str], None] = print
+) -> int:
+    """Run a standby (and, once promoted, the primary it becomes) until SIGTERM."""
+    import signal
+
+    node = StandbyNode(config, data_root, primary_address, log=log)
+    await node.start()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, lambda: asyncio.ensure_future(node.stop()))
+    await node.stopped.wait()
+    return node.exit_code

@@ -1,0 +1,140 @@
+"""The watchdog: watches both nodes' admin heartbeats and promotes the standby when the
+primary has died.
+
+`WatchdogCore` (sans-I/O) takes observations, `primary_seen(status, now_ms)`,
+`primary_silent(now_ms)`, `standby_seen(status, now_ms)`, and answers `decide(now_ms)`
+with an action and the reason, which the adapter logs (every decision is logged, so a
+drill can be read afterwards). It promotes only when all of these hold:
+
+* the primary has been silent for at least `timeout_ms` (no admin answer);
+* the standby answered recently, is promotable (no divergence alarm, not refused) and is
+  not already primary;
+* the standby is caught up to everything the primary acknowledged: its durable sequence
+  is at least the primary's last reported released sequence (in sync mode that always
+  holds; in async mode or after `degrade` it may not, and then only `--force` promotes,
+  accepting the loss of what only the old primary had).
+
+The adapter (`run_watchdog`) polls both admin endpoints every `timeout_ms / 5`, and sends
+`promote` to the standby when the core says so, at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+ADMIN_TIMEOUT_SECONDS = 0.25
+
+
+@dataclass
+class Decision:
+    action: str  # "wait" | "promote" | "refuse" | "done"
+    reason: str
+
+
+class WatchdogCore:
+    def __init__(self, timeout_ms: int, *, force: bool = False) -> None:
+        if timeout_ms < 50:
+            raise ValueError(f"timeout_ms {timeout_ms} is too small to tell a slow node from a dead one (min 50)")
+        self.timeout_ms = timeout_ms
+        self.force = force
+        self.primary_last_seen_ms: Optional[int] = None
+        self.primary_released_sequence = 0
+        self.primary_degraded = False
+        self.standby: Optional[dict] = None
+        self.standby_seen_ms: Optional[int] = None
+        self.promoted = False
+
+    def primary_seen(self, status: dict, now_ms: int) -> None:
+        if status.get("role") != "primary":
+            return
+        self.primary_last_seen_ms = now_ms
+        self.primary_released_sequence = max(self.primary_released_sequence, status.get("released_sequence", 0))
+        self.primary_degraded = bool(status.get("degraded"))
+
+    def standby_seen(self, status: dict, now_ms: int) -> None:
+        self.standby = status
+        self.standby_seen_ms = now_ms
+        if status.get("role") == "primary":
+            self.promoted = True
+
+    def decide(self, now_ms: int) -> Decision:
+        if self.promoted:
+            return Decision("done", "the standby is primary now")
+        if self.primary_last_seen_ms is None:
+            return Decision("wait", "the primary has not been seen yet")
+        silent_ms = now_ms - self.primary_last_seen_ms
+        if silent_ms < self.timeout_ms:
+            return Decision("wait", f"primary alive (seen {silent_ms} ms ago)")
+        standby = self.standby
+        if standby is None or self.standby_seen_ms is None or now_ms - self.standby_seen_ms > self.timeout_ms:
+            return Decision("refuse", f"primary silent {silent_ms} ms but the standby is not answering either")
+        if not standby.get("promotable", False):
+            return Decision("refuse", f"primary silent {silent_ms} ms; standby not promotable: "
+                                      f"{standby.get('divergence') or standby.get('fatal')}")
+        durable = standby.get("durable_sequence", 0)
+        if durable < self.primary_released_sequence or self.primary_degraded:
+            why = (f"standby durable {durable} < primary acknowledged {self.primary_released_sequence}"
+                   if durable < self.primary_released_sequence else "the primary ran degraded (standalone)")
+            if not self.force:
+                return Decision("refuse", f"primary silent {silent_ms} ms; standby is stale ({why}); use --force")
+            return Decision("promote", f"primary silent {silent_ms} ms; FORCED although {why}")
+        return Decision("promote", f"primary silent {silent_ms} ms; standby durable {durable} covers "
+                                   f"everything acknowledged ({self.primary_released_sequence})")
+
+
+async def admin_request(address: tuple[str, int], request: dict, timeout: float = ADMIN_TIMEOUT_SECONDS) -> dict:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), timeout)
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        line = await asyncio.wait_for(reader.readline(), timeout if request.get("command") != "promote" else 30)
+        if not line:
+            raise ConnectionError(f"admin {address[0]}:{address[1]} closed the connection")
+        return json.loads(line)
+    finally:
+        writer.close()
+
+
+async def run_watchdog(
+    primary: tuple[str, int],
+    standby: tuple[str, int],
+    timeout_ms: int,
+    *,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    seconds: Optional[float] = None,
+) -> int:
+    """Watch until the standby is promoted (exit 0) or `seconds` pass (exit 0, nothing done)."""
+    core = WatchdogCore(timeout_ms, force=force)
+    period = max(0.01, timeout_ms / 5000)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    last_reason = None
+    while deadline is None or time.monotonic() < deadline:
+        now_ms = time.monotonic_ns() // 1_000_000
+        try:
+            core.primary_seen(await admin_request(primary, {"command": "status"}), now_ms)
+        except (OSError, asyncio.TimeoutError, ValueError, ConnectionError):
+            pass
+        try:
+            core.standby_seen(await admin_request(standby, {"command": "status"}), now_ms)
+        except (OSError, asyncio.TimeoutError, ValueError, ConnectionError):
+            pass
+        decision = core.decide(time.monotonic_ns() // 1_000_000)
+        if decision.reason != last_reason and not decision.reason.startswith("primary alive"):
+            log(f"{decision.action}: {decision.reason}")
+        elif last_reason is None:
+            log(f"{decision.action}: {decision.reason}")
+        last_reason = decision.reason
+        if decision.action == "done":
+            return 0
+        if decision.action == "promote":
+            started = time.monotonic()
+            reply = await admin_request(standby, {"command": "promote", "force": force})
+            log(f"promote -> {reply} ({(time.monotonic() - started) * 1000:.0f} ms)")
+            if reply.get("promoted"):
+                return 0
+        await asyncio.sleep(period)
+    return 0
