@@ -40,6 +40,7 @@ def _register() -> None:
 
     cli.add_command(commands_run.run)
     cli.add_command(commands_run.demo)
+    cli.add_command(commands_run.examples)
     cli.add_command(commands_bench.bench)
     cli.add_command(commands_journal.journal_group)
     cli.add_command(commands_snapshot.snapshot_group)

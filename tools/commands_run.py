@@ -3,11 +3,13 @@
 `run` reads a JSON-lines scenario (format in ../shared/RULES.md), gives each line the
 next sequence number, applies it, and writes the events as JSON lines. A malformed line
 becomes a `rejected` event with reason `malformed` that names the line; it never stops
-the run. `demo` runs the scenarios shipped in examples/ and prints a readable summary.
+the run. `examples` runs the scenarios shipped in examples/ and prints a readable
+summary; `demo` is the failover drill (tools/drill.py).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -105,7 +107,7 @@ def summarise(name: str, exchange: Exchange, events: list) -> str:
 
 @click.command()
 @click.option("--events/--no-events", default=False, help="Also print every event as JSON.")
-def demo(events: bool) -> None:
+def examples(events: bool) -> None:
     """Run the example scenarios through the engine and summarise what happened."""
     paths = sorted(EXAMPLES_DIRECTORY.glob("*.jsonl"))
     if not paths:
@@ -118,3 +120,36 @@ def demo(events: bool) -> None:
             out.flush()
         click.echo(summarise(path.name, exchange, produced))
     click.echo("All scenarios ran; book invariants held after every command.")
+
+
+@click.command()
+@click.option("--seconds", default=24.0, show_default=True, type=click.FloatRange(8, 600), help="Length of the trading load.")
+@click.option("--rate", default=1500.0, show_default=True, type=click.FloatRange(10, 100_000), help="Orders per second, all clients.")
+@click.option("--keep", type=click.Path(file_okay=False), help="Keep the cluster's data here for inspection.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def demo(seconds: float, rate: float, keep: str | None, as_json: bool) -> None:
+    """A failover drill: primary, standby and watchdog on loopback, SIGKILL, promotion, rejoin, checks."""
+    import asyncio
+
+    from tools.drill import format_summary, run_drill
+
+    interactive = sys.stderr.isatty()
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    def progress(line: str) -> None:
+        if interactive:
+            click.echo(line, err=True, nl=False)
+        else:
+            click.echo(line.strip(), err=True)
+
+    ok, summary = asyncio.run(run_drill(seconds, keep, rate, say, progress if not as_json else lambda line: None))
+    if keep is None:
+        summary["data"] = "(removed; use --keep DIR to keep it)"
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(format_summary(ok, summary))
+    if not ok:
+        sys.exit(1)
