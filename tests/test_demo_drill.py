@@ -15,7 +15,7 @@ def test_failover_drill_loses_nothing_duplicates_nothing_and_converges(tmp_path)
     ok, summary = asyncio.run(asyncio.wait_for(
         run_drill(seconds=9, keep=str(tmp_path / "drill"), rate_per_second=600, say=lambda line: None,
                   progress=lambda line: None),
-        timeout=120,
+        timeout=180,
     ))
     assert summary["orders_acknowledged"] > 0
     assert summary["orders_lost"] == 0 and summary["orders_duplicated"] == 0, format_summary(ok, summary)

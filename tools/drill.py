@@ -311,7 +311,10 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
                     return a, b
             return None
 
-        a_status, b_status = await _wait_for(caught_up, 30, "the old primary to rejoin and catch up")
+        try:
+            a_status, b_status = await _wait_for(caught_up, 60, "the old primary to rejoin and catch up")
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}\n{_log_tails(nodes)}") from None
         snapshot = await admin_request(second.admin, {"command": "snapshot"}, timeout=5)
         await asyncio.sleep(0.5)
         counts, b_last = _accepted_in_journal(os.path.join(second.data, "journal"))
@@ -361,6 +364,17 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
             summary["snapshots_on_b"] = _count_snapshots(second.data)
         if keep is None:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _log_tails(nodes: list, lines: int = 15) -> str:
+    """The last lines of each process's log, for a failure message that explains itself."""
+    parts = []
+    for node in nodes:
+        if node.log_path and os.path.exists(node.log_path):
+            with open(node.log_path, "rb") as handle:
+                tail = handle.read().decode(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {node.name} (exit {node.process.poll() if node.process else None}):\n" + "\n".join(tail))
+    return "\n".join(parts)
 
 
 def _count_snapshots(data: str) -> int:
