@@ -31,11 +31,14 @@ asyncio adapters in replica/primary_node.py and replica/standby_node.py do the I
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import msgspec
+
+from replica.protocol import FrameTooLargeError
 
 REPLICATION_PROTOCOL_VERSION = 1
 DIGEST_INTERVAL_RECORDS = 1024
@@ -45,6 +48,47 @@ DIGEST_HISTORY_MAX = 64
 RECENT_PAIRS_MAX = 512
 # Catch-up reads and sends frames in batches of at most this many bytes.
 CATCH_UP_BATCH_BYTES_MAX = 1024 * 1024
+# A link message carries up to one journal batch of frames (live: a whole commit batch,
+# up to journal.BATCH_SIZE_BYTES_MAX; catch-up: CATCH_UP_BATCH_BYTES_MAX), far above the
+# client protocol's FRAME_PAYLOAD_BYTES_MAX, so the link has its own bound.
+LINK_FRAME_PAYLOAD_BYTES_MAX = 16 * 1024 * 1024 + 64 * 1024
+_LINK_FRAME_HEADER = struct.Struct("<I")
+
+
+class LinkFrameReader:
+    """Splits the replication link's byte stream into message payloads (sans-I/O).
+
+    The same length-prefixed framing as replica.protocol.FrameReader, with the link's
+    bound: `feed(data)` returns the complete payloads and raises FrameTooLargeError
+    when a header announces more than LINK_FRAME_PAYLOAD_BYTES_MAX.
+    """
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buffer = self._buffer
+        buffer += data
+        payloads = []
+        offset = 0
+        end = len(buffer)
+        unpack = _LINK_FRAME_HEADER.unpack_from
+        while end - offset >= 4:
+            (length,) = unpack(buffer, offset)
+            if length > LINK_FRAME_PAYLOAD_BYTES_MAX:
+                raise FrameTooLargeError(
+                    f"link frame at stream offset {offset} announces {length} bytes (max {LINK_FRAME_PAYLOAD_BYTES_MAX})"
+                )
+            start = offset + 4
+            if end - start < length:
+                break
+            payloads.append(bytes(buffer[start : start + length]))
+            offset = start + length
+        if offset:
+            del buffer[:offset]
+        return payloads
 
 
 class _Link(msgspec.Struct, frozen=True, gc=False, tag_field="type"):

@@ -10,26 +10,30 @@ between. Acks advance `standby_durable_sequence`, which releases outputs in sync
 beats go out every BEAT_PERIOD_SECONDS with the latest digest for comparison.
 
 A standby that falls behind its socket buffer limit is cut off (it reconnects and
-catches up from disk); the primary never waits for a slow standby in async mode, and in
-sync mode it pauses acknowledgements, which is the point of sync mode.
+catches up from disk); so is one that acknowledges nothing it was sent for
+STANDBY_ACK_TIMEOUT_SECONDS (a silent partition), which lets an operator `degrade`. The
+primary never waits for a slow standby in async mode, and in sync mode it pauses
+acknowledgements, which is the point of sync mode.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from typing import Optional
 
 import msgspec
 
 import journal
-from replica.protocol import FrameReader, FrameTooLargeError, encode_frame
+from replica.protocol import FrameTooLargeError, encode_frame
 from replica.replication import (
     CATCH_UP_BATCH_BYTES_MAX,
     Accepted,
     Ack,
     Frames,
     Hello,
+    LinkFrameReader,
     PrimaryBeat,
     decide_hello,
     link_decoder,
@@ -39,6 +43,10 @@ BEAT_PERIOD_SECONDS = 0.2
 HELLO_TIMEOUT_SECONDS = 10.0
 # A standby whose unsent bytes exceed this is cut off and must catch up from disk.
 STANDBY_BUFFER_BYTES_MAX = 64 * 1024 * 1024
+# A standby that acknowledges nothing of what it was sent for this long is cut off: a
+# silent partition (no FIN, no RST: TCP would retry for many minutes) must end in a
+# detached standby, so that `twinbook degrade` can release acknowledgements in sync mode.
+STANDBY_ACK_TIMEOUT_SECONDS = 3.0
 _FRAME_LENGTH = struct.Struct("<I")
 
 
@@ -66,6 +74,10 @@ class StandbyLink:
         self.digest_sequence = 0
         self.digest = 0
         self._closed = False
+        # The last sequence sent, and since when the standby has owed an acknowledgement
+        # (the clock restarts at every ack that advances and when sending after idling).
+        self._sent_sequence = 0
+        self._owed_since = time.monotonic()
 
     def send(self, message) -> None:
         if self._closed:
@@ -77,6 +89,9 @@ class StandbyLink:
             self.close()
 
     def send_frames(self, first_sequence: int, last_sequence: int, frames: bytes) -> None:
+        if self.node.standby_durable_sequence >= self._sent_sequence:
+            self._owed_since = time.monotonic()
+        self._sent_sequence = last_sequence
         self.send(Frames(first_sequence, last_sequence, frames, self.node.core.released_sequence))
 
     def close(self) -> None:
@@ -97,7 +112,7 @@ class StandbyLink:
 
     async def run(self) -> None:
         node = self.node
-        frames = FrameReader()
+        frames = LinkFrameReader()
         try:
             hello = await asyncio.wait_for(self._next_message(frames), HELLO_TIMEOUT_SECONDS)
             if type(hello) is not Hello:
@@ -149,7 +164,7 @@ class StandbyLink:
                        if node.config.replication == "sync" and node.standby_required else "")
                 )
 
-    async def _next_message(self, frames: FrameReader):
+    async def _next_message(self, frames: LinkFrameReader):
         while True:
             data = await self.reader.read(65536)
             if not data:
@@ -182,7 +197,7 @@ class StandbyLink:
                 if self._closed:
                     raise ConnectionError("link closed during catch-up")
 
-    async def _read_acks(self, frames: FrameReader) -> None:
+    async def _read_acks(self, frames: LinkFrameReader) -> None:
         node = self.node
         pending = getattr(self, "_backlog", [])
         while True:
@@ -198,6 +213,7 @@ class StandbyLink:
         node = self.node
         if ack.durable_sequence > node.standby_durable_sequence:
             node.standby_durable_sequence = ack.durable_sequence
+            self._owed_since = time.monotonic()
             node.on_standby_progress()
         self.applied_sequence = ack.applied_sequence
         if ack.digest_sequence:
@@ -210,6 +226,12 @@ class StandbyLink:
     async def _beats(self) -> None:
         node = self.node
         while not self._closed:
+            owed = node.standby_durable_sequence < self._sent_sequence
+            if owed and time.monotonic() - self._owed_since > STANDBY_ACK_TIMEOUT_SECONDS:
+                node.log(f"standby {self.peer} acknowledged nothing for {STANDBY_ACK_TIMEOUT_SECONDS:.0f} s "
+                         f"(durable {node.standby_durable_sequence}, sent {self._sent_sequence}); cutting it off")
+                self.close()
+                return
             digest_sequence, digest = node.core.digests.latest
             self.send(PrimaryBeat(
                 node.writer.epoch, node.writer.last_sequence, node.writer.durable_sequence,

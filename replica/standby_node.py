@@ -13,8 +13,9 @@
 Beats from the primary carry its latest (sequence, digest); a different digest for a
 sequence we applied is a divergence alarm: loud, and the node refuses promotion
 (unless forced). The admin port answers `status` and `promote`; promotion bumps the
-epoch, closes the link and turns this very process into a PrimaryNode over the same hot
-exchange and open journal (no replay), writing an epoch-start record first.
+epoch, closes the link (applying any batch it had journaled but not yet applied) and
+turns this very process into a PrimaryNode over the same hot exchange and open journal
+(no replay), writing an epoch-start record first.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from journal.frames import decode_tuples
 from replica.config import NodeConfig
 from replica.data_directory import DataDirectory
 from replica.primary_node import PrimaryNode
-from replica.protocol import FrameReader, FrameTooLargeError, encode_frame
+from replica.protocol import FrameTooLargeError, encode_frame
 from replica.recovery import recover_exchange
 from replica.replication import (
     DIGEST_INTERVAL_RECORDS,
@@ -45,6 +46,7 @@ from replica.replication import (
     Diverged,
     Frames,
     Hello,
+    LinkFrameReader,
     PrimaryBeat,
     Refused,
     link_decoder,
@@ -187,7 +189,7 @@ class StandbyNode:
             self.writer.last_sequence, self.writer.last_crc, self._recent_pairs(),
         )
         writer.write(encode_frame(hello))
-        frames = FrameReader()
+        frames = LinkFrameReader()
         first_reply = True
         while True:
             data = await reader.read(1 << 20)
@@ -227,14 +229,28 @@ class StandbyNode:
         records: list = []
         decode_tuples(message.frames, 0, message.first_sequence, chain_before, 0,
                       message.last_sequence - message.first_sequence + 1, records)
+        self._apply(records)
+        self.primary_released_sequence = max(self.primary_released_sequence, message.released_sequence)
+        self.primary_last_sequence = max(self.primary_last_sequence, message.last_sequence)
+        link.write(encode_frame(Ack(durable, self.exchange.last_sequence, *self.digests.latest)))
+
+    def _apply(self, records: list) -> None:
         apply = self.exchange.apply
         for sequence, _epoch, timestamp_ns, body in records:
             apply(sequence, timestamp_ns, decode_command(body))
             if not sequence % DIGEST_INTERVAL_RECORDS:
                 self.digests.record(sequence, self.exchange.state_digest())
-        self.primary_released_sequence = max(self.primary_released_sequence, message.released_sequence)
-        self.primary_last_sequence = max(self.primary_last_sequence, message.last_sequence)
-        link.write(encode_frame(Ack(durable, self.exchange.last_sequence, *self.digests.latest)))
+
+    def _apply_journaled(self) -> None:
+        """Apply what the journal holds beyond the exchange: the link can be cancelled
+        (promotion) between journaling a batch and applying it."""
+        if self.writer.last_sequence <= self.exchange.last_sequence:
+            return
+        self.writer.commit()
+        for batch in journal.read_tuple_batches(self.directory.journal, self.exchange.last_sequence + 1,
+                                                self.writer.last_sequence):
+            self._apply(batch)
+        self.log(f"applied the journaled batch the link left unapplied (to {self.exchange.last_sequence})")
 
     def _on_beat(self, beat: PrimaryBeat) -> None:
         self.last_beat_monotonic_ns = time.monotonic_ns()
@@ -301,6 +317,7 @@ class StandbyNode:
                 await self._link_task
             except (asyncio.CancelledError, Exception):
                 pass
+        self._apply_journaled()
         new_epoch = self.writer.epoch + 1
         self.writer.set_epoch(new_epoch)
         self._admin_server.close()

@@ -132,8 +132,14 @@ async def run_watchdog(
             return 0
         if decision.action == "promote":
             started = time.monotonic()
-            reply = await admin_request(standby, {"command": "promote", "force": force})
-            log(f"promote -> {reply} ({(time.monotonic() - started) * 1000:.0f} ms)")
+            try:
+                reply = await admin_request(standby, {"command": "promote", "force": force})
+            except (OSError, asyncio.TimeoutError, ValueError, ConnectionError) as error:
+                # Keep watching: the standby may yet report itself primary (then "done").
+                log(f"promote failed: {type(error).__name__}: {error}")
+                reply = {}
+            else:
+                log(f"promote -> {reply} ({(time.monotonic() - started) * 1000:.0f} ms)")
             if reply.get("promoted"):
                 return 0
         await asyncio.sleep(period)

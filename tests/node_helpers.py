@@ -61,10 +61,12 @@ def _toml_value(value) -> str:
     return str(value)
 
 
-def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: Optional[dict] = None) -> str:
+def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: Optional[dict] = None,
+                cluster_id: Optional[int] = None) -> str:
     """A node config: the demo instruments and members, these ports, these overrides."""
     node_table = {"host": HOST, **ports, **(node or {})}
-    lines = ["[node]"] + [f"{key} = {_toml_value(value)}" for key, value in node_table.items()]
+    lines = [] if cluster_id is None else [f"cluster_id = {cluster_id}"]
+    lines += ["[node]"] + [f"{key} = {_toml_value(value)}" for key, value in node_table.items()]
     if limits:
         lines += ["[limits]"] + [f"{key} = {_toml_value(value)}" for key, value in limits.items()]
     return "\n".join(lines) + "\n"
@@ -84,17 +86,21 @@ def twinbook_command(*arguments: str) -> list[str]:
 class NodeProcess:
     """One primary's data directory, config and (while running) process."""
 
+    role = "primary"
+
     def __init__(self, data_dir: Path, *, node: Optional[dict] = None, limits: Optional[dict] = None,
-                 launcher: Optional[list[str]] = None) -> None:
+                 launcher: Optional[list[str]] = None, cluster_id: Optional[int] = None) -> None:
         # `launcher`: the command that runs the CLI (default `python -c "...main()"`);
         # the primary's arguments are appended to it.
         self.launcher = launcher or twinbook_command()
+        # As a standby (`start_standby`): the primary's replication address it follows.
+        self.following: Optional[tuple[str, int]] = None
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.data_dir.parent / f"{self.data_dir.name}.toml"
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
-        self.config_path.write_text(config_text(self.ports, node=node, limits=limits))
+        self.config_path.write_text(config_text(self.ports, node=node, limits=limits, cluster_id=cluster_id))
         self.process: Optional[subprocess.Popen] = None
         self.info: dict = {}
         self.starts = 0
@@ -113,37 +119,86 @@ class NodeProcess:
     def admin_address(self) -> tuple[str, int]:
         return (HOST, self.ports["admin_port"])
 
+    @property
+    def replication(self) -> tuple[str, int]:
+        return (HOST, self.ports["replication_port"])
+
+    def _arguments(self) -> list[str]:
+        if self.role == "standby":
+            assert self.following is not None
+            host, port = self.following
+            return ["standby", "--data", str(self.data_dir), "--primary", f"{host}:{port}",
+                    "--config", str(self.config_path)]
+        return ["primary", "--data", str(self.data_dir), "--config", str(self.config_path)]
+
+    def start_standby(self, primary_replication: tuple[str, int], timeout: float = START_TIMEOUT_SECONDS) -> "NodeProcess":
+        """Run `twinbook standby` on this data directory (and config: the ports it opens
+        once promoted), following the primary whose replication port is given."""
+        self.role = "standby"
+        self.following = tuple(primary_replication)
+        return self.start(timeout)
+
+    def start_primary(self, timeout: float = START_TIMEOUT_SECONDS) -> "NodeProcess":
+        """Run `twinbook primary` on this data directory."""
+        self.role = "primary"
+        self.following = None
+        return self.start(timeout)
+
     # ------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = START_TIMEOUT_SECONDS) -> "NodeProcess":
+        self.launch()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._started():
+                return self
+            time.sleep(0.02)
+        self.kill()
+        raise AssertionError(f"{self.role} did not start within {timeout} s:\n{self.log()}")
+
+    async def start_async(self, timeout: float = START_TIMEOUT_SECONDS) -> "NodeProcess":
+        """`start` from inside an event loop (and from its thread: a child started from an
+        executor thread would die with that thread, PR_SET_PDEATHSIG)."""
+        self.launch()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._started():
+                return self
+            await asyncio.sleep(0.02)
+        self.kill()
+        raise AssertionError(f"{self.role} did not start within {timeout} s:\n{self.log()}")
+
+    def launch(self) -> None:
+        """Start the process (without waiting for it to be up)."""
         assert not self.running, "node already running"
-        node_file = self.data_dir / "node.json"
-        node_file.unlink(missing_ok=True)
+        (self.data_dir / "node.json").unlink(missing_ok=True)
         self.starts += 1
         log = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(
-                self.launcher + ["primary", "--data", str(self.data_dir), "--config", str(self.config_path)],
+                self.launcher + self._arguments(),
                 cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,
             )
         finally:
             log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"primary exited with {self.process.returncode} at start:\n{self.log()}")
-            try:
-                info = json.loads(node_file.read_text())
-            except (OSError, ValueError):
-                info = {}
-            if info.get("pid") == self.process.pid:
-                self.info = info
-                assert tuple(info["client"]) == self.client, info
-                return self
-            time.sleep(0.02)
-        self.kill()
-        raise AssertionError(f"primary did not start within {timeout} s:\n{self.log()}")
+
+    def _started(self) -> bool:
+        """True once DIR/node.json names this process; raises if it exited."""
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self.role} exited with {self.process.returncode} at start:\n{self.log()}")
+        try:
+            info = json.loads((self.data_dir / "node.json").read_text())
+        except (OSError, ValueError):
+            return False
+        if info.get("pid") != self.process.pid:
+            return False
+        self.info = info
+        if self.role == "primary":
+            assert tuple(info["client"]) == self.client, info
+        else:
+            assert tuple(info["admin"]) == self.admin_address, info
+        return True
 
     @property
     def running(self) -> bool:
@@ -250,3 +305,407 @@ async def next_report(client, predicate=lambda event: True, timeout: float = 5.0
 async def close_all(*clients) -> None:
     for client in clients:
         await asyncio.wait_for(client.close(), 5)
+
+
+# ---------------------------------------------------------------- replication clusters
+
+
+def wait_until(predicate, timeout: float = 10.0, period: float = 0.02, what: str = "condition"):
+    """Poll `predicate()` until it returns something truthy (returned), failing after
+    `timeout` s. Exceptions from the predicate (a node not answering yet) count as false."""
+    deadline = time.monotonic() + timeout
+    last_error: Optional[BaseException] = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except (OSError, ValueError, KeyError) as error:
+            last_error = error
+            value = None
+        if value:
+            return value
+        time.sleep(period)
+    raise AssertionError(f"{what} not reached within {timeout} s (last error: {last_error!r})")
+
+
+class WatchdogProcess:
+    """A `twinbook watchdog` process watching a primary's and a standby's admin ports."""
+
+    def __init__(self, log_path: Path, primary_admin: tuple[str, int], standby_admin: tuple[str, int], *,
+                 timeout_ms: int = 400, force: bool = False, seconds: Optional[float] = None) -> None:
+        self.log_path = Path(log_path)
+        arguments = ["watchdog", "--primary", f"{primary_admin[0]}:{primary_admin[1]}",
+                     "--standby", f"{standby_admin[0]}:{standby_admin[1]}", "--timeout-ms", str(timeout_ms)]
+        if force:
+            arguments.append("--force")
+        if seconds is not None:
+            arguments += ["--seconds", str(seconds)]
+        log = open(self.log_path, "ab")
+        try:
+            self.process = subprocess.Popen(
+                twinbook_command(*arguments), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            )
+        finally:
+            log.close()
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"watchdog still running after {timeout} s:\n{self.log()}") from None
+
+    def kill(self) -> Optional[int]:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        return self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+
+class Cluster:
+    """Nodes and watchdogs of one test, all in tmp_path, all SIGKILLed at teardown."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.nodes: list[NodeProcess] = []
+        self.watchdogs: list[WatchdogProcess] = []
+
+    def node(self, name: str, *, node: Optional[dict] = None, limits: Optional[dict] = None,
+             cluster_id: Optional[int] = None) -> NodeProcess:
+        """A node's data directory and config (free ports), not started."""
+        process = NodeProcess(self.root / name, node=node, limits=limits, cluster_id=cluster_id)
+        self.nodes.append(process)
+        return process
+
+    def primary(self, name: str = "primary", **options) -> NodeProcess:
+        return self.node(name, **options).start_primary()
+
+    def standby(self, name: str, primary_replication: tuple[str, int], **options) -> NodeProcess:
+        return self.node(name, **options).start_standby(primary_replication)
+
+    def watchdog(self, primary: NodeProcess, standby: NodeProcess, **options) -> WatchdogProcess:
+        watchdog = WatchdogProcess(self.root / f"watchdog{len(self.watchdogs)}.log",
+                                   primary.admin_address, standby.admin_address, **options)
+        self.watchdogs.append(watchdog)
+        return watchdog
+
+    def kill_all(self) -> None:
+        for process in self.watchdogs + self.nodes:
+            try:
+                process.kill()
+            except subprocess.TimeoutExpired:
+                pass
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A Cluster whose processes are all SIGKILLed at teardown."""
+    registry = Cluster(tmp_path)
+    try:
+        yield registry
+    finally:
+        registry.kill_all()
+
+
+def wait_caught_up(primary: NodeProcess, standby: NodeProcess, timeout: float = 30.0) -> tuple[dict, dict]:
+    """Wait until the standby has applied everything the primary has, with equal state
+    digests at that sequence (the primary must be idle); returns both statuses."""
+    def same():
+        mine = primary.status()
+        theirs = standby.status()
+        if (mine["last_sequence"] == mine["applied_sequence"] == theirs["applied_sequence"]
+                == theirs["durable_sequence"]):
+            again = primary.status()
+            if again["last_sequence"] == mine["last_sequence"]:
+                return mine, theirs
+        return None
+
+    return wait_until(same, timeout, what=f"standby {standby.data_dir.name} caught up with {primary.data_dir.name}")
+
+
+def journal_segments(node: NodeProcess) -> dict[str, bytes]:
+    """The node's journal segment files (name -> bytes), evidence files left out."""
+    directory = node.data_dir / "journal"
+    return {path.name: path.read_bytes() for path in sorted(directory.glob("*.journal"))}
+
+
+def evidence_files(node: NodeProcess, suffix: str = ".divergent") -> list[Path]:
+    """Evidence files (`.divergent`, `.torn`) kept in the node's journal directory."""
+    return sorted((node.data_dir / "journal").glob(f"*{suffix}"))
+
+
+class AckLedger:
+    """What the clients of a load saw: every place acknowledged (`accepted`, or a resubmission
+    answered `duplicate_client_order_id` naming the original order), by (member, cid)."""
+
+    def __init__(self) -> None:
+        self.acknowledged: dict[tuple[str, str], int] = {}
+        self.acknowledged_at: dict[tuple[str, str], float] = {}
+        self.resubmission_answers = 0
+        self.other_answers: dict[str, int] = {}
+        self.failures = 0
+        self.conflicts: list = []  # one (member, cid) acknowledged under two order ids
+        self.sent = 0
+        self.futures: set = set()
+
+    def record(self, member: str, client_order_id: str, future) -> None:
+        from replica.client import was_accepted_before
+        from statemachine.events import OrderAccepted
+
+        if future.cancelled():
+            return
+        if future.exception() is not None:
+            self.failures += 1
+            return
+        event = future.result()
+        key = (member, client_order_id)
+        if type(event) is OrderAccepted:
+            order_id = event.order_id
+        elif was_accepted_before(event):
+            self.resubmission_answers += 1
+            order_id = event.order_id
+        else:
+            reason = getattr(event, "reason", type(event).__name__)
+            self.other_answers[reason] = self.other_answers.get(reason, 0) + 1
+            return
+        if self.acknowledged.get(key, order_id) != order_id:
+            self.conflicts.append((key, self.acknowledged[key], event))
+        self.acknowledged[key] = order_id
+        self.acknowledged_at.setdefault(key, time.monotonic())
+
+    @property
+    def unanswered(self) -> int:
+        return sum(1 for future in self.futures if not future.done())
+
+
+async def send_orders(client, ledger: AckLedger, stop: asyncio.Event, *, prefix: str, seed: int,
+                      in_flight_max: int = 64, count_max: int = 500_000) -> None:
+    """Pipelined limit orders around the demo reference prices (some cross and trade)
+    until `stop`; every answer goes to `ledger`."""
+    import random
+
+    rng = random.Random(seed)
+    in_flight: set = set()
+    for index in range(count_max):
+        if stop.is_set():
+            return
+        symbol = rng.choice(("AAPL", "MSFT"))
+        reference = 19000 if symbol == "AAPL" else 42000
+        client_order_id = f"{prefix}-{client.member}-{index}"
+        future = client.send_place(client_order_id, symbol, rng.choice(("buy", "sell")), "limit",
+                                   rng.randint(1, 9), price=reference + rng.randint(-30, 30))
+        ledger.sent += 1
+        ledger.futures.add(future)
+        future.add_done_callback(lambda done, key=client_order_id, member=client.member: ledger.record(member, key, done))
+        in_flight.add(future)
+        future.add_done_callback(in_flight.discard)
+        if len(in_flight) >= in_flight_max:
+            await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
+
+
+async def wait_answered(ledger: AckLedger, timeout: float) -> None:
+    """Wait (bounded) until every place sent has its answer."""
+    pending = [future for future in ledger.futures if not future.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+
+
+def replay_accepted(data_dir: Path) -> tuple[dict[tuple[str, str], list[int]], int, int]:
+    """Replay a node's journal from the start: every `accepted` event's order id by
+    (member, client order id), the last sequence and the state digest there."""
+    import journal
+    from statemachine import Exchange
+    from statemachine.codec import decode_command
+    from statemachine.events import OrderAccepted
+
+    exchange = Exchange(book_updates=True)
+    accepted: dict[tuple[str, str], list[int]] = {}
+    for sequence, _epoch, timestamp_ns, body in journal.read_tuples(Path(data_dir) / "journal", live=True):
+        for event in exchange.apply(sequence, timestamp_ns, decode_command(body)):
+            if type(event) is OrderAccepted:
+                accepted.setdefault((event.member, event.client_order_id), []).append(event.order_id)
+    return accepted, exchange.last_sequence, exchange.state_digest()
+
+
+def check_exactly_once(ledger: AckLedger, accepted: dict[tuple[str, str], list[int]]) -> None:
+    """Every acknowledged order is accepted exactly once, under the id the client saw,
+    and no client order id was accepted twice at all."""
+    missing = [key for key in ledger.acknowledged if key not in accepted]
+    assert not missing, f"{len(missing)} acknowledged orders lost, e.g. {missing[:5]}"
+    twice = {key: ids for key, ids in accepted.items() if len(ids) != 1}
+    assert not twice, f"orders accepted more than once: {list(twice.items())[:5]}"
+    wrong = [(key, order_id, accepted[key]) for key, order_id in ledger.acknowledged.items() if accepted[key] != [order_id]]
+    assert not wrong, f"acknowledged under another order id: {wrong[:5]}"
+
+
+async def async_admin(node: NodeProcess, request: dict, timeout: float = 2.0) -> dict:
+    """An admin request from inside an event loop (the blocking `node.admin` would stall it)."""
+    from replica.watchdog import admin_request
+
+    return await admin_request(node.admin_address, request, timeout)
+
+
+class LinkProxy:
+    """A TCP proxy on loopback between a standby and its primary's replication port, run
+    by its own event loop in a thread of the test process.
+
+    `pause()` stops forwarding (what was read is held, the rest waits in socket buffers:
+    a partition TCP would ride out) and `resume()` forwards again; `cut()` drops every
+    connection and refuses new ones until `restore()`; `close()` ends it all.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import threading
+
+        self.target = tuple(target)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="link-proxy", daemon=True)
+        self._flowing: Optional[asyncio.Event] = None
+        self._refusing = False
+        self._transports: set = set()
+        self._server = None
+        self.connections = 0
+        self.address: tuple[str, int] = ("", 0)
+
+    def start(self) -> "LinkProxy":
+        self._thread.start()
+        self.address = self._call(self._start())
+        return self
+
+    def _call(self, coroutine, timeout: float = 10.0):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    async def _start(self) -> tuple[str, int]:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._server = await asyncio.start_server(self._handle, HOST, 0)
+        return self._server.sockets[0].getsockname()[:2]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._refusing:
+            writer.transport.abort()
+            return
+        try:
+            upstream_reader, upstream_writer = await asyncio.wait_for(asyncio.open_connection(*self.target), 5)
+        except (OSError, asyncio.TimeoutError):
+            writer.transport.abort()
+            return
+        self.connections += 1
+        pair = {writer.transport, upstream_writer.transport}
+        self._transports |= pair
+        try:
+            await asyncio.gather(self._pump(reader, upstream_writer), self._pump(upstream_reader, writer),
+                                 return_exceptions=True)
+        finally:
+            for transport in pair:
+                transport.abort()
+            self._transports -= pair
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await self._flowing.wait()
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await self._flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.transport.abort()
+
+    async def _set(self, *, flowing: Optional[bool] = None, refusing: Optional[bool] = None, drop: bool = False) -> None:
+        if flowing is not None:
+            (self._flowing.set if flowing else self._flowing.clear)()
+        if refusing is not None:
+            self._refusing = refusing
+        if drop:
+            for transport in list(self._transports):
+                transport.abort()
+
+    def pause(self) -> None:
+        self._call(self._set(flowing=False))
+
+    def resume(self) -> None:
+        self._call(self._set(flowing=True))
+
+    def cut(self) -> None:
+        self._call(self._set(refusing=True, drop=True))
+
+    def restore(self) -> None:
+        self._call(self._set(flowing=True, refusing=False))
+
+    def close(self) -> None:
+        if not self._thread.is_alive():
+            return
+
+        async def shut() -> None:
+            self._refusing = True
+            if self._server is not None:
+                self._server.close()
+            for transport in list(self._transports):
+                transport.abort()
+
+        try:
+            self._call(shut())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+
+
+@pytest.fixture
+def link_proxies():
+    """link_proxies(target) -> a started LinkProxy; all closed at teardown."""
+    proxies: list[LinkProxy] = []
+
+    def make(target: tuple[str, int]) -> LinkProxy:
+        proxy = LinkProxy(target)
+        proxies.append(proxy)
+        return proxy.start()
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+async def place_orders(node: NodeProcess, count: int, *, prefix: str = "fill", members=("M1", "M2", "M3")) -> int:
+    """`count` limit places spread over `members`, pipelined; returns how many were accepted."""
+    from statemachine.events import OrderAccepted
+
+    clients = [await connect(node, member) for member in members]
+    try:
+        futures = []
+        for index in range(count):
+            client = clients[index % len(clients)]
+            futures.append(client.send_place(f"{prefix}-{index}", "AAPL", "buy" if index % 2 else "sell", "limit",
+                                             1 + index % 7, price=19000 + (index * 7919) % 61 - 30))
+        answers = await asyncio.wait_for(asyncio.gather(*futures), 60)
+        return sum(1 for answer in answers if type(answer) is OrderAccepted)
+    finally:
+        await close_all(*clients)
+
+
+def endpoints_client(nodes: list[NodeProcess], member: str):
+    """An OrderClient (not connected) with every node's client port, in failover order."""
+    from replica.client import OrderClient
+
+    return OrderClient([node.client for node in nodes], member, TOKENS[member])
+
+
+def wait_identical_journals(first: NodeProcess, second: NodeProcess, timeout: float = 15.0) -> dict[str, bytes]:
+    """Wait until both nodes' journal segment files are byte-identical (and not empty);
+    running nodes may still be adding a record (a digest checkpoint) when first compared."""
+    def same():
+        mine = journal_segments(first)
+        return mine if mine and journal_segments(second) == mine else None
+
+    return wait_until(same, timeout, period=0.1,
+                      what=f"journals of {first.data_dir.name} and {second.data_dir.name} byte-identical")

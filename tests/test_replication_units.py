@@ -1,0 +1,290 @@
+"""Replication decisions without processes: decide_hello, DigestHistory, the link's
+frame splitter, the epoch fence of JournalWriter.append_frames, and WatchdogCore."""
+
+from __future__ import annotations
+
+import pytest
+
+import journal
+from replica.protocol import FrameTooLargeError, encode_frame
+from replica.replication import (
+    DIGEST_HISTORY_MAX,
+    LINK_FRAME_PAYLOAD_BYTES_MAX,
+    RECENT_PAIRS_MAX,
+    REPLICATION_PROTOCOL_VERSION,
+    Accepted,
+    Ack,
+    DigestHistory,
+    Diverged,
+    Frames,
+    Hello,
+    LinkFrameReader,
+    Refused,
+    decide_hello,
+    link_decoder,
+)
+from replica.watchdog import WatchdogCore
+
+CLUSTER = 7
+
+
+# ---------------------------------------------------------------- decide_hello
+
+
+def primary_crcs(last: int) -> dict[int, int]:
+    """A primary's chain values 1..last (made up; a standby's differ after a point)."""
+    return {sequence: 1000 + sequence for sequence in range(1, last + 1)}
+
+
+def standby_pairs(last: int, *, differ_after: int | None = None, window: int = RECENT_PAIRS_MAX) -> list:
+    pairs = []
+    for sequence in range(max(1, last - window + 1), last + 1):
+        same = differ_after is None or sequence <= differ_after
+        pairs.append((sequence, 1000 + sequence if same else 5000 + sequence))
+    return pairs
+
+
+def hello_for(pairs: list, *, epoch: int = 0, cluster_id: int = CLUSTER, version: int = REPLICATION_PROTOCOL_VERSION):
+    last_sequence, last_crc = pairs[-1] if pairs else (0, 0)
+    return Hello(version, cluster_id, epoch, last_sequence, last_crc, pairs)
+
+
+def decide(hello: Hello, *, primary_last: int, epoch: int = 0, first_sequence: int = 1):
+    crcs = primary_crcs(primary_last)
+    asked = []
+
+    def lookup(sequences):
+        asked.append(list(sequences))
+        assert sequences == sorted(sequences)
+        return {sequence: crcs[sequence] for sequence in sequences if sequence in crcs and sequence >= first_sequence}
+
+    return decide_hello(hello, cluster_id=CLUSTER, epoch=epoch, first_sequence=first_sequence,
+                        last_sequence=primary_last, crc_lookup=lookup)
+
+
+def test_an_empty_standby_is_accepted_from_the_first_record():
+    decision = decide(hello_for([]), primary_last=50)
+    assert decision.reply == Accepted(0, 1, 50) and decision.start_sequence == 1
+    assert not decision.primary_must_step_down
+
+
+def test_an_empty_standby_of_a_journal_that_starts_later_is_refused_for_good():
+    decision = decide(hello_for([]), primary_last=50, first_sequence=20)
+    assert type(decision.reply) is Refused and decision.reply.fatal
+    assert "snapshot" in decision.reply.reason
+
+
+def test_a_standby_whose_tail_matches_is_accepted_after_its_last_record():
+    decision = decide(hello_for(standby_pairs(30), epoch=1), primary_last=50, epoch=1)
+    assert decision.reply == Accepted(1, 31, 50) and decision.start_sequence == 31
+    # A caught-up standby starts right after the primary's last record.
+    decision = decide(hello_for(standby_pairs(50)), primary_last=50)
+    assert decision.reply == Accepted(0, 51, 50)
+
+
+def test_an_old_primary_of_a_lower_epoch_rejoins_like_any_standby():
+    decision = decide(hello_for(standby_pairs(30), epoch=0), primary_last=50, epoch=3)
+    assert type(decision.reply) is Accepted and not decision.primary_must_step_down
+
+
+def test_a_diverged_tail_is_answered_with_the_newest_common_record():
+    decision = decide(hello_for(standby_pairs(40, differ_after=33)), primary_last=50)
+    assert decision.reply == Diverged(33, decision.reply.reason) and "33" in decision.reply.reason
+    assert decision.start_sequence == 0 and not decision.primary_must_step_down
+
+
+def test_a_standby_ahead_of_the_primary_cuts_back_to_the_primary_end():
+    # The old primary wrote records 51..55 that the new primary never received.
+    decision = decide(hello_for(standby_pairs(55)), primary_last=50)
+    assert type(decision.reply) is Diverged and decision.reply.common_sequence == 50
+
+
+def test_a_standby_with_nothing_in_common_from_the_first_record_diverges_entirely():
+    decision = decide(hello_for(standby_pairs(20, differ_after=0)), primary_last=50)
+    assert type(decision.reply) is Diverged and decision.reply.common_sequence == 0
+
+
+def test_a_standby_whose_whole_recent_window_differs_needs_an_operator():
+    pairs = standby_pairs(900, differ_after=100)  # 512 pairs, all after 388: none match
+    decision = decide(hello_for(pairs), primary_last=1000)
+    assert type(decision.reply) is Refused and decision.reply.fatal
+    assert "operator" in decision.reply.reason
+
+
+def test_another_cluster_and_another_protocol_are_refused_for_good():
+    decision = decide(hello_for(standby_pairs(10), cluster_id=CLUSTER + 1), primary_last=50)
+    assert type(decision.reply) is Refused and decision.reply.fatal and "cluster" in decision.reply.reason
+    assert not decision.primary_must_step_down
+    decision = decide(hello_for(standby_pairs(10), version=REPLICATION_PROTOCOL_VERSION + 1), primary_last=50)
+    assert type(decision.reply) is Refused and decision.reply.fatal and "protocol" in decision.reply.reason
+
+
+def test_a_standby_of_a_higher_epoch_makes_the_primary_step_down():
+    decision = decide(hello_for(standby_pairs(10), epoch=2), primary_last=50, epoch=1)
+    assert decision.primary_must_step_down
+    assert type(decision.reply) is Refused and decision.reply.fatal and "epoch" in decision.reply.reason
+
+
+def test_a_hello_with_too_many_recent_pairs_is_refused_but_not_for_good():
+    pairs = [(sequence, 1000 + sequence) for sequence in range(1, RECENT_PAIRS_MAX + 2)]
+    decision = decide(hello_for(pairs), primary_last=1000)
+    assert type(decision.reply) is Refused and not decision.reply.fatal
+
+
+# ---------------------------------------------------------------- digests and framing
+
+
+def test_digest_history_compares_only_held_sequences_and_forgets_old_ones():
+    history = DigestHistory()
+    assert history.latest == (0, 0) and history.compare(0, 123) is None
+    for index in range(1, DIGEST_HISTORY_MAX + 6):
+        history.record(index * 1024, index)
+    assert history.latest == ((DIGEST_HISTORY_MAX + 5) * 1024, DIGEST_HISTORY_MAX + 5)
+    assert history.compare(1024, 1) is None  # forgotten
+    assert history.compare(10 * 1024, 10) is True
+    assert history.compare(10 * 1024, 11) is False
+    assert history.compare(10 * 1024 + 1, 10) is None
+
+
+def test_link_frames_carry_a_whole_journal_batch_and_split_anywhere():
+    frames_bytes = bytes(range(256)) * (5 * 1024)  # 1.25 MiB: far above a client frame
+    messages = [Frames(1, 5000, frames_bytes, 4000), Ack(10, 9, 0, 0), Accepted(2, 11, 5000)]
+    stream = b"".join(encode_frame(message) for message in messages)
+    reader = LinkFrameReader()
+    decoded = []
+    for start in range(0, len(stream), 70_001):
+        decoded += [link_decoder.decode(payload) for payload in reader.feed(stream[start:start + 70_001])]
+    assert decoded == messages
+    with pytest.raises(FrameTooLargeError):
+        LinkFrameReader().feed((LINK_FRAME_PAYLOAD_BYTES_MAX + 1).to_bytes(4, "little") + b"x")
+
+
+# ---------------------------------------------------------------- the epoch fence
+
+
+def test_a_standby_at_epoch_1_refuses_frames_of_epoch_0(tmp_path):
+    """After a promotion, an old primary's next records (epoch 0, chained correctly on the
+    common history) are refused by a node at epoch 1: nothing buffered, nothing written."""
+    old = journal.JournalWriter.open(tmp_path / "old", CLUSTER, durability="none")
+    for index in range(5):
+        old.append(0, 1_000 + index, b"common %d" % index)
+    old.commit()
+    new = journal.JournalWriter.open(tmp_path / "new", CLUSTER, durability="none")
+    for frames in journal.read_frames(tmp_path / "old", 1, 5):
+        new.append_frames(frames)
+    new.commit()
+    new.set_epoch(1)  # promotion
+    old.append(0, 2_000, b"old primary, old epoch")
+    old.commit()
+    (stale,) = list(journal.read_frames(tmp_path / "old", 6, 6))
+    with pytest.raises(journal.JournalError, match="epoch"):
+        new.append_frames(stale, source="old primary")
+    assert new.last_sequence == 5 and new.epoch == 1
+    # The same record at epoch 1 would have been taken: the refusal is the epoch's.
+    new.append(1, 2_000, b"new primary, new epoch")
+    new.commit()
+    assert [record.epoch for record in journal.read_records(tmp_path / "new")] == [0] * 5 + [1]
+    old.close()
+    new.close()
+
+
+def test_append_frames_refuses_a_flipped_byte(tmp_path):
+    source = journal.JournalWriter.open(tmp_path / "source", CLUSTER, durability="none")
+    for index in range(10):
+        source.append(0, 1_000 + index, b"record %d" % index)
+    source.close()
+    (frames,) = list(journal.read_frames(tmp_path / "source", 1, 10))
+    target = journal.JournalWriter.open(tmp_path / "target", CLUSTER, durability="none")
+    for position in (len(frames) // 2, len(frames) - 1, 5):
+        broken = bytearray(frames)
+        broken[position] ^= 0x01
+        with pytest.raises(journal.JournalCorruptError):
+            target.append_frames(bytes(broken), source="peer")
+        assert target.last_sequence == 0
+    assert target.append_frames(frames) == 10
+    target.close()
+
+
+# ---------------------------------------------------------------- WatchdogCore
+
+
+def primary_status(released: int = 100, degraded: bool = False) -> dict:
+    return {"role": "primary", "released_sequence": released, "degraded": degraded}
+
+
+def standby_status(durable: int = 100, *, divergence=None, fatal=None, role: str = "standby") -> dict:
+    return {"role": role, "durable_sequence": durable, "divergence": divergence, "fatal": fatal,
+            "promotable": divergence is None and fatal is None}
+
+
+def watched(timeout_ms: int = 400, *, force: bool = False, released: int = 100, standby: dict | None = None,
+            degraded: bool = False) -> WatchdogCore:
+    core = WatchdogCore(timeout_ms, force=force)
+    core.primary_seen(primary_status(released, degraded), 1_000)
+    core.standby_seen(standby if standby is not None else standby_status(), 1_000)
+    return core
+
+
+def test_watchdog_waits_for_a_first_sight_of_the_primary_and_while_it_answers():
+    core = WatchdogCore(400)
+    core.standby_seen(standby_status(), 0)
+    assert core.decide(10_000).action == "wait"  # never seen: no grounds to promote
+    core = watched()
+    assert core.decide(1_399).action == "wait"
+    core.primary_seen(primary_status(), 1_300)
+    core.standby_seen(standby_status(), 1_600)
+    assert core.decide(1_650).action == "wait"
+
+
+def test_watchdog_promotes_a_fresh_caught_up_standby_once_the_primary_is_silent():
+    core = watched()
+    core.standby_seen(standby_status(100), 1_390)
+    decision = core.decide(1_400)
+    assert decision.action == "promote" and "400 ms" in decision.reason
+    core.standby_seen(standby_status(role="primary"), 1_500)
+    assert core.decide(1_600).action == "done"
+
+
+def test_watchdog_refuses_when_the_standby_is_silent_too():
+    # Both last seen at 1000: at 1400 the standby's answer is just fresh enough, at 1401
+    # it is as stale as the primary's.
+    assert watched().decide(1_400).action == "promote"
+    decision = watched().decide(1_401)
+    assert decision.action == "refuse" and "not answering" in decision.reason
+    core = WatchdogCore(400)
+    core.primary_seen(primary_status(), 0)
+    assert core.decide(500).action == "refuse"  # standby never seen
+
+
+def test_watchdog_refuses_a_divergent_or_refused_standby_even_when_forced():
+    for standby in (standby_status(divergence="digest at 2048 differs"), standby_status(fatal="cluster id 2")):
+        for force in (False, True):
+            decision = watched(force=force, standby=standby).decide(1_400)
+            assert decision.action == "refuse" and "not promotable" in decision.reason
+
+
+def test_watchdog_refuses_a_stale_standby_unless_forced():
+    decision = watched(released=120, standby=standby_status(100)).decide(1_400)
+    assert decision.action == "refuse" and "stale" in decision.reason and "--force" in decision.reason
+    decision = watched(released=120, standby=standby_status(100), force=True).decide(1_400)
+    assert decision.action == "promote" and "FORCED" in decision.reason
+
+
+def test_watchdog_refuses_after_a_degraded_primary_unless_forced():
+    decision = watched(degraded=True).decide(1_400)
+    assert decision.action == "refuse" and "degraded" in decision.reason
+    assert watched(degraded=True, force=True).decide(1_400).action == "promote"
+
+
+def test_watchdog_remembers_the_highest_released_sequence_and_ignores_non_primaries():
+    core = watched(released=100)
+    core.primary_seen(primary_status(released=90), 1_100)  # never goes down
+    core.primary_seen({"role": "standby", "released_sequence": 0}, 1_300)  # not a primary: not a sign of life
+    core.standby_seen(standby_status(95), 1_450)
+    decision = core.decide(1_500)
+    assert decision.action == "refuse" and "100" in decision.reason
+
+
+def test_watchdog_timeout_has_a_floor():
+    with pytest.raises(ValueError):
+        WatchdogCore(49)
