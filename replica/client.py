@@ -104,7 +104,7 @@ class OrderClient:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
             except (OSError, asyncio.TimeoutError):
                 self._endpoint_index += 1
-                await asyncio.sleep(RECONNECT_BACKOFF_SECONDS[min(attempt, len(RECONNECT_BACKOFF_SECONDS) - 1)])
+                await self._pause_before(attempt)
                 continue
             writer.write(encode_frame(Logon(PROTOCOL_VERSION, self.member, self.token, self.heartbeat_interval_ms)))
             frames = FrameReader()
@@ -125,7 +125,7 @@ class OrderClient:
             if not isinstance(answer, LogonAccepted):
                 writer.close()
                 self._endpoint_index += 1
-                await asyncio.sleep(RECONNECT_BACKOFF_SECONDS[min(attempt, len(RECONNECT_BACKOFF_SECONDS) - 1)])
+                await self._pause_before(attempt)
                 continue
             self.logon = answer
             self.last_session_sequence = 0
@@ -137,6 +137,15 @@ class OrderClient:
                 writer.write(encode_frame(request))
             return answer
         raise ClientError(f"no endpoint of {self.endpoints} accepted a logon after {CONNECT_ATTEMPTS_MAX} attempts")
+
+    async def _pause_before(self, attempt: int) -> None:
+        """Back off only after every endpoint was tried once in this round: a failover
+        target that is already up is reached at once, not after a growing pause."""
+        if self._endpoint_index % len(self.endpoints):
+            await asyncio.sleep(0.01)
+            return
+        rounds = attempt // len(self.endpoints)
+        await asyncio.sleep(RECONNECT_BACKOFF_SECONDS[min(rounds, len(RECONNECT_BACKOFF_SECONDS) - 1)])
 
     async def _receive(self, frames: FrameReader) -> None:
         reader = self._reader

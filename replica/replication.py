@@ -196,7 +196,14 @@ def decide_hello(
         if crcs.get(sequence) == crc:
             return HelloDecision(Diverged(sequence, f"records after {sequence} differ from this primary's journal"))
     oldest = min((sequence for sequence, _ in hello.recent), default=hello.last_sequence)
-    if oldest <= 1 or first_sequence > oldest:
+    if first_sequence > oldest:
+        # Our journal no longer holds the standby's tail (archived): we cannot tell where
+        # the histories part, so nothing of the standby's journal may be cut.
+        return HelloDecision(Refused(
+            f"this journal starts at {first_sequence}, after the standby's tail; seed the standby from a snapshot",
+            fatal=True,
+        ))
+    if oldest <= 1:
         return HelloDecision(Diverged(0, "no record of the standby's tail matches; its whole journal diverges"))
     return HelloDecision(Refused(
         f"the standby's last {len(hello.recent)} records all differ from this primary's journal; "

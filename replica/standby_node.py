@@ -349,7 +349,15 @@ class StandbyNode:
                 if command == "status":
                     reply = self.status()
                 elif command == "promote":
-                    reply = await self.promote(force=bool(request.get("force")))
+                    try:
+                        reply = await self.promote(force=bool(request.get("force")))
+                    except Exception as error:  # noqa: BLE001 - the process must not linger half-promoted
+                        # Neither following nor serving: say so and exit non-zero rather
+                        # than linger as a node that answers nothing useful.
+                        self.log(f"PROMOTION FAILED: {type(error).__name__}: {error}")
+                        reply = {"promoted": False, "error": f"promotion failed: {error}"}
+                        self.exit_code = 5
+                        asyncio.get_running_loop().call_soon(self.stopped.set)
                 else:
                     reply = {"error": "unknown admin command; a standby answers status and promote"}
                 writer.write(json.dumps(reply).encode() + b"\n")

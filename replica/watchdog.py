@@ -9,10 +9,12 @@ drill can be read afterwards). It promotes only when all of these hold:
 * the primary has been silent for at least `timeout_ms` (no admin answer);
 * the standby answered recently, is promotable (no divergence alarm, not refused) and is
   not already primary;
-* the standby is caught up to everything the primary acknowledged: its durable sequence
-  is at least the primary's last reported released sequence (in sync mode that always
-  holds; in async mode or after `degrade` it may not, and then only `--force` promotes,
-  accepting the loss of what only the old primary had).
+* the standby is caught up to everything the primary acknowledged, as far as the
+  watchdog saw: its durable sequence is at least the primary's last *polled* released
+  sequence. In sync mode that is exact (nothing is acknowledged before the standby has
+  it). In async mode it is best effort: the primary may have acknowledged more after the
+  last poll, and those records can be lost by a promotion. After `degrade` the standby
+  is stale and only `--force` promotes.
 
 The adapter (`run_watchdog`) polls both admin endpoints every `timeout_ms / 5`, and sends
 `promote` to the standby when the core says so, at most once.

@@ -288,3 +288,11 @@ def test_watchdog_remembers_the_highest_released_sequence_and_ignores_non_primar
 def test_watchdog_timeout_has_a_floor():
     with pytest.raises(ValueError):
         WatchdogCore(49)
+
+
+def test_a_standby_whose_tail_the_primary_archived_is_refused_without_any_cut():
+    # The primary's journal now starts at 1000 (older segments archived); the standby's
+    # tail 100..200 cannot be compared, so it must not be told to cut anything.
+    decision = decide(hello_for(standby_pairs(200, differ_after=150, window=100)), primary_last=2000, first_sequence=1000)
+    assert isinstance(decision.reply, Refused) and decision.reply.fatal
+    assert "seed the standby from a snapshot" in decision.reply.reason

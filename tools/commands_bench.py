@@ -104,6 +104,26 @@ def replay_benchmark(records: int, seed: int, runs: int, workdir: str | None, as
     _emit(run_replay_benchmark(records, seed, workdir, runs), as_json, results)
 
 
+@bench.command(name="failover")
+@click.option("--heartbeat-timeout-ms", default=400, show_default=True, type=click.IntRange(50, 10_000))
+@click.option("--load-seconds", default=2.0, show_default=True, type=click.FloatRange(0.5, 600))
+@click.option("--clients", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--catch-up-records", default=200_000, show_default=True, type=click.IntRange(1_000, 20_000_000))
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the cluster's data (default: the system temp dir).")
+@_json_option
+@_results_option
+def failover_benchmark(heartbeat_timeout_ms: int, load_seconds: float, clients: int, catch_up_records: int,
+                       workdir: str | None, as_json: bool, results: str | None) -> None:
+    """SIGKILL the primary under load: time to the first order on the promoted standby, lost/duplicated, lag, catch-up."""
+    from tools.bench_failover import run_failover_benchmark
+
+    figures = run_failover_benchmark(heartbeat_timeout_ms=heartbeat_timeout_ms, load_seconds=load_seconds,
+                                     clients=clients, catch_up_records=catch_up_records, workdir=workdir)
+    _emit(figures, as_json, results)
+    if figures.get("orders_lost") or figures.get("orders_duplicated"):
+        raise SystemExit(1)
+
+
 # `bench e2e` lives with the load generator it drives; commands_load imports `_emit`
 # from here lazily, so there is no import cycle.
 from tools.commands_load import bench_e2e_command  # noqa: E402
