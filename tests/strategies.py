@@ -111,7 +111,10 @@ _SAMPLED: dict = {}
 
 
 def _one_of(draw, values: tuple):
-    """draw(st.sampled_from(values)), with the strategy built once per tuple."""
+    """draw(st.sampled_from(values)), with the strategy built once per tuple.
+
+    Only for small, fixed tuples: the cache is never emptied.
+    """
     strategy = _SAMPLED.get(values)
     if strategy is None:
         strategy = _SAMPLED[values] = st.sampled_from(values)
@@ -222,7 +225,8 @@ def _place(draw, ctx: StreamContext, member: Optional[str] = None) -> PlaceOrder
     spec = S3 if _chance(draw, 3) else _one_of(draw, (S1, S2))
     member = member or _one_of(draw, MEMBERS)
     if _chance(draw, 3) and ctx.coids.get(member):
-        client_order_id = _one_of(draw, tuple(ctx.coids[member]))  # duplicate
+        known = ctx.coids[member]
+        client_order_id = known[_index(draw, len(known))]  # duplicate
     else:
         client_order_id = ctx.fresh_coid()
     roll = draw(_PERCENT)

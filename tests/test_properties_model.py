@@ -147,17 +147,21 @@ class SlowExchangeVersusModel(ExchangeVersusModel):
 
 
 SlowExchangeVersusModel.TestCase.settings = settings(
-    max_examples=2000,
+    max_examples=1000,
     stateful_step_count=120,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.too_slow, HealthCheck.filter_too_much,
+        HealthCheck.large_base_example, HealthCheck.data_too_large,
+    ],
 )
 TestExchangeVersusModelSlow = pytest.mark.slow(SlowExchangeVersusModel.TestCase)
 
 
 # ---------------------------------------------------------------------- the price band is an interval
 #
-# Found by the state machine above (hand-minimised here). RULES.md: a market order
+# Found by the state machine above (hand-minimised here); the engine used to bound a
+# market or triggered order only on the side it walks towards (fixed in e1c1639). RULES.md: a market order
 # "trades against whatever is there (within the price band, if any)"; the band is
 # `[R - R*band_bps//10000, R + R*band_bps//10000]`, bounds inclusive; "a market order
 # whose first price is already outside is accepted and cancelled whole (price_band)".
