@@ -147,7 +147,8 @@ FIXED_SCENARIO = [
 # hits a2 inside the band; c2 is filled so its cancel is unknown_order; b1 is reused
 # (duplicate_client_order_id); end_of_day expires b2.
 PINNED_STATE_DIGEST = 0x04974AF167FB2908
-PINNED_CANONICAL_DIGEST = "e7c512ab80eff3b20928eaa745308beb8930ad33ca5cd0ef5f202d6fd25a6560"
+# Updated for state format 2 (dense columns; docs/CHANGELOG.md): the state and events did not change.
+PINNED_CANONICAL_DIGEST = "ebd3b933ae0761bf20047674ea44a403a0a6619f51444848c27f69677acafb34"
 PINNED_EVENTS_BLAKE2B = "5a6608ca6f469e74430467086ce06656788cedc79199dfe4162e87dd4033d1ae"
 
 

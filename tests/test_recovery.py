@@ -88,11 +88,11 @@ def test_recovery_without_snapshots_replays_the_whole_journal(tmp_path):
 def _flip_state_bytes_in_lmdb(directory: DataDirectory, state_bytes: bytes) -> None:
     data_file = Path(directory.snapshots) / "data.mdb"
     data = bytearray(data_file.read_bytes())
-    # The newest state was encoded last; its tail is distinctive enough to find.
-    needle = state_bytes[-64:]
-    position = data.rfind(needle)
+    # The head of the state (version, sequences, digest sum) is distinctive; its tail is
+    # a run of dense column entries that can repeat elsewhere in the file.
+    position = data.find(state_bytes[:64])
     assert position >= 0, "snapshot state bytes not found in data.mdb"
-    data[position + 10] ^= 0xFF
+    data[position + 40] ^= 0xFF
     data_file.write_bytes(bytes(data))
 
 
