@@ -213,12 +213,18 @@ def _price(draw, spec: SymbolSpec, required: bool = True, side: Optional[str] = 
     return mid - step if side == "buy" else mid + step
 
 
-def _qty(draw, spec: SymbolSpec):
+def _qty(draw, spec: SymbolSpec, allow_huge: bool = True):
     if _chance(draw, 5):
         return _one_of(draw, spec.bad_qtys)
-    if _chance(draw, 2):
+    if allow_huge and _chance(draw, 2):
         return VALUE_MAX - VALUE_MAX % spec.lot_size  # the largest valid quantity
     return _one_of(draw, spec.qtys)
+
+
+# Never an iceberg of the largest quantity (at place or by replace): RULES.md makes every
+# tranche its own trade, so a 10**12-lot order meeting a 10**12-lot iceberg that shows
+# one lot would emit 10**12 trade events in one command (true to the rules, and a
+# resource-exhaustion risk worth knowing, but not something a test can run).
 
 
 def _place(draw, ctx: StreamContext, member: Optional[str] = None) -> PlaceOrder:
@@ -250,7 +256,7 @@ def _place(draw, ctx: StreamContext, member: Optional[str] = None) -> PlaceOrder
     tif = _one_of(draw, ("gtc", "gtc", "day", "day", "ioc", "fok")) if _chance(draw, 70) else None
     post_only = True if _chance(draw, 12) else _one_of(draw, (None, False))
     display_qty = None
-    if _chance(draw, 20):
+    if _chance(draw, 20) and not (type(qty) is int and qty > spec.qtys[-1]):
         lot = spec.lot_size
         if _chance(draw, 15):
             display_qty = _one_of(draw, (0, -lot, lot + 1 if lot > 1 else 0))
@@ -326,7 +332,7 @@ def _cancel(draw, ctx: StreamContext) -> CancelOrder:
 
 def _replace(draw, ctx: StreamContext) -> ReplaceOrder:
     order_id, member, spec, ref = _pick_ref(draw, ctx, resting=True)
-    qty = 0 if _chance(draw, 5) else _qty(draw, spec)
+    qty = 0 if _chance(draw, 5) else _qty(draw, spec, allow_huge=False)
     across = None
     if ref is not None and ref.side is not None:
         across = ctx.best.get((ref.symbol, _opposite(ref.side)))
