@@ -32,6 +32,7 @@ from typing import Callable, Optional
 import msgspec
 
 import journal
+from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
 from replica.data_directory import DataDirectory
 from replica.primary import PrimaryCore
@@ -562,39 +563,26 @@ class PrimaryNode:
         }
 
     async def _admin_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    return
-                try:
-                    request = json.loads(line)
-                    command = request.get("command") if isinstance(request, dict) else None
-                except ValueError:
-                    command = None
-                if command == "status":
-                    reply = self.status()
-                elif command == "snapshot":
-                    sequence = self._maybe_snapshot(force=True)
-                    reply = {"snapshot_started": sequence is not None, "sequence": sequence}
-                    if sequence is None:
-                        reply["reason"] = "a snapshot is being written or nothing new to snapshot"
-                elif command == "degrade":
-                    reply = self.degrade()
-                elif command == "depth" and isinstance(request.get("symbol"), str):
-                    symbol = request["symbol"]
-                    if symbol in self.core.exchange.books:
-                        reply = {"sequence": self.core.exchange.last_sequence, **self.core.exchange.depth(symbol)}
-                    else:
-                        reply = {"error": f"unknown symbol {symbol}"}
-                else:
-                    reply = {"error": "unknown admin command; use status, snapshot, degrade or depth"}
-                writer.write(json.dumps(reply).encode() + b"\n")
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
-        finally:
-            writer.close()
+        await serve_admin_connection(reader, writer, self._admin_reply)
+
+    async def _admin_reply(self, request: dict) -> dict:
+        command = request.get("command")
+        if command == "status":
+            return self.status()
+        if command == "snapshot":
+            sequence = self._maybe_snapshot(force=True)
+            reply = {"snapshot_started": sequence is not None, "sequence": sequence}
+            if sequence is None:
+                reply["reason"] = "a snapshot is being written or nothing new to snapshot"
+            return reply
+        if command == "degrade":
+            return self.degrade()
+        if command == "depth" and isinstance(request.get("symbol"), str):
+            symbol = request["symbol"]
+            if symbol not in self.core.exchange.books:
+                return {"error": f"unknown symbol {symbol}"}
+            return {"sequence": self.core.exchange.last_sequence, **self.core.exchange.depth(symbol)}
+        return {"error": "unknown admin command; use status, snapshot, degrade or depth"}
 
 
 async def run_primary(config: NodeConfig, data_root: str, *, log: Callable[[str], None] = print) -> int:

@@ -251,13 +251,15 @@ class FrameReader:
     """Splits a byte stream into frame payloads. Sans-I/O: feed bytes, take payloads.
 
     `feed(data)` returns the complete payloads now available (possibly none) and keeps the
-    remainder; raises FrameTooLargeError when a header announces an oversized frame.
+    remainder; raises FrameTooLargeError when a header announces more than
+    `payload_bytes_max` (the client protocol's bound unless the link says otherwise).
     """
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_payload_bytes_max")
 
-    def __init__(self) -> None:
+    def __init__(self, payload_bytes_max: int = FRAME_PAYLOAD_BYTES_MAX) -> None:
         self._buffer = bytearray()
+        self._payload_bytes_max = payload_bytes_max
 
     def feed(self, data: bytes) -> list[bytes]:
         buffer = self._buffer
@@ -266,11 +268,12 @@ class FrameReader:
         offset = 0
         end = len(buffer)
         unpack = FRAME_HEADER.unpack_from
+        payload_bytes_max = self._payload_bytes_max
         while end - offset >= FRAME_HEADER_SIZE_BYTES:
             (length,) = unpack(buffer, offset)
-            if length > FRAME_PAYLOAD_BYTES_MAX:
+            if length > payload_bytes_max:
                 raise FrameTooLargeError(
-                    f"frame at stream offset {offset} announces {length} bytes (max {FRAME_PAYLOAD_BYTES_MAX})"
+                    f"frame at stream offset {offset} announces {length} bytes (max {payload_bytes_max})"
                 )
             start = offset + FRAME_HEADER_SIZE_BYTES
             if end - start < length:

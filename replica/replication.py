@@ -31,14 +31,13 @@ asyncio adapters in replica/primary_node.py and replica/standby_node.py do the I
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import msgspec
 
-from replica.protocol import FrameTooLargeError
+from replica.protocol import FrameReader
 
 REPLICATION_PROTOCOL_VERSION = 1
 DIGEST_INTERVAL_RECORDS = 1024
@@ -52,43 +51,15 @@ CATCH_UP_BATCH_BYTES_MAX = 1024 * 1024
 # up to journal.BATCH_SIZE_BYTES_MAX; catch-up: CATCH_UP_BATCH_BYTES_MAX), far above the
 # client protocol's FRAME_PAYLOAD_BYTES_MAX, so the link has its own bound.
 LINK_FRAME_PAYLOAD_BYTES_MAX = 16 * 1024 * 1024 + 64 * 1024
-_LINK_FRAME_HEADER = struct.Struct("<I")
 
 
-class LinkFrameReader:
-    """Splits the replication link's byte stream into message payloads (sans-I/O).
+class LinkFrameReader(FrameReader):
+    """The client protocol's framing (replica.protocol.FrameReader) with the link's bound."""
 
-    The same length-prefixed framing as replica.protocol.FrameReader, with the link's
-    bound: `feed(data)` returns the complete payloads and raises FrameTooLargeError
-    when a header announces more than LINK_FRAME_PAYLOAD_BYTES_MAX.
-    """
-
-    __slots__ = ("_buffer",)
+    __slots__ = ()
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        buffer = self._buffer
-        buffer += data
-        payloads = []
-        offset = 0
-        end = len(buffer)
-        unpack = _LINK_FRAME_HEADER.unpack_from
-        while end - offset >= 4:
-            (length,) = unpack(buffer, offset)
-            if length > LINK_FRAME_PAYLOAD_BYTES_MAX:
-                raise FrameTooLargeError(
-                    f"link frame at stream offset {offset} announces {length} bytes (max {LINK_FRAME_PAYLOAD_BYTES_MAX})"
-                )
-            start = offset + 4
-            if end - start < length:
-                break
-            payloads.append(bytes(buffer[start : start + length]))
-            offset = start + length
-        if offset:
-            del buffer[:offset]
-        return payloads
+        super().__init__(LINK_FRAME_PAYLOAD_BYTES_MAX)
 
 
 class _Link(msgspec.Struct, frozen=True, gc=False, tag_field="type"):

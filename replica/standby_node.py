@@ -31,6 +31,7 @@ import msgspec
 import journal
 import snapshots
 from journal.frames import decode_tuples
+from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
 from replica.data_directory import DataDirectory
 from replica.primary_node import PrimaryNode
@@ -336,36 +337,23 @@ class StandbyNode:
         self.stopped.set()
 
     async def _admin_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_admin_connection(reader, writer, self._admin_reply)
+
+    async def _admin_reply(self, request: dict) -> dict:
+        command = request.get("command")
+        if command == "status":
+            return self.status()
+        if command != "promote":
+            return {"error": "unknown admin command; a standby answers status and promote"}
         try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    return
-                try:
-                    request = json.loads(line)
-                    command = request.get("command") if isinstance(request, dict) else None
-                except ValueError:
-                    request, command = {}, None
-                if command == "status":
-                    reply = self.status()
-                elif command == "promote":
-                    try:
-                        reply = await self.promote(force=bool(request.get("force")))
-                    except Exception as error:  # noqa: BLE001 - the process must not linger half-promoted
-                        # Neither following nor serving: say so and exit non-zero rather
-                        # than linger as a node that answers nothing useful.
-                        self.log(f"PROMOTION FAILED: {type(error).__name__}: {error}")
-                        reply = {"promoted": False, "error": f"promotion failed: {error}"}
-                        self.exit_code = 5
-                        asyncio.get_running_loop().call_soon(self.stopped.set)
-                else:
-                    reply = {"error": "unknown admin command; a standby answers status and promote"}
-                writer.write(json.dumps(reply).encode() + b"\n")
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
-        finally:
-            writer.close()
+            return await self.promote(force=bool(request.get("force")))
+        except Exception as error:  # noqa: BLE001 - the process must not linger half-promoted
+            # Neither following nor serving: say so and exit non-zero rather than linger
+            # as a node that answers nothing useful.
+            self.log(f"PROMOTION FAILED: {type(error).__name__}: {error}")
+            self.exit_code = 5
+            asyncio.get_running_loop().call_soon(self.stopped.set)
+            return {"promoted": False, "error": f"promotion failed: {error}"}
 
 
 async def run_standby(

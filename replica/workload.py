@@ -102,6 +102,27 @@ def generate_commands(count: int, seed: int) -> list:
     return commands
 
 
+def _write_records(
+    journal_directory: str, records: Iterable, *, cluster_id: int, epoch: int, timestamp_step_ns: int = 0
+) -> int:
+    """Append (timestamp_ns, body) records in bulk (policy none, one sync at the end);
+    a timestamp of None means `timestamp_step_ns` times the record's sequence. Returns
+    the last sequence."""
+    writer = journal.JournalWriter.open(journal_directory, cluster_id, durability="none", epoch=epoch)
+    try:
+        for timestamp_ns, body in records:
+            if timestamp_ns is None:
+                timestamp_ns = (writer.last_sequence + 1) * timestamp_step_ns
+            writer.append(writer.epoch, timestamp_ns, body)
+            if writer.pending_count >= COMMIT_EVERY_RECORDS:
+                writer.commit()
+        writer.commit()
+        writer.sync()
+        return writer.last_sequence
+    finally:
+        writer.close()
+
+
 def write_journal(
     journal_directory: str,
     commands: Iterable,
@@ -112,17 +133,10 @@ def write_journal(
 ) -> int:
     """Append `commands` as records (timestamps `timestamp_step_ns` * sequence); return
     the last sequence."""
-    writer = journal.JournalWriter.open(journal_directory, cluster_id, durability="none", epoch=epoch)
-    try:
-        for command in commands:
-            writer.append(writer.epoch, (writer.last_sequence + 1) * timestamp_step_ns, encode_command(command))
-            if writer.pending_count >= COMMIT_EVERY_RECORDS:
-                writer.commit()
-        writer.commit()
-        writer.sync()
-        return writer.last_sequence
-    finally:
-        writer.close()
+    records = ((None, encode_command(command)) for command in commands)
+    return _write_records(
+        journal_directory, records, cluster_id=cluster_id, epoch=epoch, timestamp_step_ns=timestamp_step_ns
+    )
 
 
 class ScenarioTimestampError(ValueError):
@@ -136,8 +150,8 @@ def write_scenario_journal(journal_directory: str, data: bytes, *, cluster_id: i
     # A final newline ends the last line; it does not start a blank one.
     if lines and lines[-1] == b"":
         lines.pop()
-    writer = journal.JournalWriter.open(journal_directory, cluster_id, durability="none", epoch=epoch)
-    try:
+
+    def records():
         timestamp_ns = 0
         for line_number, line in enumerate(lines, 1):
             command, line_timestamp_ns = parse_scenario_line(line, line_number, internal_allowed=True)
@@ -147,11 +161,6 @@ def write_scenario_journal(journal_directory: str, data: bytes, *, cluster_id: i
                         f"line {line_number}: ts {line_timestamp_ns} is before the previous record's {timestamp_ns}"
                     )
                 timestamp_ns = line_timestamp_ns
-            writer.append(writer.epoch, timestamp_ns, encode_command(command))
-            if writer.pending_count >= COMMIT_EVERY_RECORDS:
-                writer.commit()
-        writer.commit()
-        writer.sync()
-        return writer.last_sequence
-    finally:
-        writer.close()
+            yield timestamp_ns, encode_command(command)
+
+    return _write_records(journal_directory, records(), cluster_id=cluster_id, epoch=epoch)

@@ -1,0 +1,43 @@
+"""The admin endpoint's wire handling, shared by the primary and the standby.
+
+One JSON object per line in each direction: the client sends `{"command": ...}` (plus
+arguments), the node answers one JSON object. What a command does is the node's business
+(`answer(request) -> reply`); this module only reads, parses and writes, so both roles
+speak the same protocol. A line that is not a JSON object is answered with an error and
+the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Awaitable, Callable
+
+# A request line longer than this is refused: asyncio's readline limit would raise.
+ADMIN_LINE_BYTES_MAX = 64 * 1024
+
+
+async def serve_admin_connection(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    answer: Callable[[dict], Awaitable[dict]],
+) -> None:
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            try:
+                request = json.loads(line)
+            except ValueError:
+                request = None
+            if isinstance(request, dict):
+                reply = await answer(request)
+            else:
+                reply = {"error": "an admin request is one JSON object per line, e.g. {\"command\": \"status\"}"}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        return
+    finally:
+        writer.close()
