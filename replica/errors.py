@@ -19,3 +19,8 @@ class DataDirectoryError(ReplicaError):
 
 class SnapshotTakeError(ReplicaError):
     """A snapshot could not be taken (the child failed, or one is already being written)."""
+
+
+class LinkProtocolError(ReplicaError):
+    """A replication peer sent something the protocol does not allow (an ack beyond what
+    was sent, a reply out of turn); the link is cut and the peer named."""

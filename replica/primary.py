@@ -71,6 +71,7 @@ from statemachine import (
     TradeExecuted,
 )
 from statemachine.codec import encode_command
+from statemachine.version import RULES_VERSION
 
 # Records that may wait for durability at once: a bound on memory and on how much a
 # stalled disk or standby can pile up before the gateway pushes back (throttles).
@@ -273,6 +274,12 @@ class PrimaryCore:
         ):
             raise ValueError(f"{type(command).__name__} is not an operator command")
         return self._submit(command, 0, 0, now_ns)
+
+    def begin_epoch(self, now_ns: int) -> None:
+        """A promoted node's first records: the epoch starts with its own checkpoint (so
+        everything after it is visibly this node's), then the rules version it runs."""
+        self._submit(Checkpoint(kind="epoch", epoch=self.epoch), 0, 0, now_ns)
+        self._submit(Checkpoint(kind="rules", version=RULES_VERSION), 0, 0, now_ns)
 
     def take_records(self) -> list[tuple[int, int, int, bytes]]:
         """The pending records as (sequence, epoch, timestamp_ns, body), now handed over."""

@@ -47,6 +47,7 @@ from replica.protocol import (
     feed_request_decoder,
 )
 from replica.recovery import recover_exchange
+from replica.replication import ReleasePolicy
 from replica.replication_server import serve_replication
 from replica.snapshotter import Snapshotter
 from statemachine import AddInstrument, Checkpoint, Exchange
@@ -162,9 +163,7 @@ class PrimaryNode:
         # Replication (replica/replication_server.py): the attached standby's link, how far
         # it is durable, and whether sync mode must wait for it.
         self.standby_link = None
-        self.standby_durable_sequence = 0
-        self.standby_required = False
-        self.degraded = False
+        self.release = ReleasePolicy(config.replication)
         self.divergence: Optional[str] = None
         self.exit_code = 0
         self.stopped = asyncio.Event()
@@ -208,8 +207,7 @@ class PrimaryNode:
         if promoted is not None:
             # A new epoch starts with its own record: everything after it is this node's.
             now_ns = time.time_ns()
-            self.core.submit_admin(Checkpoint(kind="epoch", epoch=self.writer.epoch), now_ns)
-            self.core.submit_admin(Checkpoint(kind="rules", version=RULES_VERSION), now_ns)
+            self.core.begin_epoch(now_ns)
             for _sequence, epoch, timestamp_ns, body in self.core.take_records():
                 self.writer.append(epoch, timestamp_ns, body)
             self.writer.commit()
@@ -344,10 +342,7 @@ class PrimaryNode:
         durable sequence once a standby has attached (until an operator degrades).
         """
         writer = self.writer
-        point = writer.written_sequence if self._release_written else writer.durable_sequence
-        if self.config.replication == "sync" and self.standby_required:
-            point = min(point, self.standby_durable_sequence)
-        return point
+        return self.release.point(writer.written_sequence if self._release_written else writer.durable_sequence)
 
     def on_standby_progress(self) -> None:
         if self.core is not None:
@@ -518,12 +513,12 @@ class PrimaryNode:
 
     def degrade(self) -> dict:
         """Run standalone while the standby is away (operator's explicit, journaled choice)."""
-        if self.config.replication != "sync" or not self.standby_required:
-            return {"degraded": self.degraded, "note": "not waiting for a standby; nothing to degrade"}
-        if self.standby_link is not None and self.standby_link.live:
-            return {"degraded": False, "error": "the standby is attached; refusing to degrade"}
-        self.standby_required = False
-        self.degraded = True
+        refusal = self.release.can_degrade(self.standby_link is not None and self.standby_link.live)
+        if refusal is not None:
+            if self.release.standby_required:
+                return {"degraded": False, "error": refusal}
+            return {"degraded": self.release.degraded, "note": refusal}
+        self.release.degrade()
         self.core.submit_admin(Checkpoint(kind="degraded", epoch=self.writer.epoch), time.time_ns())
         self.log("DEGRADED: acknowledging without a standby until one attaches again")
         self.wake()
@@ -553,9 +548,9 @@ class PrimaryNode:
             "released_sequence": core.released_sequence,
             "replication": self.config.replication,
             "standby_attached": self.standby_link is not None and self.standby_link.live,
-            "standby_durable_sequence": self.standby_durable_sequence,
-            "standby_required": self.standby_required,
-            "degraded": self.degraded,
+            "standby_durable_sequence": self.release.standby_durable_sequence,
+            "standby_required": self.release.standby_required,
+            "degraded": self.release.degraded,
             "divergence": self.divergence,
             "sessions": len(core.sessions),
             "subscribers": len(self.subscribers),

@@ -37,6 +37,7 @@ from typing import Callable, Optional
 
 import msgspec
 
+from replica.errors import LinkProtocolError
 from replica.protocol import FrameReader
 
 REPLICATION_PROTOCOL_VERSION = 1
@@ -208,3 +209,125 @@ class DigestHistory:
         if mine is None:
             return None
         return mine == digest
+
+
+class ReleasePolicy:
+    """When a primary may let outputs leave: local durability, and in sync mode the standby's.
+
+    `point(local_sequence)` is the highest sequence whose execution reports and market
+    data may go out, given how far this node's journal is durable (or written, under a
+    weaker durability policy). In sync mode, once a standby has attached
+    (`standby_required`), it is also capped by the standby's durable sequence, until an
+    operator degrades the primary to standalone. Async mode never waits for the standby.
+    """
+
+    __slots__ = ("mode", "standby_required", "degraded", "standby_durable_sequence")
+
+    def __init__(self, mode: str) -> None:
+        if mode not in ("sync", "async"):
+            raise ValueError(f"replication mode {mode!r} is not sync or async")
+        self.mode = mode
+        self.standby_required = False
+        self.degraded = False
+        self.standby_durable_sequence = 0
+
+    def point(self, local_sequence: int) -> int:
+        if self.mode == "sync" and self.standby_required and self.standby_durable_sequence < local_sequence:
+            return self.standby_durable_sequence
+        return local_sequence
+
+    def standby_live(self) -> None:
+        """A standby caught up and went live: in sync mode acknowledgements wait for it."""
+        if self.mode == "sync":
+            self.standby_required = True
+            self.degraded = False
+
+    def standby_durable(self, sequence: int) -> bool:
+        """The standby reported `sequence` durable; True if that moved the point."""
+        if sequence > self.standby_durable_sequence:
+            self.standby_durable_sequence = sequence
+            return True
+        return False
+
+    def can_degrade(self, standby_live: bool) -> Optional[str]:
+        """Why degrading is refused now, or None when it may go ahead."""
+        if self.mode != "sync" or not self.standby_required:
+            return "not waiting for a standby; nothing to degrade"
+        if standby_live:
+            return "the standby is attached; refusing to degrade"
+        return None
+
+    def degrade(self) -> None:
+        self.standby_required = False
+        self.degraded = True
+
+
+class StandbyLinkCore:
+    """The primary's end of one standby's link, sans-I/O: catch-up, live, acks, silence.
+
+    After `decide_hello` accepted a standby at `start_sequence`, the adapter asks
+    `catch_up_range(written_sequence)` for the next range of journal frames to read from
+    disk and send, until it answers None: the link is then live, and from that moment
+    every batch the commit loop writes goes to the standby as it is written. The answer
+    and the switch happen in one call, so no batch can fall between catch-up and live.
+
+    `frames_sent` and `ack` keep the clock of what the standby owes: a standby that has
+    acknowledged nothing it was sent for `ack_timeout_ns` is `overdue` and must be cut
+    off (a silent partition must end in a detached standby, so that sync mode can be
+    degraded by an operator).
+    """
+
+    __slots__ = ("next_sequence", "live", "sent_sequence", "durable_sequence", "applied_sequence",
+                 "digest_sequence", "digest", "owed_since_ns", "ack_timeout_ns")
+
+    def __init__(self, start_sequence: int, now_ns: int, ack_timeout_ns: int) -> None:
+        if start_sequence < 1 or ack_timeout_ns <= 0:
+            raise ValueError(f"bad link start {start_sequence} or ack timeout {ack_timeout_ns}")
+        self.next_sequence = start_sequence
+        self.live = False
+        self.sent_sequence = start_sequence - 1
+        self.durable_sequence = start_sequence - 1
+        self.applied_sequence = 0
+        self.digest_sequence = 0
+        self.digest = 0
+        self.owed_since_ns = now_ns
+        self.ack_timeout_ns = ack_timeout_ns
+
+    def catch_up_range(self, written_sequence: int) -> Optional[tuple[int, int]]:
+        """(first, last) to send from disk next; None once caught up, and then live."""
+        if self.live:
+            return None
+        if self.next_sequence > written_sequence:
+            self.live = True
+            return None
+        return self.next_sequence, written_sequence
+
+    def frames_sent(self, first_sequence: int, last_sequence: int, now_ns: int) -> None:
+        if first_sequence != self.sent_sequence + 1 or last_sequence < first_sequence:
+            raise LinkProtocolError(
+                f"frames {first_sequence}..{last_sequence} do not follow the {self.sent_sequence} sent before"
+            )
+        if self.durable_sequence >= self.sent_sequence:
+            # Nothing was owed until now: the standby's clock starts with this send.
+            self.owed_since_ns = now_ns
+        self.sent_sequence = last_sequence
+        if not self.live:
+            self.next_sequence = last_sequence + 1
+
+    def ack(self, ack: Ack, now_ns: int) -> bool:
+        """Take an Ack; True if the standby's durable sequence advanced."""
+        self.applied_sequence = ack.applied_sequence
+        if ack.digest_sequence:
+            self.digest_sequence, self.digest = ack.digest_sequence, ack.digest
+        if ack.durable_sequence > self.durable_sequence:
+            if ack.durable_sequence > self.sent_sequence:
+                raise LinkProtocolError(
+                    f"standby acknowledged {ack.durable_sequence}, beyond the {self.sent_sequence} sent"
+                )
+            self.durable_sequence = ack.durable_sequence
+            self.owed_since_ns = now_ns
+            return True
+        return False
+
+    def overdue(self, now_ns: int) -> bool:
+        return self.durable_sequence < self.sent_sequence and now_ns - self.owed_since_ns > self.ack_timeout_ns

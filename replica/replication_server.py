@@ -26,9 +26,11 @@ from typing import Optional
 import msgspec
 
 import journal
+from replica.errors import LinkProtocolError
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.replication import (
     CATCH_UP_BATCH_BYTES_MAX,
+    StandbyLinkCore,
     Accepted,
     Ack,
     Frames,
@@ -64,20 +66,24 @@ def count_frames(frames: bytes) -> int:
 
 
 class StandbyLink:
+    """The asyncio adapter of one standby's link; its decisions are in StandbyLinkCore."""
+
     def __init__(self, node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.node = node
         self.reader = reader
         self.writer = writer
-        self.live = False
         self.peer = writer.get_extra_info("peername")
-        self.applied_sequence = 0
-        self.digest_sequence = 0
-        self.digest = 0
+        self.core: Optional[StandbyLinkCore] = None
         self._closed = False
-        # The last sequence sent, and since when the standby has owed an acknowledgement
-        # (the clock restarts at every ack that advances and when sending after idling).
-        self._sent_sequence = 0
-        self._owed_since = time.monotonic()
+        self._backlog: list = []
+
+    @property
+    def live(self) -> bool:
+        return not self._closed and self.core is not None and self.core.live
+
+    @property
+    def applied_sequence(self) -> int:
+        return 0 if self.core is None else self.core.applied_sequence
 
     def send(self, message) -> None:
         if self._closed:
@@ -89,15 +95,12 @@ class StandbyLink:
             self.close()
 
     def send_frames(self, first_sequence: int, last_sequence: int, frames: bytes) -> None:
-        if self.node.standby_durable_sequence >= self._sent_sequence:
-            self._owed_since = time.monotonic()
-        self._sent_sequence = last_sequence
+        self.core.frames_sent(first_sequence, last_sequence, time.monotonic_ns())
         self.send(Frames(first_sequence, last_sequence, frames, self.node.core.released_sequence))
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.live = False
             self.writer.close()
 
     def _crc_lookup(self, sequences: list[int]) -> dict[int, int]:
@@ -139,20 +142,23 @@ class StandbyLink:
             if node.standby_link is not None:
                 node.log(f"standby {self.peer} replaces the one at {node.standby_link.peer}")
                 node.standby_link.close()
+            self.core = StandbyLinkCore(
+                decision.start_sequence, time.monotonic_ns(), int(STANDBY_ACK_TIMEOUT_SECONDS * 1_000_000_000)
+            )
             node.standby_link = self
-            node.standby_durable_sequence = max(node.standby_durable_sequence, decision.start_sequence - 1)
+            node.release.standby_durable(decision.start_sequence - 1)
             node.log(f"standby {self.peer} attached at sequence {decision.start_sequence - 1}; catching up")
             acks = asyncio.get_running_loop().create_task(self._read_acks(frames))
             beats = asyncio.get_running_loop().create_task(self._beats())
             try:
-                await self._catch_up(decision.start_sequence)
+                await self._catch_up()
                 node.log(f"standby {self.peer} is live at sequence {node.writer.written_sequence}")
                 await acks
             finally:
                 beats.cancel()
                 acks.cancel()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, FrameTooLargeError,
-                msgspec.MsgspecError, OSError) as error:
+                msgspec.MsgspecError, OSError, LinkProtocolError) as error:
             node.log(f"replication link to {self.peer} lost: {error or type(error).__name__}")
         finally:
             self.close()
@@ -161,7 +167,7 @@ class StandbyLink:
                 node.log(
                     "standby detached"
                     + ("; acknowledgements pause until it returns or `twinbook degrade`"
-                       if node.config.replication == "sync" and node.standby_required else "")
+                       if node.release.mode == "sync" and node.release.standby_required else "")
                 )
 
     async def _next_message(self, frames: LinkFrameReader):
@@ -174,19 +180,17 @@ class StandbyLink:
                 self._backlog = [link_decoder.decode(payload) for payload in payloads[1:]]
                 return link_decoder.decode(payloads[0])
 
-    async def _catch_up(self, start_sequence: int) -> None:
+    async def _catch_up(self) -> None:
         node = self.node
-        next_sequence = start_sequence
+        core = self.core
         while True:
-            written = node.writer.written_sequence
-            if next_sequence > written:
-                # Caught up: from here on the commit loop sends every batch live. No
-                # await separates the check above from this switch.
-                self.live = True
-                if node.config.replication == "sync":
-                    node.standby_required = True
-                    node.degraded = False
+            # No await separates the question below from the switch to live that a None
+            # answer makes: from then on the commit loop sends every batch.
+            span = core.catch_up_range(node.writer.written_sequence)
+            if span is None:
+                node.release.standby_live()
                 return
+            next_sequence, written = span
             for chunk in journal.read_frames(
                 node.directory.journal, next_sequence, written, batch_size_bytes_max=CATCH_UP_BATCH_BYTES_MAX, live=True
             ):
@@ -198,8 +202,7 @@ class StandbyLink:
                     raise ConnectionError("link closed during catch-up")
 
     async def _read_acks(self, frames: LinkFrameReader) -> None:
-        node = self.node
-        pending = getattr(self, "_backlog", [])
+        pending = self._backlog
         while True:
             for message in pending:
                 if type(message) is Ack:
@@ -211,13 +214,9 @@ class StandbyLink:
 
     def _on_ack(self, ack: Ack) -> None:
         node = self.node
-        if ack.durable_sequence > node.standby_durable_sequence:
-            node.standby_durable_sequence = ack.durable_sequence
-            self._owed_since = time.monotonic()
+        if self.core.ack(ack, time.monotonic_ns()) and node.release.standby_durable(ack.durable_sequence):
             node.on_standby_progress()
-        self.applied_sequence = ack.applied_sequence
         if ack.digest_sequence:
-            self.digest_sequence, self.digest = ack.digest_sequence, ack.digest
             same = node.core.digests.compare(ack.digest_sequence, ack.digest)
             if same is False and node.divergence is None:
                 node.divergence = f"standby digest at {ack.digest_sequence} differs from ours"
@@ -225,11 +224,11 @@ class StandbyLink:
 
     async def _beats(self) -> None:
         node = self.node
+        core = self.core
         while not self._closed:
-            owed = node.standby_durable_sequence < self._sent_sequence
-            if owed and time.monotonic() - self._owed_since > STANDBY_ACK_TIMEOUT_SECONDS:
+            if core.overdue(time.monotonic_ns()):
                 node.log(f"standby {self.peer} acknowledged nothing for {STANDBY_ACK_TIMEOUT_SECONDS:.0f} s "
-                         f"(durable {node.standby_durable_sequence}, sent {self._sent_sequence}); cutting it off")
+                         f"(durable {core.durable_sequence}, sent {core.sent_sequence}); cutting it off")
                 self.close()
                 return
             digest_sequence, digest = node.core.digests.latest

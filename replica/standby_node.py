@@ -30,30 +30,22 @@ import msgspec
 
 import journal
 import snapshots
-from journal.frames import decode_tuples
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
 from replica.data_directory import DataDirectory
 from replica.primary_node import PrimaryNode
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.recovery import recover_exchange
+from replica.errors import LinkProtocolError
 from replica.replication import (
-    DIGEST_INTERVAL_RECORDS,
     RECENT_PAIRS_MAX,
-    REPLICATION_PROTOCOL_VERSION,
-    Accepted,
-    Ack,
-    DigestHistory,
-    Diverged,
     Frames,
-    Hello,
     LinkFrameReader,
     PrimaryBeat,
-    Refused,
     link_decoder,
 )
+from replica.standby import CutTail, LinkRefused, StandbyCore
 from statemachine import Exchange
-from statemachine.codec import decode_command
 
 RECONNECT_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -70,15 +62,11 @@ class StandbyNode:
         self.directory = DataDirectory.create(data_root)
         self.primary_address = primary_address
         self.log = log
-        self.exchange: Optional[Exchange] = None
+        # Every decision about the link lives in the sans-I/O core (replica/standby.py);
+        # this adapter owns the socket, the journal writer and the clock.
+        self.core: Optional[StandbyCore] = None
         self.writer: Optional[journal.JournalWriter] = None
-        self.digests = DigestHistory()
-        self.connected = False
         self.last_beat_monotonic_ns = 0
-        self.primary_released_sequence = 0
-        self.primary_last_sequence = 0
-        self.divergence: Optional[str] = None
-        self.fatal_reason: Optional[str] = None
         self.primary: Optional[PrimaryNode] = None
         self.exit_code = 0
         self.stopped = asyncio.Event()
@@ -87,18 +75,29 @@ class StandbyNode:
         self._link_writer: Optional[asyncio.StreamWriter] = None
         self._promoting = False
 
+    @property
+    def exchange(self) -> Optional[Exchange]:
+        return None if self.core is None else self.core.exchange
+
+    @property
+    def divergence(self) -> Optional[str]:
+        return None if self.core is None else self.core.divergence
+
     # ------------------------------------------------------------ start / stop
 
     def _recover(self) -> None:
         if self.directory.has_journal():
             result = recover_exchange(self.directory.root, book_updates=True, cluster_id=self.config.cluster_id,
                                       repair=self.writer is None)
-            self.exchange = result.exchange
+            exchange = result.exchange
             for sequence, reason in result.skipped_snapshots:
                 self.log(f"skipped snapshot {sequence}: {reason}")
         else:
-            self.exchange = Exchange(book_updates=True)
-        self.digests = DigestHistory()
+            exchange = Exchange(book_updates=True)
+        if self.core is None:
+            self.core = StandbyCore(exchange, self.config.cluster_id)
+        else:
+            self.core.rebuilt(exchange)
 
     async def start(self) -> None:
         self._recover()
@@ -157,18 +156,18 @@ class StandbyNode:
                 await self._replicate_once()
                 attempt = 0
             except FatalRefusal as refusal:
-                self.fatal_reason = str(refusal)
                 self.log(f"primary refused this standby for good: {refusal}")
                 return
             except journal.JournalError as error:
                 # A corrupt or out-of-epoch frame: refused, never applied. Drop the link
                 # and start again from what is durable here.
                 self.log(f"refusing frames from the primary: {error}")
-            except (ConnectionError, OSError, asyncio.IncompleteReadError, FrameTooLargeError, msgspec.MsgspecError) as error:
-                if self.connected:
+            except (ConnectionError, OSError, asyncio.IncompleteReadError, FrameTooLargeError, msgspec.MsgspecError,
+                    LinkProtocolError) as error:
+                if self.core.connected:
                     self.log(f"replication link lost: {error or type(error).__name__}")
             finally:
-                self.connected = False
+                self.core.link_lost()
                 if self._link_writer is not None:
                     self._link_writer.close()
                     self._link_writer = None
@@ -185,10 +184,8 @@ class StandbyNode:
     async def _replicate_once(self) -> None:
         reader, writer = await asyncio.open_connection(*self.primary_address)
         self._link_writer = writer
-        hello = Hello(
-            REPLICATION_PROTOCOL_VERSION, self.config.cluster_id, self.writer.epoch,
-            self.writer.last_sequence, self.writer.last_crc, self._recent_pairs(),
-        )
+        self._apply_journaled()
+        hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, self._recent_pairs())
         writer.write(encode_frame(hello))
         frames = LinkFrameReader()
         first_reply = True
@@ -201,19 +198,16 @@ class StandbyNode:
                 kind = type(message)
                 if first_reply:
                     first_reply = False
-                    if kind is Refused:
-                        if message.fatal:
-                            raise FatalRefusal(message.reason)
-                        raise ConnectionError(f"refused: {message.reason}")
-                    if kind is Diverged:
-                        self._cut_divergent_tail(message.common_sequence, message.reason)
+                    action = self.core.first_reply(message)
+                    if type(action) is LinkRefused:
+                        if action.fatal:
+                            raise FatalRefusal(action.reason)
+                        raise ConnectionError(f"refused: {action.reason}")
+                    if type(action) is CutTail:
+                        self._cut_divergent_tail(action.common_sequence, action.reason)
                         raise ConnectionError("divergent tail cut; reconnecting to catch up")
-                    if kind is not Accepted:
-                        raise ConnectionError(f"unexpected first reply {kind.__name__}")
-                    self.connected = True
-                    self.primary_last_sequence = message.primary_last_sequence
                     self.log(f"attached to the primary at sequence {self.writer.last_sequence} (primary at "
-                             f"{message.primary_last_sequence}, epoch {message.epoch})")
+                             f"{action.primary_last_sequence}, epoch {action.epoch})")
                     continue
                 if kind is Frames:
                     await self._on_frames(message, writer)
@@ -226,21 +220,8 @@ class StandbyNode:
         await self.writer.commit_async()
         durable = self.writer.durable_sequence
         # Acknowledge durability first: that is what the primary's sync mode waits for.
-        link.write(encode_frame(Ack(durable, self.exchange.last_sequence, *self.digests.latest)))
-        records: list = []
-        decode_tuples(message.frames, 0, message.first_sequence, chain_before, 0,
-                      message.last_sequence - message.first_sequence + 1, records)
-        self._apply(records)
-        self.primary_released_sequence = max(self.primary_released_sequence, message.released_sequence)
-        self.primary_last_sequence = max(self.primary_last_sequence, message.last_sequence)
-        link.write(encode_frame(Ack(durable, self.exchange.last_sequence, *self.digests.latest)))
-
-    def _apply(self, records: list) -> None:
-        apply = self.exchange.apply
-        for sequence, _epoch, timestamp_ns, body in records:
-            apply(sequence, timestamp_ns, decode_command(body))
-            if not sequence % DIGEST_INTERVAL_RECORDS:
-                self.digests.record(sequence, self.exchange.state_digest())
+        link.write(encode_frame(self.core.durable_ack(durable)))
+        link.write(encode_frame(self.core.apply_frames(message, chain_before, durable)))
 
     def _apply_journaled(self) -> None:
         """Apply what the journal holds beyond the exchange: the link can be cancelled
@@ -250,17 +231,14 @@ class StandbyNode:
         self.writer.commit()
         for batch in journal.read_tuple_batches(self.directory.journal, self.exchange.last_sequence + 1,
                                                 self.writer.last_sequence):
-            self._apply(batch)
+            self.core.apply_records(batch)
         self.log(f"applied the journaled batch the link left unapplied (to {self.exchange.last_sequence})")
 
     def _on_beat(self, beat: PrimaryBeat) -> None:
         self.last_beat_monotonic_ns = time.monotonic_ns()
-        self.primary_released_sequence = max(self.primary_released_sequence, beat.released_sequence)
-        self.primary_last_sequence = max(self.primary_last_sequence, beat.last_sequence)
-        same = self.digests.compare(beat.digest_sequence, beat.digest)
-        if same is False and self.divergence is None:
-            self.divergence = f"digest at sequence {beat.digest_sequence} differs from the primary's"
-            self.log(f"DIVERGENCE ALARM: {self.divergence}; this standby refuses promotion")
+        alarm = self.core.beat(beat)
+        if alarm is not None:
+            self.log(f"DIVERGENCE ALARM: {alarm}; this standby refuses promotion")
 
     def _cut_divergent_tail(self, common_sequence: int, reason: str) -> None:
         self.log(f"diverged from the primary after sequence {common_sequence} ({reason}); "
@@ -285,23 +263,11 @@ class StandbyNode:
         beat_age_ms = None
         if self.last_beat_monotonic_ns:
             beat_age_ms = (time.monotonic_ns() - self.last_beat_monotonic_ns) // 1_000_000
-        return {
-            "role": "standby",
-            "cluster_id": self.config.cluster_id,
-            "epoch": self.writer.epoch,
-            "last_sequence": self.writer.last_sequence,
-            "durable_sequence": self.writer.durable_sequence,
-            "applied_sequence": self.exchange.last_sequence,
-            "state_digest": self.exchange.state_digest(),
-            "primary_connected": self.connected,
-            "primary_beat_age_ms": beat_age_ms,
-            "primary_released_sequence": self.primary_released_sequence,
-            "primary_last_sequence": self.primary_last_sequence,
-            "divergence": self.divergence,
-            "fatal": self.fatal_reason,
-            "promotable": self.divergence is None and self.fatal_reason is None,
-            "pid": os.getpid(),
-        }
+        status = self.core.status(self.writer.epoch, self.writer.last_sequence, self.writer.durable_sequence)
+        status["state_digest"] = self.exchange.state_digest()
+        status["primary_beat_age_ms"] = beat_age_ms
+        status["pid"] = os.getpid()
+        return status
 
     async def promote(self, force: bool = False) -> dict:
         if self.primary is not None:
