@@ -3,6 +3,13 @@
     DIR/
       journal/      the journal segments (journal/), the audit trail, never deleted here
       snapshots/    the LMDB snapshot environment (snapshots/)
+      standby-required
+                    present while a sync-mode primary of this directory must not
+                    acknowledge without its standby: created (and fsynced) when a
+                    standby first goes live, removed by `degrade`. A primary restarted
+                    on this directory starts waiting for a standby instead of running
+                    standalone, so it cannot acknowledge records beside a promoted
+                    standby (a split brain the simulator found, seed 15).
 
 One place names these paths so that every tool and role agrees on them.
 """
@@ -48,3 +55,29 @@ class DataDirectory:
         directory = cls(os.fspath(root))
         os.makedirs(directory.root, exist_ok=True)
         return directory
+
+    @property
+    def standby_required_marker(self) -> str:
+        return os.path.join(self.root, "standby-required")
+
+    def standby_required(self) -> bool:
+        return os.path.exists(self.standby_required_marker)
+
+    def set_standby_required(self, required: bool) -> None:
+        """Create or remove the marker durably (the file, then the directory entry)."""
+        path = self.standby_required_marker
+        if required == os.path.exists(path):
+            return
+        if required:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        else:
+            os.unlink(path)
+        descriptor = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

@@ -204,6 +204,9 @@ class PrimaryNode:
         self.core = PrimaryCore(
             exchange, config, self.writer.epoch, self.writer.last_sequence + 1, exchange.last_timestamp_ns
         )
+        # Restarted (not promoted) where a standby had been required: wait for one again.
+        self.release = ReleasePolicy(config.replication,
+                                     standby_required=promoted is None and self.directory.standby_required())
         if promoted is not None:
             # A new epoch starts with its own record: everything after it is this node's.
             now_ns = time.time_ns()
@@ -519,6 +522,7 @@ class PrimaryNode:
                 return {"degraded": False, "error": refusal}
             return {"degraded": self.release.degraded, "note": refusal}
         self.release.degrade()
+        self.directory.set_standby_required(False)
         self.core.submit_admin(Checkpoint(kind="degraded", epoch=self.writer.epoch), time.time_ns())
         self.log("DEGRADED: acknowledging without a standby until one attaches again")
         self.wake()

@@ -223,11 +223,14 @@ class ReleasePolicy:
 
     __slots__ = ("mode", "standby_required", "degraded", "standby_durable_sequence")
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, *, standby_required: bool = False) -> None:
         if mode not in ("sync", "async"):
             raise ValueError(f"replication mode {mode!r} is not sync or async")
         self.mode = mode
-        self.standby_required = False
+        # A primary restarted where a standby had been required (DataDirectory's
+        # marker) waits for one again: running standalone beside a standby that may be
+        # promoted meanwhile would let both acknowledge.
+        self.standby_required = standby_required and mode == "sync"
         self.degraded = False
         self.standby_durable_sequence = 0
 
@@ -236,11 +239,15 @@ class ReleasePolicy:
             return self.standby_durable_sequence
         return local_sequence
 
-    def standby_live(self) -> None:
-        """A standby caught up and went live: in sync mode acknowledgements wait for it."""
+    def standby_live(self) -> bool:
+        """A standby caught up and went live: in sync mode acknowledgements wait for it.
+        True when that newly makes the standby required (the adapter records it durably)."""
         if self.mode == "sync":
+            newly = not self.standby_required
             self.standby_required = True
             self.degraded = False
+            return newly
+        return False
 
     def standby_durable(self, sequence: int) -> bool:
         """The standby reported `sequence` durable; True if that moved the point."""

@@ -188,7 +188,8 @@ class StandbyLink:
             # answer makes: from then on the commit loop sends every batch.
             span = core.catch_up_range(node.writer.written_sequence)
             if span is None:
-                node.release.standby_live()
+                if node.release.standby_live():
+                    node.directory.set_standby_required(True)
                 return
             next_sequence, written = span
             for chunk in journal.read_frames(

@@ -72,6 +72,9 @@ class LinkRefused:
 
 
 FirstReplyAction = Union[LinkAttached, CutTail, LinkRefused]
+# A standby that heard its primary's beat this recently refuses promotion (beats come
+# every 200 ms; the watchdog's default timeout is 400 ms and more).
+PRIMARY_ALIVE_NS = 1_000_000_000
 
 
 class StandbyCore:
@@ -84,6 +87,7 @@ class StandbyCore:
         self.primary_last_sequence = 0
         self.divergence: Optional[str] = None
         self.fatal_reason: Optional[str] = None
+        self.last_beat_ns = 0
 
     def rebuilt(self, exchange: Exchange) -> None:
         """The adapter rebuilt the exchange from its journal (after cutting a tail)."""
@@ -120,6 +124,7 @@ class StandbyCore:
 
     def link_lost(self) -> None:
         self.connected = False
+        self.last_beat_ns = 0
 
     def durable_ack(self, durable_sequence: int) -> Ack:
         return Ack(durable_sequence, self.exchange.last_sequence, *self.digests.latest)
@@ -155,8 +160,15 @@ class StandbyCore:
             if not sequence % DIGEST_INTERVAL_RECORDS:
                 self.digests.record(sequence, exchange.state_digest())
 
-    def beat(self, beat: PrimaryBeat) -> Optional[str]:
+    def primary_alive(self, now_ns: int) -> bool:
+        """Attached and beaten within PRIMARY_ALIVE_NS: promoting now would make two
+        primaries. A promote that arrives late (held by the network while the operator
+        restarted the old primary) must be refused; the simulator's seed 15 found it."""
+        return self.connected and self.last_beat_ns > 0 and now_ns - self.last_beat_ns < PRIMARY_ALIVE_NS
+
+    def beat(self, beat: PrimaryBeat, now_ns: int) -> Optional[str]:
         """Take a primary's beat; returns the alarm text when it reveals a divergence."""
+        self.last_beat_ns = now_ns
         if beat.released_sequence > self.primary_released_sequence:
             self.primary_released_sequence = beat.released_sequence
         if beat.last_sequence > self.primary_last_sequence:

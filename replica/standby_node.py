@@ -44,7 +44,7 @@ from replica.replication import (
     PrimaryBeat,
     link_decoder,
 )
-from replica.standby import CutTail, LinkRefused, StandbyCore
+from replica.standby import PRIMARY_ALIVE_NS, CutTail, LinkRefused, StandbyCore
 from statemachine import Exchange
 
 RECONNECT_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0)
@@ -236,7 +236,7 @@ class StandbyNode:
 
     def _on_beat(self, beat: PrimaryBeat) -> None:
         self.last_beat_monotonic_ns = time.monotonic_ns()
-        alarm = self.core.beat(beat)
+        alarm = self.core.beat(beat, self.last_beat_monotonic_ns)
         if alarm is not None:
             self.log(f"DIVERGENCE ALARM: {alarm}; this standby refuses promotion")
 
@@ -276,6 +276,9 @@ class StandbyNode:
             return {"promoted": False, "error": "promotion under way"}
         if self.divergence is not None and not force:
             return {"promoted": False, "error": f"refusing: {self.divergence} (use --force to override)"}
+        if self.core.primary_alive(time.monotonic_ns()) and not force:
+            return {"promoted": False, "error": "refusing: the primary is alive (its beat arrived within "
+                                                f"{PRIMARY_ALIVE_NS // 1_000_000} ms; use --force to override)"}
         self._promoting = True
         started = time.monotonic()
         if self._link_task is not None:

@@ -9,6 +9,8 @@ drill can be read afterwards). It promotes only when all of these hold:
 * the primary has been silent for at least `timeout_ms` (no admin answer);
 * the standby answered recently, is promotable (no divergence alarm, not refused) and is
   not already primary;
+* the standby's journal has reached the primary's epoch (a standby still in an older
+  epoch holds another history, however long it is);
 * the standby is caught up to everything the primary acknowledged, as far as the
   watchdog saw: its durable sequence is at least the primary's last *polled* released
   sequence. In sync mode that is exact (nothing is acknowledged before the standby has
@@ -45,6 +47,7 @@ class WatchdogCore:
         self.force = force
         self.primary_last_seen_ms: Optional[int] = None
         self.primary_released_sequence = 0
+        self.primary_epoch = 0
         self.primary_degraded = False
         self.standby: Optional[dict] = None
         self.standby_seen_ms: Optional[int] = None
@@ -55,6 +58,7 @@ class WatchdogCore:
             return
         self.primary_last_seen_ms = now_ms
         self.primary_released_sequence = max(self.primary_released_sequence, status.get("released_sequence", 0))
+        self.primary_epoch = max(self.primary_epoch, status.get("epoch", 0))
         self.primary_degraded = bool(status.get("degraded"))
 
     def standby_seen(self, status: dict, now_ms: int) -> None:
@@ -78,6 +82,12 @@ class WatchdogCore:
             return Decision("refuse", f"primary silent {silent_ms} ms; standby not promotable: "
                                       f"{standby.get('divergence') or standby.get('fatal')}")
         durable = standby.get("durable_sequence", 0)
+        if standby.get("epoch", 0) < self.primary_epoch:
+            # Its journal has not reached the primary's epoch: whatever its length, it
+            # is another history (the simulator's seed 17: an old primary, restarted
+            # as standby while the new one was down, looked caught up by sequence).
+            return Decision("refuse", f"primary silent {silent_ms} ms; standby epoch {standby.get('epoch', 0)} "
+                                      f"is below the primary's {self.primary_epoch}: it holds another history")
         if durable < self.primary_released_sequence or self.primary_degraded:
             why = (f"standby durable {durable} < primary acknowledged {self.primary_released_sequence}"
                    if durable < self.primary_released_sequence else "the primary ran degraded (standalone)")

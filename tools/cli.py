@@ -34,6 +34,7 @@ def _register() -> None:
         commands_load,
         commands_node,
         commands_run,
+        commands_simulate,
         commands_snapshot,
         commands_validate,
     )
@@ -57,6 +58,7 @@ def _register() -> None:
     cli.add_command(commands_audit.verify)
     cli.add_command(commands_audit.determinism_check)
     cli.add_command(commands_load.loadgen)
+    cli.add_command(commands_simulate.simulate)
 
 
 _register()

@@ -1,0 +1,154 @@
+"""The properties a simulated run must keep, checked as it goes and at its end.
+
+1. Nothing released is lost: every record whose outputs a primary released (execution
+   reports, market data) is, at the end, in the final primary's journal at the same
+   sequence, with the same epoch and body; and no two different records are ever
+   released for one sequence. Releases by an old-epoch primary after a promotion are
+   counted; they are only allowed for records the new epoch also holds, which this
+   same check enforces.
+2. Every acknowledged order is present exactly once: each (member, client order id) a
+   client saw accepted (or, on resubmission, rejected as a duplicate naming its order
+   id) is accepted exactly once, with that order id, when the final primary's journal
+   is replayed from the start.
+3. Replicas never diverge: no divergence alarm fires during the run (both sides
+   compare state digests every 1024 records), and at the end both journals hold the
+   same records (equal chain values at the last sequence) and both exchanges have the
+   same state digest.
+4. Corruption is never applied: every time a node opens its journal (start, restart,
+   after cutting a divergent tail) and at the end, every record in it must be one that
+   some primary wrote, byte for byte (`record_written` keeps each record's origin by
+   (epoch, sequence)); a bit flipped on disk or in flight must have been refused.
+5. Progress: after the faults stop, the cluster settles and acknowledges a new order
+   within a bounded simulated time (checked by the simulator's healing phase).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import journal
+from statemachine import Exchange
+from statemachine.codec import decode_command
+from statemachine.events import OrderAccepted
+
+
+class Checker:
+    def __init__(self, simulator) -> None:
+        self.simulator = simulator
+        self.violations: list[str] = []
+        # (epoch, sequence) -> the bodies primaries wrote there. Usually one; a primary
+        # restarted in the same epoch may write another body at a sequence whose first
+        # record it lost unsynced (never released, so never acknowledged).
+        self.origin: dict[tuple[int, int], set[bytes]] = {}
+        self.released_records: dict[int, tuple[int, bytes]] = {}  # sequence -> (epoch, body)
+        self.acknowledged_orders: dict[tuple[str, str], int] = {}
+        self.highest_epoch_started = 0
+        self.old_epoch_releases = 0
+        self.corruption_injected = 0
+        self.corruption_refused = 0
+        self.rebuilt_after_corruption = 0
+        self.journal_checks = 0
+
+    def violation(self, text: str) -> None:
+        self.simulator.trace(f"VIOLATION: {text}")
+        self.violations.append(text)
+
+    # ------------------------------------------------------------ as it goes
+
+    def record_written(self, node, sequence: int, epoch: int, body: bytes) -> None:
+        key = (epoch, sequence)
+        known = self.origin.get(key)
+        if known is None:
+            self.origin[key] = {body}
+        else:
+            known.add(body)
+        if epoch > self.highest_epoch_started:
+            self.highest_epoch_started = epoch
+
+    def released(self, node, first_sequence: int, last_sequence: int) -> None:
+        if node.epoch < self.highest_epoch_started:
+            self.old_epoch_releases += last_sequence - first_sequence + 1
+        for record in journal.read_records(node.directory.journal, first_sequence, last_sequence, live=True):
+            mine = (record.epoch, record.body)
+            earlier = self.released_records.get(record.sequence)
+            if earlier is None:
+                self.released_records[record.sequence] = mine
+            elif earlier != mine:
+                self.violation(
+                    f"{node.name} (epoch {node.epoch}) released sequence {record.sequence} of epoch {record.epoch}, "
+                    f"but a record of epoch {earlier[0]} was released for it before"
+                )
+
+    def acknowledged(self, member: str, client_order_id: str, order_id: int) -> None:
+        key = (member, client_order_id)
+        earlier = self.acknowledged_orders.get(key)
+        if earlier is not None and earlier != order_id:
+            self.violation(f"{member} order {client_order_id} acknowledged as {earlier} and as {order_id}")
+        self.acknowledged_orders[key] = order_id
+
+    def journal_opened(self, node) -> None:
+        """Every record a node holds must be one some primary wrote: nothing corrupt."""
+        self.journal_checks += 1
+        for record in journal.read_records(node.directory.journal, live=True):
+            bodies = self.origin.get((record.epoch, record.sequence))
+            if bodies is None:
+                self.violation(f"{node.name} holds record {record.sequence} of epoch {record.epoch}, "
+                               "which no primary wrote")
+            elif record.body not in bodies:
+                self.violation(f"{node.name}'s record {record.sequence} differs from what its primary wrote")
+
+    # ------------------------------------------------------------ at the end
+
+    def final(self, simulator) -> None:
+        primary = simulator.primary()
+        if primary is None:
+            self.violation("no single primary at the end")
+            return
+        standby = [node for node in simulator.nodes.values() if node is not primary][0]
+        for node in (primary, standby):
+            self.journal_opened(node)
+        records = {record.sequence: record for record in journal.read_records(primary.directory.journal, live=True)}
+        for sequence, (epoch, body) in sorted(self.released_records.items()):
+            record = records.get(sequence)
+            if record is None or record.epoch != epoch or record.body != body:
+                self.violation(f"released record {sequence} (epoch {epoch}) is not in the final primary's journal")
+                return
+        # Replay from the start: each acknowledged order accepted exactly once.
+        exchange = Exchange()
+        accepted: Counter = Counter()
+        order_ids: dict[tuple[str, str], int] = {}
+        for sequence in sorted(records):
+            record = records[sequence]
+            for event in exchange.apply(sequence, record.timestamp_ns, decode_command(record.body)):
+                if type(event) is OrderAccepted:
+                    key = (event.member, event.client_order_id)
+                    accepted[key] += 1
+                    order_ids[key] = event.order_id
+        for key, order_id in self.acknowledged_orders.items():
+            if accepted[key] != 1:
+                self.violation(f"acknowledged order {key} is accepted {accepted[key]} times in the final journal")
+                return
+            if order_ids[key] != order_id:
+                self.violation(f"acknowledged order {key} was order {order_id} but is {order_ids[key]} at the end")
+                return
+        if standby.role != "standby" or standby.last_sequence != primary.last_sequence:
+            self.violation(f"standby at {standby.last_sequence}, primary at {primary.last_sequence} at the end")
+            return
+        if standby.writer.last_crc != primary.writer.last_crc:
+            self.violation(f"journals differ: chain values at {primary.last_sequence} are "
+                           f"{primary.writer.last_crc:#x} and {standby.writer.last_crc:#x}")
+        if standby.exchange.state_digest() != primary.exchange.state_digest():
+            self.violation("state digests differ at the end")
+        if exchange.state_digest() != primary.exchange.state_digest():
+            self.violation("replaying the final journal gives another state than the primary's")
+
+    def statistics(self) -> dict:
+        return {
+            "records_released": len(self.released_records),
+            "orders_acknowledged": len(self.acknowledged_orders),
+            "old_epoch_releases": self.old_epoch_releases,
+            "corruption_injected_in_flight": self.corruption_injected,
+            "corrupt_frames_refused": self.corruption_refused,
+            "rebuilt_after_corruption": self.rebuilt_after_corruption,
+            "journal_checks": self.journal_checks,
+        }

@@ -1,0 +1,127 @@
+"""A simulated disk for one simulated node: real journal files, simulated durability.
+
+The node's journal is the real one (journal.JournalWriter, recovery, readers) on real
+files in a scratch directory, opened with durability policy "none" so that no call
+really syncs. This class keeps the ledger a real disk keeps implicitly: for every file,
+how many of its bytes are durable. The simulated node tells it when a simulated
+fdatasync completes (`sync`), and `crash` then does what a power cut does to the page
+cache: every byte past the durable size of its file is lost, except a torn prefix of
+the unsynced writes, which survives either as written or zero-filled (ext4's
+data=ordered leaves zeros where a block was allocated but not yet written).
+
+The ledger follows the real writer's promises under policy "always", which is what a
+primary acknowledges on: a segment roll syncs the finished segment before the next one
+exists, and a new segment's header is made durable when it is created
+(`commit_settled`), so only the last segment can ever be torn.
+
+Other faults:
+* `flip_bit` flips one bit anywhere in one journal file (at rest, while the node is
+  down): recovery must refuse it as corrupt or cut it off as a torn tail, never apply it.
+* `full(bytes_free)` is a context manager that makes the disk full for the writes made
+  inside it, by lowering RLIMIT_FSIZE for the process: the real write() then comes back
+  short and fails with EFBIG, exactly the error path of a full disk (SIGXFSZ is ignored
+  so the process is not killed). The simulator is single-threaded, so the limit touches
+  nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import resource
+import signal
+
+from journal.format import SEGMENT_HEADER_SIZE_BYTES
+from journal.segment import list_segments
+
+# How a crash treats the unsynced bytes of a file.
+TEAR_DROP = "drop"  # all lost
+TEAR_PREFIX = "prefix"  # a prefix of them survives as written
+TEAR_ZEROS = "zeros"  # the file keeps its length, but past a point it reads zeros
+
+
+class SimulatedDisk:
+    def __init__(self, journal_directory: str) -> None:
+        self.journal_directory = journal_directory
+        self.durable_sizes: dict[str, int] = {}
+
+    def _segment_paths(self) -> list[str]:
+        if not os.path.isdir(self.journal_directory):
+            return []
+        return [segment.path for segment in list_segments(self.journal_directory)]
+
+    def sync(self) -> None:
+        """A simulated fdatasync finished: everything written so far is durable."""
+        for path in self._segment_paths():
+            self.durable_sizes[path] = os.path.getsize(path)
+
+    def commit_settled(self) -> None:
+        """After a write: what the real writer made durable on the way (rolls, headers)."""
+        paths = self._segment_paths()
+        for path in paths[:-1]:
+            self.durable_sizes[path] = os.path.getsize(path)
+        if paths:
+            last = paths[-1]
+            if self.durable_sizes.get(last, 0) < SEGMENT_HEADER_SIZE_BYTES:
+                self.durable_sizes[last] = min(SEGMENT_HEADER_SIZE_BYTES, os.path.getsize(last))
+
+    def forget_missing(self) -> None:
+        """Files cut away (a divergent tail, a torn tail kept as evidence) leave the ledger."""
+        present = set(self._segment_paths())
+        for path in list(self.durable_sizes):
+            if path not in present:
+                del self.durable_sizes[path]
+
+    def crash(self, rng: random.Random) -> list[str]:
+        """Lose what was not durable; returns a description of each file touched."""
+        touched = []
+        for path in self._segment_paths():
+            size = os.path.getsize(path)
+            durable = self.durable_sizes.get(path, 0)
+            if size <= durable:
+                continue
+            unsynced = size - durable
+            how = rng.choice((TEAR_DROP, TEAR_PREFIX, TEAR_PREFIX, TEAR_ZEROS))
+            if how == TEAR_DROP:
+                keep = durable
+            else:
+                keep = durable + rng.randrange(0, unsynced + 1)
+            with open(path, "r+b") as handle:
+                if how == TEAR_ZEROS and keep < size:
+                    handle.seek(keep)
+                    handle.write(bytes(size - keep))
+                else:
+                    handle.truncate(keep)
+            touched.append(f"{os.path.basename(path)}: {how} {unsynced} unsynced bytes at {durable} (kept {keep - durable})")
+        return touched
+
+    def flip_bit(self, rng: random.Random) -> str:
+        paths = [path for path in self._segment_paths() if os.path.getsize(path) > 0]
+        if not paths:
+            return "no journal file to flip a bit in"
+        path = rng.choice(paths)
+        size = os.path.getsize(path)
+        offset = rng.randrange(size)
+        bit = rng.randrange(8)
+        with open(path, "r+b") as handle:
+            handle.seek(offset)
+            byte = handle.read(1)[0]
+            handle.seek(offset)
+            handle.write(bytes((byte ^ (1 << bit),)))
+        return f"{os.path.basename(path)} byte {offset} bit {bit}"
+
+    @contextlib.contextmanager
+    def full(self, bytes_free: int):
+        """Writes inside fail with EFBIG once the segment file would pass its size plus
+        `bytes_free` (the limit is per file offset, which is what a journal append grows)."""
+        paths = self._segment_paths()
+        current = os.path.getsize(paths[-1]) if paths else 0
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (current + bytes_free, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, previous_handler)
