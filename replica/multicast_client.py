@@ -94,9 +94,9 @@ class MulticastSubscriber:
         group: str,
         port: int,
         *,
-        retransmit: tuple[str, int],
+        retransmit: list[tuple[str, int]],
         symbols: list[str],
-        snapshot_endpoint: Optional[tuple[str, int]] = None,
+        snapshot_endpoints: Optional[list[tuple[str, int]]] = None,
         interface: str = "127.0.0.1",
         on_message: Optional[Callable[[int, list], None]] = None,
         faults: Optional[PacketFaults] = None,
@@ -104,8 +104,14 @@ class MulticastSubscriber:
     ) -> None:
         self.group = group
         self.port = port
-        self.retransmit = retransmit
-        self.snapshot_endpoint = snapshot_endpoint
+        # Endpoints in failover order (the primary's, then the standby's): a failed
+        # connection moves on to the next one.
+        if not retransmit:
+            raise ValueError("at least one retransmission endpoint is needed")
+        self.retransmit = list(retransmit)
+        self.snapshot_endpoints = list(snapshot_endpoints or [])
+        self._retransmit_index = 0
+        self._snapshot_index = 0
         self.interface = interface
         self.on_message = on_message
         self.faults = faults
@@ -223,10 +229,12 @@ class MulticastSubscriber:
             self._retransmit_task = asyncio.get_running_loop().create_task(self._retransmission_link())
 
     async def _retransmission_link(self) -> None:
+        endpoint = self.retransmit[self._retransmit_index % len(self.retransmit)]
         try:
-            reader, writer = await asyncio.open_connection(*self.retransmit)
+            reader, writer = await asyncio.open_connection(*endpoint)
         except OSError:
             # The core asks again after its timeout; the next request reconnects.
+            self._retransmit_index += 1
             self._requests.clear()
             await asyncio.sleep(RETRY_PAUSE_SECONDS)
             return
@@ -240,6 +248,7 @@ class MulticastSubscriber:
             while True:
                 data = await reader.read(1 << 20)
                 if not data:
+                    self._retransmit_index += 1
                     return
                 for payload in frames.feed(data):
                     reply = reply_decoder.decode(payload)
@@ -250,6 +259,7 @@ class MulticastSubscriber:
                         core.retransmission_refused(reply.reason, now_ns)
                     self._after()
         except (ConnectionError, OSError, msgspec.MsgspecError, ValueError):
+            self._retransmit_index += 1
             return
         finally:
             writer.close()
@@ -264,7 +274,7 @@ class MulticastSubscriber:
         self._snapshot_task = asyncio.get_running_loop().create_task(self._snapshot())
 
     async def _snapshot(self) -> None:
-        if self.snapshot_endpoint is None or not self.books:
+        if not self.snapshot_endpoints or not self.books:
             self.failure = FeedError("a snapshot is needed (the gap is too old to retransmit) but no snapshot "
                                      "endpoint (the TCP feed) or no symbol was given")
             self._changed.set()
@@ -274,6 +284,7 @@ class MulticastSubscriber:
                 snapshots = await asyncio.wait_for(self._take_snapshots(), SNAPSHOT_TIMEOUT_SECONDS)
                 break
             except (OSError, asyncio.TimeoutError, ConnectionError):
+                self._snapshot_index += 1
                 await asyncio.sleep(RETRY_PAUSE_SECONDS)
             except FeedError as error:
                 self.failure = error
@@ -285,7 +296,8 @@ class MulticastSubscriber:
         self._after()
 
     async def _take_snapshots(self) -> list[BookSnapshot]:
-        reader, writer = await asyncio.open_connection(*self.snapshot_endpoint)
+        endpoint = self.snapshot_endpoints[self._snapshot_index % len(self.snapshot_endpoints)]
+        reader, writer = await asyncio.open_connection(*endpoint)
         try:
             for symbol in self.books:
                 writer.write(encode_frame(Subscribe(symbol)))

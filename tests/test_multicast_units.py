@@ -355,3 +355,30 @@ def test_rebuilt_messages_are_byte_identical_to_the_live_ones(tmp_path):
     assert rebuilder.rebuild(150, 250) == live[149:250]
     assert rebuilder.records_replayed == replayed + 200
     assert rebuilder.rebuild(2990, 3000) == live[2989:3000]
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_the_multicast_section_is_opt_in_and_parsed_with_its_defaults():
+    from replica.config import MulticastConfig, parse_config
+
+    assert parse_config("").multicast is None
+    config = parse_config('[multicast]\ngroup = "239.1.2.3"\nport = 9000\n')
+    assert config.multicast == MulticastConfig(group="239.1.2.3", port=9000)
+
+
+@pytest.mark.parametrize("table, message", [
+    ('group = "10.0.0.1"', "not a multicast address"),
+    ('group = "nonsense"', "must be an IPv4 address"),
+    ('interface = "239.1.1.1"', "is a multicast address"),
+    ("ttl = 300", "ttl must be an integer in 0..255"),
+    ("packet_bytes_max = 70000", "packet_bytes_max must be an integer in 64..65507"),
+    ("port = 0", "port must be an integer in 1..65535"),
+    ("heartbeat_ms = 5", "unknown keys heartbeat_ms"),
+])
+def test_a_bad_multicast_section_is_refused_naming_the_key(table, message):
+    from replica.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config(f"[multicast]\n{table}\n", "node.toml")
