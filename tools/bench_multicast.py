@@ -18,13 +18,18 @@ the work; no packet is sent in the host's namespace.
 3. Subscribers: for 1, 4 and 16 subscriber processes, the publisher sends the same
    messages by multicast (one send per packet) and by the TCP feed's path (FeedCore: one
    encoded frame per update, written to every subscriber's socket); its CPU time per
-   message (time.process_time, so the subscribers' own work does not count) for each.
+   message (time.process_time, so the subscribers' own work does not count) for each,
+   split into user and system time: on loopback the kernel delivers a multicast packet
+   to every member socket inside the sender's system call (a NIC and switch do that on
+   a real network), so the sender's system time grows with the subscribers even though
+   its own work (user time: one encode, one pack, one send per packet) does not.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -102,6 +107,18 @@ def _sender(port: int) -> socket.socket:
     return sock
 
 
+def _cpu_ns() -> tuple[int, int]:
+    """(user, system) CPU time of this process so far, in ns."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime * 1e9), round(usage.ru_stime * 1e9)
+
+
+def _cpu_figures(before: tuple[int, int], messages: int) -> dict:
+    user, system = _cpu_ns()
+    return {"publisher_user_cpu_ns_per_message": round((user - before[0]) / messages),
+            "publisher_system_cpu_ns_per_message": round((system - before[1]) / messages)}
+
+
 def _publish(market_data: list, sock: socket.socket, batch_records: int, packet_bytes_max: int) -> tuple[int, int]:
     """The publisher's path for every record; returns (process CPU ns, packets)."""
     core = MulticastPublisherCore(session_id(1), 1, packet_bytes_max=packet_bytes_max,
@@ -166,13 +183,16 @@ def subscriber_scaling(market_data: list, batch_records: int, packet_bytes_max: 
         port = 31100 + count
         subscribers = [_start(_MULTICAST_SUBSCRIBER, GROUP, str(port)) for _ in range(count)]
         with _sender(port) as sock:
+            before = _cpu_ns()
             cpu_ns, packets = _publish(market_data, sock, batch_records, packet_bytes_max)
+            split = _cpu_figures(before, messages)
         received = [int(process.communicate(timeout=SUBSCRIBER_DRAIN_SECONDS * 3)[0].strip() or 0)
                     for process in subscribers]
         figures[f"multicast_{count}"] = {
             "publisher_cpu_ns_per_message": round(cpu_ns / messages),
             "packets": packets,
             "received_share_min": round(min(received) / packets, 4),
+            **split,
         }
         # The TCP feed's path: FeedCore encodes once per update, the frame goes to
         # every subscriber's socket.
@@ -189,6 +209,7 @@ def subscriber_scaling(market_data: list, batch_records: int, packet_bytes_max: 
             feed.subscriptions[subscriber_id] = set(symbols)
         for symbol in symbols:
             feed.by_symbol[symbol] = set(range(count))
+        before = _cpu_ns()
         started = time.process_time_ns()
         for sequence, events in enumerate(market_data, 1):
             if events:
@@ -199,13 +220,14 @@ def subscriber_scaling(market_data: list, batch_records: int, packet_bytes_max: 
         for subscriber_id, frames in feed.take_outbox().items():
             connections[subscriber_id].sendall(b"".join(frames))
         cpu_ns = time.process_time_ns() - started
+        split = _cpu_figures(before, messages)
         for connection in connections:
             connection.close()
         listener.close()
         received = [int(process.communicate(timeout=SUBSCRIBER_DRAIN_SECONDS * 3)[0].strip() or 0)
                     for process in subscribers]
         figures[f"tcp_{count}"] = {"publisher_cpu_ns_per_message": round(cpu_ns / messages),
-                                   "bytes_per_subscriber": min(received)}
+                                   "bytes_per_subscriber": min(received), **split}
     return figures
 
 
