@@ -32,6 +32,16 @@ A config file overrides any part of the defaults:
     name = "M1"
     token_hash = "sha256:<salt hex>:<hex digest of salt + token>"
     cancel_on_disconnect = true
+    [multicast]                   # opt-in: absent means no multicast feed
+    group = "239.255.0.1"         # an IPv4 multicast group (224.0.0.0/4)
+    port = 7705                   # the group's UDP port
+    interface = "127.0.0.1"       # the local address whose interface sends (and joins)
+    ttl = 1                       # hops a packet may travel (0: this host only)
+    retransmit_port = 7706        # TCP retransmission server, on node.host
+    packet_bytes_max = 1472       # UDP payload bound (Ethernet MTU less IP and UDP headers)
+    heartbeat_interval_ms = 200   # a heartbeat after this long without a packet
+    window_messages = 100000      # recent messages kept in memory for retransmission
+    window_bytes_max = 33554432
 
 Tokens are never stored, only salted SHA-256 hashes (`hash_token`); tokens are long
 random secrets, so a fast hash with a salt is enough, and the check compares in constant
@@ -43,6 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -103,6 +114,19 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class MulticastConfig:
+    group: str = "239.255.0.1"
+    port: int = 7705
+    interface: str = "127.0.0.1"
+    ttl: int = 1
+    retransmit_port: int = 7706
+    packet_bytes_max: int = 1472
+    heartbeat_interval_ms: int = 200
+    window_messages: int = 100_000
+    window_bytes_max: int = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     cluster_id: int = 1
     host: str = "127.0.0.1"
@@ -119,6 +143,7 @@ class NodeConfig:
     limits: Limits = field(default_factory=Limits)
     instruments: tuple[InstrumentConfig, ...] = ()
     members: tuple[MemberConfig, ...] = ()
+    multicast: Optional[MulticastConfig] = None
 
     def member(self, name: str) -> Optional[MemberConfig]:
         for member in self.members:
@@ -164,6 +189,52 @@ def _positive_int(table: dict, key: str, where: str, default: int, minimum: int 
     if type(value) is not int or value < minimum:
         raise ConfigError(f"{where}.{key} must be an integer >= {minimum}, not {value!r}")
     return value
+
+
+def _bounded_int(table: dict, key: str, where: str, default: int, minimum: int, maximum: int, why: str = "") -> int:
+    value = table.get(key, default)
+    if type(value) is not int or not minimum <= value <= maximum:
+        raise ConfigError(f"{where}.{key} must be an integer in {minimum}..{maximum}{why}, not {value!r}")
+    return value
+
+
+def parse_multicast(table, source: str) -> MulticastConfig:
+    """The [multicast] table, every value checked (the group must be multicast, the
+    interface a unicast IPv4 address, the packet bound a UDP payload size)."""
+    where = f"{source}: multicast"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    known = set(MulticastConfig.__dataclass_fields__)
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    base = MulticastConfig()
+    group = table.get("group", base.group)
+    try:
+        group_address = ipaddress.IPv4Address(group)
+    except (ipaddress.AddressValueError, ValueError, TypeError):
+        raise ConfigError(f"{where}.group must be an IPv4 address, not {group!r}") from None
+    if not group_address.is_multicast:
+        raise ConfigError(f"{where}.group {group} is not a multicast address (224.0.0.0/4)")
+    interface = table.get("interface", base.interface)
+    try:
+        interface_address = ipaddress.IPv4Address(interface)
+    except (ipaddress.AddressValueError, ValueError, TypeError):
+        raise ConfigError(f"{where}.interface must be a local IPv4 address, not {interface!r}") from None
+    if interface_address.is_multicast:
+        raise ConfigError(f"{where}.interface {interface} is a multicast address; name a local interface address")
+    return MulticastConfig(
+        group=group,
+        port=_bounded_int(table, "port", where, base.port, 1, 65535),
+        interface=interface,
+        ttl=_bounded_int(table, "ttl", where, base.ttl, 0, 255),
+        retransmit_port=_bounded_int(table, "retransmit_port", where, base.retransmit_port, 0, 65535),
+        packet_bytes_max=_bounded_int(table, "packet_bytes_max", where, base.packet_bytes_max, 64, 65507,
+                                      " (a UDP payload)"),
+        heartbeat_interval_ms=_bounded_int(table, "heartbeat_interval_ms", where, base.heartbeat_interval_ms, 10, 60_000),
+        window_messages=_bounded_int(table, "window_messages", where, base.window_messages, 1, 10_000_000),
+        window_bytes_max=_bounded_int(table, "window_bytes_max", where, base.window_bytes_max, 1024, 1 << 32),
+    )
 
 
 def parse_config(text: str, source: str = "<config>") -> NodeConfig:
@@ -240,6 +311,7 @@ def parse_config(text: str, source: str = "<config>") -> NodeConfig:
         limits=limits,
         instruments=instruments,
         members=members,
+        multicast=parse_multicast(data["multicast"], source) if "multicast" in data else None,
     )
 
 

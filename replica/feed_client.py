@@ -66,7 +66,29 @@ class BookView:
             self.synchronised = False
             self.gaps += 1
             return False
-        for event in message.events:
+        self._apply_events(message.events)
+        self.journal_sequence = message.journal_sequence
+        return True
+
+    def start_empty(self) -> None:
+        """Synchronised at sequence 0: the book before any record (a subscriber that
+        replays the feed from its first message instead of taking a snapshot)."""
+        self.bids = {}
+        self.asks = {}
+        self.journal_sequence = 0
+        self.synchronised = True
+
+    def apply_events(self, journal_sequence: int, events) -> None:
+        """Market-data events of one record, delivered in journal order by a feed whose
+        own numbering detects gaps (the multicast feed); those already in the snapshot
+        (at or before its sequence) are skipped."""
+        if not self.synchronised or journal_sequence <= self.journal_sequence:
+            return
+        self._apply_events(events)
+        self.journal_sequence = journal_sequence
+
+    def _apply_events(self, events) -> None:
+        for event in events:
             kind = type(event)
             if kind is LevelChanged:
                 side = self.bids if event.side == "buy" else self.asks
@@ -80,8 +102,6 @@ class BookView:
                 del self.trades[:-TRADES_KEPT]
             elif kind is InstrumentStatusChanged:
                 self.status = event.status
-        self.journal_sequence = message.journal_sequence
-        return True
 
     def depth(self, levels: Optional[int] = None) -> dict:
         bids = sorted(self.bids.items(), reverse=True)[:levels]

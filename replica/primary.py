@@ -115,6 +115,9 @@ class PrimaryCore:
         self.outbox: dict[int, list] = {}
         self.closing: list[tuple[int, str]] = []
         self.feed = FeedCore(exchange)
+        # The multicast publisher (replica/multicast.py), when the config enables it: it
+        # is handed every released record, with or without market data.
+        self.multicast = None
         self.released_sequence = exchange.last_sequence
         # Digests at multiples of DIGEST_INTERVAL_RECORDS, compared with the standby's.
         self.digests = DigestHistory()
@@ -301,6 +304,7 @@ class PrimaryCore:
         member_sessions = self.member_sessions
         outbox = self.outbox
         publish = self.feed.publish
+        multicast = self.multicast
         count = 0
         while unreleased and unreleased[0][0] <= durable_sequence:
             sequence, timestamp_ns, command, session_id, request_id = unreleased.popleft()
@@ -341,6 +345,8 @@ class PrimaryCore:
                         break
             if market_data is not None:
                 publish(sequence, market_data)
+            if multicast is not None:
+                multicast.record_released(sequence, market_data)
         self.released_sequence = self.exchange.last_sequence
         return count
 

@@ -7,6 +7,8 @@
                                                           │
                  release(durable sequence) ─► apply ─► outboxes ─► transport.write
     feed TCP  ◄─ FeedCore outbox (one encoded frame per update, shared by subscribers)
+    multicast ◄─ MulticastPublisherCore packets (opt-in; replica/multicast_node.py), with
+                 its TCP retransmission server
     admin TCP ◄─ one JSON object per line: status, snapshot
 
 Everything here is I/O and timing; every decision is in the cores. Durability: with
@@ -35,6 +37,8 @@ import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
 from replica.data_directory import DataDirectory
+from replica.multicast import MulticastPublisherCore, session_id
+from replica.multicast_node import MulticastPublisher
 from replica.primary import PrimaryCore
 from replica.protocol import (
     Disconnect,
@@ -168,6 +172,7 @@ class PrimaryNode:
         self.exit_code = 0
         self.stopped = asyncio.Event()
         self.addresses: dict[str, tuple[str, int]] = {}
+        self.multicast: Optional[MulticastPublisher] = None
         # Set when the commit loop died (a journal write or fdatasync failed): the node
         # then stops at once (nothing more can be acknowledged) and run_primary raises it.
         self.failure: Optional[BaseException] = None
@@ -207,6 +212,17 @@ class PrimaryNode:
         # Restarted (not promoted) where a standby had been required: wait for one again.
         self.release = ReleasePolicy(config.replication,
                                      standby_required=promoted is None and self.directory.standby_required())
+        if config.multicast is not None:
+            # Attached before anything is released here, so every record this node
+            # releases (a promoted standby's epoch record first) is published; the
+            # session and the numbering come from the cluster and the journal, so they
+            # continue whatever node published before.
+            settings = config.multicast
+            self.core.multicast = MulticastPublisherCore(
+                session_id(config.cluster_id), exchange.last_sequence + 1,
+                packet_bytes_max=settings.packet_bytes_max, window_messages_max=settings.window_messages,
+                window_bytes_max=settings.window_bytes_max,
+            )
         if promoted is not None:
             # A new epoch starts with its own record: everything after it is this node's.
             now_ns = time.time_ns()
@@ -245,6 +261,11 @@ class PrimaryNode:
             "admin": admin_server.sockets[0].getsockname()[:2],
             "replication": replication_server.sockets[0].getsockname()[:2],
         }
+        if config.multicast is not None:
+            self.multicast = MulticastPublisher(config.multicast, self.core.multicast, config.host,
+                                                self.directory.root, log=self.log)
+            await self.multicast.start()
+            self.addresses["retransmit"] = self.multicast.retransmit_address
         self._write_node_file()
         self._commit_task = loop.create_task(self._commit_loop())
         self._commit_task.add_done_callback(self._commit_loop_ended)
@@ -273,6 +294,9 @@ class PrimaryNode:
                 await self._commit_task
             except Exception:  # noqa: BLE001 - recorded in self.failure by _commit_loop_ended
                 pass
+        if self.multicast is not None:
+            # A node that stepped down leaves the session to the newer primary.
+            await self.multicast.stop(end_session=self.exit_code != 4)
         for connection in list(self.connections.values()) + list(self.subscribers.values()):
             if connection.transport is not None:
                 connection.transport.close()
@@ -386,6 +410,8 @@ class PrimaryNode:
                     self.drop_subscriber(subscriber_id, "slow_consumer")
                     continue
                 transport.write(b"".join(frames))
+        if self.multicast is not None:
+            self.multicast.flush()
 
     # ------------------------------------------------------------ connections
 
@@ -511,6 +537,9 @@ class PrimaryNode:
                 "feed": list(self.addresses["feed"]),
                 "admin": list(self.addresses["admin"]),
                 "replication": list(self.addresses["replication"]),
+                **({"retransmit": list(self.addresses["retransmit"]),
+                    "multicast": [self.config.multicast.group, self.config.multicast.port],
+                    "session": self.multicast.session} if self.multicast is not None else {}),
             }, handle)
         os.replace(temporary, path)
 
@@ -558,6 +587,7 @@ class PrimaryNode:
             "divergence": self.divergence,
             "sessions": len(core.sessions),
             "subscribers": len(self.subscribers),
+            "multicast": self.multicast.status() if self.multicast is not None else None,
             "pid": os.getpid(),
         }
 

@@ -62,13 +62,16 @@ def _toml_value(value) -> str:
 
 
 def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: Optional[dict] = None,
-                cluster_id: Optional[int] = None) -> str:
-    """A node config: the demo instruments and members, these ports, these overrides."""
+                cluster_id: Optional[int] = None, multicast: Optional[dict] = None) -> str:
+    """A node config: the demo instruments and members, these ports, these overrides
+    (and a [multicast] table when given)."""
     node_table = {"host": HOST, **ports, **(node or {})}
     lines = [] if cluster_id is None else [f"cluster_id = {cluster_id}"]
     lines += ["[node]"] + [f"{key} = {_toml_value(value)}" for key, value in node_table.items()]
     if limits:
         lines += ["[limits]"] + [f"{key} = {_toml_value(value)}" for key, value in limits.items()]
+    if multicast:
+        lines += ["[multicast]"] + [f"{key} = {_toml_value(value)}" for key, value in multicast.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -89,7 +92,8 @@ class NodeProcess:
     role = "primary"
 
     def __init__(self, data_dir: Path, *, node: Optional[dict] = None, limits: Optional[dict] = None,
-                 launcher: Optional[list[str]] = None, cluster_id: Optional[int] = None) -> None:
+                 launcher: Optional[list[str]] = None, cluster_id: Optional[int] = None,
+                 multicast: Optional[dict] = None) -> None:
         # `launcher`: the command that runs the CLI (default `python -c "...main()"`);
         # the primary's arguments are appended to it.
         self.launcher = launcher or twinbook_command()
@@ -100,7 +104,11 @@ class NodeProcess:
         self.config_path = self.data_dir.parent / f"{self.data_dir.name}.toml"
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         self.ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
-        self.config_path.write_text(config_text(self.ports, node=node, limits=limits, cluster_id=cluster_id))
+        if multicast is not None and multicast.get("retransmit_port") is None:
+            multicast = {**multicast, "retransmit_port": free_ports(1)[0]}
+        self.multicast = multicast
+        self.config_path.write_text(config_text(self.ports, node=node, limits=limits, cluster_id=cluster_id,
+                                                multicast=multicast))
         self.process: Optional[subprocess.Popen] = None
         self.info: dict = {}
         self.starts = 0
@@ -122,6 +130,11 @@ class NodeProcess:
     @property
     def replication(self) -> tuple[str, int]:
         return (HOST, self.ports["replication_port"])
+
+    @property
+    def retransmit(self) -> tuple[str, int]:
+        assert self.multicast is not None, "this node has no [multicast] table"
+        return (HOST, self.multicast["retransmit_port"])
 
     def _arguments(self) -> list[str]:
         if self.role == "standby":
@@ -379,9 +392,9 @@ class Cluster:
         self.watchdogs: list[WatchdogProcess] = []
 
     def node(self, name: str, *, node: Optional[dict] = None, limits: Optional[dict] = None,
-             cluster_id: Optional[int] = None) -> NodeProcess:
+             cluster_id: Optional[int] = None, multicast: Optional[dict] = None) -> NodeProcess:
         """A node's data directory and config (free ports), not started."""
-        process = NodeProcess(self.root / name, node=node, limits=limits, cluster_id=cluster_id)
+        process = NodeProcess(self.root / name, node=node, limits=limits, cluster_id=cluster_id, multicast=multicast)
         self.nodes.append(process)
         return process
 

@@ -124,6 +124,40 @@ def failover_benchmark(heartbeat_timeout_ms: int, load_seconds: float, clients: 
         raise SystemExit(1)
 
 
+@bench.command(name="multicast")
+@click.option("--records", default=200_000, show_default=True, type=click.IntRange(1_000, 5_000_000))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--batch-records", default=64, show_default=True, type=click.IntRange(1, 100_000), help="Records released between two sends (a commit batch).")
+@click.option("--packet-bytes-max", default=1472, show_default=True, type=click.IntRange(64, 65507))
+@click.option("--latency-rate", default=5_000.0, show_default=True, type=click.FloatRange(100, 1_000_000), help="Orders per second in the latency phase.")
+@click.option("--latency-seconds", default=3.0, show_default=True, type=click.FloatRange(0.5, 600))
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the node's data (default: the system temp dir).")
+@_json_option
+@_results_option
+def multicast_benchmark(records: int, seed: int, batch_records: int, packet_bytes_max: int, latency_rate: float,
+                        latency_seconds: float, workdir: str | None, as_json: bool, results: str | None) -> None:
+    """Multicast publisher rate, feed latency, and subscriber scaling vs the TCP feed (in a private netns)."""
+    import sys
+
+    from tools import netns
+
+    if not netns.inside_namespace():
+        # Multicast stays inside a namespace of its own: run this very command there.
+        try:
+            completed = netns.run_in_namespace(["-c", "from tools.cli import main; main()", *sys.argv[1:]],
+                                               timeout=3600)
+        except netns.NamespaceUnavailable as error:
+            raise click.ClickException(f"bench multicast needs a private network namespace (unshare -rn): {error}")
+        sys.stdout.write(completed.stdout.decode(errors="replace"))
+        sys.stderr.write(completed.stderr.decode(errors="replace"))
+        raise SystemExit(completed.returncode)
+    netns.loopback_up()
+    from tools.bench_multicast import run_multicast_benchmark
+
+    _emit(run_multicast_benchmark(records, seed, batch_records, packet_bytes_max, latency_rate, latency_seconds, workdir),
+          as_json, results)
+
+
 # `bench e2e` lives with the load generator it drives; commands_load imports `_emit`
 # from here lazily, so there is no import cycle.
 from tools.commands_load import bench_e2e_command  # noqa: E402

@@ -225,13 +225,17 @@ def status(endpoints, member, token, wait_ms, order_id):
 
 
 @click.command()
-@click.option("--endpoint", default="127.0.0.1:7702", show_default=True, help="The feed port HOST:PORT.")
+@click.option("--endpoint", default="127.0.0.1:7702", show_default=True, help="The feed port HOST:PORT (with --multicast: where snapshots come from).")
 @click.option("--symbol", required=True)
 @click.option("--levels", default=10, show_default=True, type=click.IntRange(1, 100))
 @click.option("--seconds", default=0, type=click.IntRange(0), help="Stop after this long (0: until interrupted).")
 @click.option("--raw", is_flag=True, help="Print each feed message as JSON instead of a live view.")
-def feed(endpoint: str, symbol: str, levels: int, seconds: int, raw: bool) -> None:
-    """A live view of one symbol's book and trades."""
+@click.option("--multicast", "multicast_group", help="Follow the multicast feed GROUP:PORT instead of the TCP feed.")
+@click.option("--retransmit", "retransmit_addresses", multiple=True, help="Retransmission server HOST:PORT (with --multicast; repeat for failover order).")
+@click.option("--interface", default="127.0.0.1", show_default=True, help="Local address of the interface that joins the group.")
+def feed(endpoint: str, symbol: str, levels: int, seconds: int, raw: bool, multicast_group: str | None,
+         retransmit_addresses: tuple[str, ...], interface: str) -> None:
+    """A live view of one symbol's book and trades (TCP feed, or multicast with gap repair)."""
     from replica.feed_client import BookView, follow_feed
 
     view = BookView(symbol)
@@ -246,4 +250,35 @@ def feed(endpoint: str, symbol: str, levels: int, seconds: int, raw: bool) -> No
         else:
             click.echo(view.render(levels))
 
-    _run(follow_feed(_endpoint(endpoint), view, show, seconds or None))
+    if multicast_group is None:
+        if retransmit_addresses:
+            raise click.UsageError("--retransmit goes with --multicast")
+        _run(follow_feed(_endpoint(endpoint), view, show, seconds or None))
+        return
+    if not retransmit_addresses:
+        raise click.UsageError("--multicast needs --retransmit HOST:PORT (the node's retransmission server)")
+    from replica.multicast_client import MulticastSubscriber
+
+    group, port = _endpoint(multicast_group)
+
+    def on_message(sequence: int, updates: list) -> None:
+        for update in updates:
+            if update.symbol != symbol:
+                continue
+            if raw:
+                click.echo(json.dumps({"sequence": sequence, "symbol": symbol,
+                                       "events": msgspec.to_builtins(update.events)}))
+            else:
+                show(None)
+
+    subscriber = MulticastSubscriber(
+        group, port, retransmit=[_endpoint(text) for text in retransmit_addresses], symbols=[symbol],
+        snapshot_endpoints=[_endpoint(endpoint)], interface=interface, on_message=on_message,
+    )
+    # The subscriber keeps its own BookView per symbol: show that one.
+    view = subscriber.books[symbol]
+    _run(subscriber.run(seconds=seconds or None))
+    core = subscriber.core
+    _log(f"multicast feed: delivered through {subscriber.delivered_through}, {core.packets} packets, "
+         f"{core.gaps_requested} gaps requested, {core.retransmitted_messages} messages retransmitted, "
+         f"{core.snapshots_requested} snapshots")
