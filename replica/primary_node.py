@@ -37,7 +37,8 @@ import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
 from replica.data_directory import DataDirectory
-from replica.multicast import MulticastPublisherCore, session_id
+from replica.multicast import MulticastPublisherCore
+from replica.multicast import session_id as multicast_session_id
 from replica.multicast_node import MulticastPublisher
 from replica.primary import PrimaryCore
 from replica.protocol import (
@@ -219,7 +220,7 @@ class PrimaryNode:
             # continue whatever node published before.
             settings = config.multicast
             self.core.multicast = MulticastPublisherCore(
-                session_id(config.cluster_id), exchange.last_sequence + 1,
+                multicast_session_id(config.cluster_id), exchange.last_sequence + 1,
                 packet_bytes_max=settings.packet_bytes_max, window_messages_max=settings.window_messages,
                 window_bytes_max=settings.window_bytes_max,
             )
