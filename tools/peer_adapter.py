@@ -421,7 +421,8 @@ def run_order_matching(commands: list, header: dict) -> dict:
 def run_matching_engine(commands: list, header: dict) -> dict:
     """matching-engine (pure Python, msgspec commands; needs Python >= 3.12): one
     `process(SequencedCommand)` per command with our ids, one account, STP off;
-    market orders are MARKET (their remainder is cancelled by the engine)."""
+    market orders are MARKET with IOC (the engine rejects a GTC market order: "nothing
+    to rest at"), and the engine cancels their remainder."""
     from matching_engine.domain import (CancelOrder, NewOrder, OrderType, SelfTradePrevention,
                                         SequencedCommand, Side, TimeInForce)
     from matching_engine.engine import MatchingEngine
@@ -431,7 +432,7 @@ def run_matching_engine(commands: list, header: dict) -> dict:
     process = engine.process
     buy, sell = Side.BUY, Side.SELL
     limit_type, market_type = OrderType.LIMIT, OrderType.MARKET
-    gtc, no_stp = TimeInForce.GTC, SelfTradePrevention.NONE
+    gtc, ioc, no_stp = TimeInForce.GTC, TimeInForce.IOC, SelfTradePrevention.NONE
     trades: list = []
     record = trades.append
     misses = 0
@@ -442,8 +443,10 @@ def run_matching_engine(commands: list, header: dict) -> dict:
                 if type(event) is OrderRejected:
                     misses += 1
             continue
-        command = NewOrder(order_id, 1, buy if is_buy else sell, price, qty,
-                           limit_type if kind == LIMIT else market_type, gtc, False, no_stp)
+        if kind == LIMIT:
+            command = NewOrder(order_id, 1, buy if is_buy else sell, price, qty, limit_type, gtc, False, no_stp)
+        else:
+            command = NewOrder(order_id, 1, buy if is_buy else sell, 0, qty, market_type, ioc, False, no_stp)
         for event in process(SequencedCommand(sequence, 0, command)):
             if type(event) is Trade:
                 record((event.taker_order_id, event.maker_order_id, event.price, event.qty))
