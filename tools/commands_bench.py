@@ -132,7 +132,7 @@ def failover_benchmark(heartbeat_timeout_ms: int, load_seconds: float, clients: 
 @bench.command(name="peers")
 @click.option("--commands", default=20_000, show_default=True, type=click.IntRange(1, 10_000_000))
 @click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--runs", default=3, show_default=True, type=click.IntRange(1, 20))
+@click.option("--runs", default=5, show_default=True, type=click.IntRange(1, 20))
 @click.option("--engines", default="all", show_default=True,
               help="Comma-separated peer engines (see tools/peers-requirements.txt), 'all', or 'none' for twinbook alone.")
 @click.option("--peers-venv", type=click.Path(file_okay=False), help="The peer environment (default: .bench-peers/venv in the repository).")
@@ -161,7 +161,11 @@ def peers_benchmark(commands: int, seed: int, runs: int, engines: str, peers_ven
             raise click.BadParameter(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(bench_peers.ENGINE_NAMES)}",
                                      param_hint="--engines")
     venv_directory = Path(peers_venv).resolve() if peers_venv else bench_peers.DEFAULT_PEERS_VENV
-    say = lambda message: click.echo(message, err=True)  # noqa: E731 - progress goes to stderr, figures to stdout
+
+    def say(message: str) -> None:
+        # Progress goes to stderr, so that stdout carries only the figures (one JSON object with --json).
+        click.echo(message, err=True)
+
     try:
         if install:
             python = peers_python or ("/usr/bin/python3.11" if os.access("/usr/bin/python3.11", os.X_OK) else sys.executable)

@@ -28,7 +28,7 @@ Output, one JSON object written to RESULT:
 Only the loop over the prebuilt command tuples is timed (`perf_counter_ns` around it):
 not the interpreter start, the import, the parsing, or mapping engine ids back to client
 ids afterwards. Each run starts from a fresh book; the trades are those of the first
-run (runs after the first only while the runs so far took under REPEAT_BUDGET_NS).
+run (`twinbook bench peers` asks for one run per round).
 Commands are expressed with each engine's own means (see ENGINES and each runner's
 docstring); where an engine's market order does not cancel its remainder, the adapter
 cancels it right after, inside the timed loop, since it is part of executing the command.
@@ -48,10 +48,6 @@ WORKLOAD_VERSION = 1
 # A workload is bounded so one run's memory stays small on the 2-core, 24 GiB machine.
 WORKLOAD_COMMANDS_MAX = 10_000_000
 RUNS_MAX = 20
-# Runs after the first are made only while the engine's runs so far took less than this,
-# so a slow engine (order-matching runs ~1,000 commands/s) does not multiply the
-# benchmark's wall time; the result says how many runs were made.
-REPEAT_BUDGET_NS = 10_000_000_000
 
 
 class WorkloadError(ValueError):
@@ -489,8 +485,6 @@ def main(argv: list[str]) -> int:
             elapsed = []
             first = None
             for _ in range(runs):
-                if elapsed and sum(elapsed) >= REPEAT_BUDGET_NS:
-                    break
                 outcome = runner(commands, header)
                 elapsed.append(outcome["elapsed_ns"])
                 if first is None:
