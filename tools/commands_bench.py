@@ -13,13 +13,18 @@ import tempfile
 import click
 
 
-def _emit(figures: dict, as_json: bool, results: str | None) -> None:
+def _emit(figures: dict, as_json: bool, results: str | None, render=None) -> None:
+    """Append the figures to `results`, then print them as JSON, as `render(figures)`
+    (a benchmark's own table) or as a key/value table."""
     line = json.dumps(figures, sort_keys=True)
     if results:
         with open(results, "a", encoding="utf-8") as out:
             out.write(line + "\n")
     if as_json:
         click.echo(line)
+        return
+    if render is not None:
+        click.echo(render(figures))
         return
     width = max(len(key) for key in figures)
     for key, value in figures.items():
@@ -155,6 +160,57 @@ def multicast_benchmark(records: int, seed: int, batch_records: int, packet_byte
 
     _emit(run_multicast_benchmark(records, seed, batch_records, packet_bytes_max, latency_rate, latency_seconds, workdir),
           as_json, results)
+
+@bench.command(name="peers")
+@click.option("--commands", default=20_000, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--runs", default=5, show_default=True, type=click.IntRange(1, 20))
+@click.option("--engines", default="all", show_default=True,
+              help="Comma-separated peer engines (see tools/peers-requirements.txt), 'all', or 'none' for twinbook alone.")
+@click.option("--peers-venv", type=click.Path(file_okay=False), help="The peer environment (default: .bench-peers/venv in the repository).")
+@click.option("--install", is_flag=True, help="Create the peer environment if needed and install the pinned peers, then run.")
+@click.option("--peers-python", default=None, help="Interpreter for a new peer environment (default: /usr/bin/python3.11 if present, else this one).")
+@click.option("--timeout-seconds", default=120.0, show_default=True, type=click.FloatRange(1, 3600), help="Time limit for one peer's runs.")
+@_json_option
+@_results_option
+def peers_benchmark(commands: int, seed: int, runs: int, engines: str, peers_venv: str | None, install: bool,
+                    peers_python: str | None, timeout_seconds: float, as_json: bool, results: str | None) -> None:
+    """twinbook beside peer Python matching engines on one seeded workload: commands/s, ratio, trade agreement."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from tools import bench_peers
+
+    if engines == "all":
+        selected = bench_peers.ENGINE_NAMES
+    elif engines == "none":
+        selected = ()
+    else:
+        selected = tuple(name.strip() for name in engines.split(",") if name.strip())
+        unknown = [name for name in selected if name not in bench_peers.ENGINE_NAMES]
+        if unknown:
+            raise click.BadParameter(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(bench_peers.ENGINE_NAMES)}",
+                                     param_hint="--engines")
+    venv_directory = Path(peers_venv).resolve() if peers_venv else bench_peers.DEFAULT_PEERS_VENV
+
+    def say(message: str) -> None:
+        # Progress goes to stderr, so that stdout carries only the figures (one JSON object with --json).
+        click.echo(message, err=True)
+
+    try:
+        if install:
+            python = peers_python or ("/usr/bin/python3.11" if os.access("/usr/bin/python3.11", os.X_OK) else sys.executable)
+            bench_peers.install_peers(venv_directory, python, say)
+        figures = bench_peers.run_peers_benchmark(commands, seed, selected, runs, venv_directory, timeout_seconds,
+                                                  progress=lambda engine: say(f"running {engine}"))
+    except bench_peers.PeerEnvironmentMissing as error:
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(2)
+    except bench_peers.PeerBenchError as error:
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(3)
+    _emit(figures, as_json, results, render=bench_peers.render_table)
 
 
 # `bench e2e` lives with the load generator it drives; commands_load imports `_emit`
