@@ -153,7 +153,7 @@ class StandbyLink:
                 acks.cancel()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, FrameTooLargeError,
                 msgspec.MsgspecError, OSError) as error:
-            node.log(f"replication link to {self.peer} lost: {error or type(error).__name__}")
+            node.log(f"replication link to {self.peer} lost: {str(error) or type(error).__name__}")
         finally:
             self.close()
             if node.standby_link is self:

@@ -10,6 +10,14 @@
                     deleted), drop snapshots beyond it, rebuild the exchange, reconnect
       Refused ─► fatal (other cluster, no common history): stop; else retry with backoff
 
+A link that stays silent (no frames, no beats) for PRIMARY_SILENCE_TIMEOUT_SECONDS is
+dropped and dialled again: a partition that swallowed the primary's close would
+otherwise leave this side holding a half-open connection for good (it only writes in
+answer to frames), and the healed network would never bring the standby back. A
+failure of this node's own journal (disk full, I/O error: the writer fences itself)
+is not the primary's fault and no retry can cure it: the standby stops with an
+operating fault naming the file, as a primary whose commit loop failed does.
+
 Beats from the primary carry its latest (sequence, digest); a different digest for a
 sequence we applied is a divergence alarm: loud, and the node refuses promotion
 (unless forced). The admin port answers `status` and `promote`; promotion bumps the
@@ -52,10 +60,22 @@ from replica.replication import (
     Refused,
     link_decoder,
 )
+from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS
 from statemachine import Exchange
 from statemachine.codec import decode_command
 
 RECONNECT_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0)
+# The primary beats every BEAT_PERIOD_SECONDS, frames or not: waiting this long for the
+# next byte means the link is dead even if TCP has not noticed. Longer than the
+# primary's own STANDBY_ACK_TIMEOUT_SECONDS, so that in a partition the primary (whose
+# acknowledgements wait) decides first, and this side only clears its half-open
+# connection afterwards. Only time spent waiting counts, never time spent journaling
+# and applying what arrived.
+PRIMARY_SILENCE_TIMEOUT_SECONDS = STANDBY_ACK_TIMEOUT_SECONDS + 2.0
+SILENCE_CHECK_PERIOD_SECONDS = BEAT_PERIOD_SECONDS
+# Dialling the primary gives up after this long (a SYN into a partition would otherwise
+# wait for the kernel's retries, minutes) and tries again with backoff.
+CONNECT_TIMEOUT_SECONDS = 2.0
 
 
 class FatalRefusal(Exception):
@@ -85,7 +105,13 @@ class StandbyNode:
         self._admin_server = None
         self._link_task: Optional[asyncio.Task] = None
         self._link_writer: Optional[asyncio.StreamWriter] = None
+        # When the link's current read began (None while processing what arrived): the
+        # silence watch measures only time spent waiting for the primary.
+        self._link_waiting_since: Optional[float] = None
         self._promoting = False
+        # Set when this node's own journal failed (the writer fenced itself): the node
+        # stops, and run_standby raises it (an operating fault, exit code 3).
+        self.failure: Optional[BaseException] = None
 
     # ------------------------------------------------------------ start / stop
 
@@ -160,13 +186,19 @@ class StandbyNode:
                 self.fatal_reason = str(refusal)
                 self.log(f"primary refused this standby for good: {refusal}")
                 return
+            except (journal.JournalIOError, journal.JournalClosedError) as error:
+                # Our own journal failed (a write or fdatasync: disk full, EIO), or was
+                # fenced by such a failure earlier. Nothing more can be made durable
+                # here, whatever the primary sends.
+                self._journal_failed(error)
+                return
             except journal.JournalError as error:
                 # A corrupt or out-of-epoch frame: refused, never applied. Drop the link
                 # and start again from what is durable here.
                 self.log(f"refusing frames from the primary: {error}")
             except (ConnectionError, OSError, asyncio.IncompleteReadError, FrameTooLargeError, msgspec.MsgspecError) as error:
                 if self.connected:
-                    self.log(f"replication link lost: {error or type(error).__name__}")
+                    self.log(f"replication link lost: {str(error) or type(error).__name__}")
             finally:
                 self.connected = False
                 if self._link_writer is not None:
@@ -182,9 +214,34 @@ class StandbyNode:
         first = max(self.writer.recovery.first_sequence or 1, last - RECENT_PAIRS_MAX + 1)
         return [(record.sequence, record.crc) for record in journal.read_records(self.directory.journal, first, last, live=True)]
 
+    def _journal_failed(self, error: BaseException) -> None:
+        self.failure = error
+        self.fatal_reason = f"this node's journal failed: {error}"
+        self.log(f"journal failed, stopping: {type(error).__name__}: {error}")
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
+
+    async def _watch_silence(self, writer: asyncio.StreamWriter) -> None:
+        """Abort the link once the primary has been silent too long (see the module doc)."""
+        while True:
+            await asyncio.sleep(SILENCE_CHECK_PERIOD_SECONDS)
+            since = self._link_waiting_since
+            silent_seconds = 0.0 if since is None else time.monotonic() - since
+            if silent_seconds > PRIMARY_SILENCE_TIMEOUT_SECONDS:
+                self.log(f"nothing from the primary for {silent_seconds:.1f} s; dropping the link to dial again")
+                writer.transport.abort()
+                return
+
     async def _replicate_once(self) -> None:
-        reader, writer = await asyncio.open_connection(*self.primary_address)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.primary_address), CONNECT_TIMEOUT_SECONDS)
         self._link_writer = writer
+        self._link_waiting_since = None
+        watch = asyncio.get_running_loop().create_task(self._watch_silence(writer))
+        try:
+            await self._follow(reader, writer)
+        finally:
+            watch.cancel()
+
+    async def _follow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         hello = Hello(
             REPLICATION_PROTOCOL_VERSION, self.config.cluster_id, self.writer.epoch,
             self.writer.last_sequence, self.writer.last_crc, self._recent_pairs(),
@@ -193,7 +250,9 @@ class StandbyNode:
         frames = LinkFrameReader()
         first_reply = True
         while True:
+            self._link_waiting_since = time.monotonic()
             data = await reader.read(1 << 20)
+            self._link_waiting_since = None
             if not data:
                 raise ConnectionError("the primary closed the link")
             for payload in frames.feed(data):
@@ -368,4 +427,6 @@ async def run_standby(
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, lambda: asyncio.ensure_future(node.stop()))
     await node.stopped.wait()
+    if node.failure is not None:
+        raise node.failure
     return node.exit_code
