@@ -144,6 +144,19 @@ class NodeProcess:
         self.following = None
         return self.start(timeout)
 
+    async def start_standby_async(self, primary_replication: tuple[str, int],
+                                  timeout: float = START_TIMEOUT_SECONDS) -> "NodeProcess":
+        """`start_standby` from inside an event loop (see `start_async`)."""
+        self.role = "standby"
+        self.following = tuple(primary_replication)
+        return await self.start_async(timeout)
+
+    async def start_primary_async(self, timeout: float = START_TIMEOUT_SECONDS) -> "NodeProcess":
+        """`start_primary` from inside an event loop (see `start_async`)."""
+        self.role = "primary"
+        self.following = None
+        return await self.start_async(timeout)
+
     # ------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = START_TIMEOUT_SECONDS) -> "NodeProcess":
