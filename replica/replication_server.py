@@ -82,6 +82,12 @@ class StandbyLink:
     def send(self, message) -> None:
         if self._closed:
             return
+        if self.writer.is_closing():
+            # The standby went away and `run` has not seen it yet. Under uvloop a write
+            # to a closed transport raises, and this is called from the commit loop,
+            # which must never die of a standby leaving: drop the link here instead.
+            self.close()
+            return
         self.writer.write(encode_frame(message))
         transport = self.writer.transport
         if transport.get_write_buffer_size() > STANDBY_BUFFER_BYTES_MAX:

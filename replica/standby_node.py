@@ -137,6 +137,7 @@ class StandbyNode:
         self._admin_server = await asyncio.start_server(self._admin_client, self.config.host, self.config.admin_port)
         self._write_node_file()
         self._link_task = asyncio.get_running_loop().create_task(self._replicate_forever())
+        self._link_task.add_done_callback(self._link_task_ended)
         self.log(
             f"standby up at sequence {self.writer.last_sequence} epoch {self.writer.epoch}, following "
             f"{self.primary_address[0]}:{self.primary_address[1]}, admin {self._admin_address()}"
@@ -181,7 +182,6 @@ class StandbyNode:
         while True:
             try:
                 await self._replicate_once()
-                attempt = 0
             except FatalRefusal as refusal:
                 self.fatal_reason = str(refusal)
                 self.log(f"primary refused this standby for good: {refusal}")
@@ -200,6 +200,10 @@ class StandbyNode:
                 if self.connected:
                     self.log(f"replication link lost: {str(error) or type(error).__name__}")
             finally:
+                if self.connected:
+                    # It was attached: a fresh loss, dialled again at once, not after
+                    # the backoff grown by the failures of an earlier outage.
+                    attempt = 0
                 self.connected = False
                 if self._link_writer is not None:
                     self._link_writer.close()
@@ -213,6 +217,17 @@ class StandbyNode:
             return []
         first = max(self.writer.recovery.first_sequence or 1, last - RECENT_PAIRS_MAX + 1)
         return [(record.sequence, record.crc) for record in journal.read_records(self.directory.journal, first, last, live=True)]
+
+    def _link_task_ended(self, task: asyncio.Task) -> None:
+        """The link task only ends by cancellation (stop, promotion) or on purpose (a
+        fatal refusal, a failed journal). Anything else is a defect: say so and stop,
+        rather than linger as a standby that follows nobody."""
+        if task.cancelled() or task.exception() is None or self.failure is not None:
+            return
+        self.failure = task.exception()
+        self.fatal_reason = f"the replication link failed: {self.failure!r}"
+        self.log(f"replication link task failed, stopping: {type(self.failure).__name__}: {self.failure}")
+        asyncio.ensure_future(self.stop())
 
     def _journal_failed(self, error: BaseException) -> None:
         self.failure = error
@@ -285,14 +300,22 @@ class StandbyNode:
         await self.writer.commit_async()
         durable = self.writer.durable_sequence
         # Acknowledge durability first: that is what the primary's sync mode waits for.
-        link.write(encode_frame(Ack(durable, self.exchange.last_sequence, *self.digests.latest)))
+        self._acknowledge(link, durable)
         records: list = []
         decode_tuples(message.frames, 0, message.first_sequence, chain_before, 0,
                       message.last_sequence - message.first_sequence + 1, records)
         self._apply(records)
         self.primary_released_sequence = max(self.primary_released_sequence, message.released_sequence)
         self.primary_last_sequence = max(self.primary_last_sequence, message.last_sequence)
-        link.write(encode_frame(Ack(durable, self.exchange.last_sequence, *self.digests.latest)))
+        self._acknowledge(link, durable)
+
+    def _acknowledge(self, link: asyncio.StreamWriter, durable: int) -> None:
+        """Send an Ack, unless the link closed while the batch was being journaled: uvloop
+        raises on a write to a closed transport (asyncio only logs), and that used to kill
+        the link task, leaving a standby that followed nobody and never dialled again. The
+        batch is applied all the same (it is in the journal); the next read ends the link."""
+        if not link.is_closing():
+            link.write(encode_frame(Ack(durable, self.exchange.last_sequence, *self.digests.latest)))
 
     def _apply(self, records: list) -> None:
         apply = self.exchange.apply

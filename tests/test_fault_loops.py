@@ -343,3 +343,174 @@ def test_standby_whose_disk_fills_stops_and_the_primary_goes_on_degraded(cluster
     assert "journal failed, stopping" in standby.log() and "refusing frames" not in standby.log()
     outcome = settle_and_check(primary, standby, ledger, acknowledged_min=3 * PROGRESS_ACKS)
     print(f"disk full (standby): {outcome}")
+
+
+# ---------------------------------------------------------------- the replication link
+
+# A stall this long is well inside both sides' timeouts (the primary's
+# STANDBY_ACK_TIMEOUT_SECONDS, the standby's PRIMARY_SILENCE_TIMEOUT_SECONDS).
+SHORT_STALL_SECONDS = 1.0
+STALL_SETTLE_SECONDS = 0.2  # for bytes already past the proxy when it stalled
+
+
+def proxied_pair(cluster, link_proxies):
+    primary = cluster.node("primary", node=LOOP_NODE_SETTINGS).start_primary()
+    proxy = link_proxies(primary.replication)
+    standby = cluster.node("standby", node=LOOP_NODE_SETTINGS).start_standby(proxy.address)
+    wait_caught_up(primary, standby)
+    return primary, standby, proxy
+
+
+async def stalled_acknowledgements(primary, load: Load, seconds: float) -> None:
+    """Over `seconds` of a stalled link, nothing more is released or acknowledged."""
+    await asyncio.sleep(STALL_SETTLE_SECONDS)
+    before, acknowledged = await status_of(primary), load.acknowledged
+    await asyncio.sleep(seconds - STALL_SETTLE_SECONDS)
+    after = await status_of(primary)
+    assert after["released_sequence"] == before["released_sequence"], (before, after)
+    assert load.acknowledged == acknowledged, "acknowledged while the standby could not have it"
+    assert after["last_sequence"] > after["released_sequence"], after
+
+
+def test_short_link_stalls_pause_acknowledgements_and_lose_nothing(cluster, link_proxies):
+    """Both ways, frames only, acks only: shorter than the timeouts, so the link rides
+    it out (no reconnection) and acknowledgements resume where they stopped."""
+    primary, standby, proxy = proxied_pair(cluster, link_proxies)
+
+    async def scenario():
+        load = await Load([primary], prefix="st", seed=5).start()
+        try:
+            for direction in ("both", "down", "up"):
+                await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, f"before the {direction} stall")
+                connections = proxy.connections
+                proxy.pause(direction)
+                try:
+                    await stalled_acknowledgements(primary, load, SHORT_STALL_SECONDS)
+                finally:
+                    proxy.resume()
+                await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, f"after the {direction} stall")
+                assert proxy.connections == connections, f"the {direction} stall cost the link"
+        finally:
+            ledger = await load.stop()
+        return ledger
+
+    ledger = run(scenario(), timeout=90)
+    assert "acknowledged nothing" not in primary.log() and "nothing from the primary" not in standby.log()
+    outcome = settle_and_check(primary, standby, ledger, acknowledged_min=6 * PROGRESS_ACKS)
+    print(f"short stalls: {outcome}")
+
+
+def test_a_blackholed_link_is_cut_off_and_the_standby_returns_after_the_heal(cluster, link_proxies):
+    """Bytes vanish both ways and so do the closes (a partition): the primary cuts the
+    silent standby off and keeps acknowledgements paused (sync, no degrade); once the
+    network heals, the standby notices its half-open link is dead, dials again, catches
+    up, and acknowledgements resume. Before the standby had a silence timeout it waited
+    on the dead connection for ever and the cluster never made progress again."""
+    primary, standby, proxy = proxied_pair(cluster, link_proxies)
+
+    async def scenario():
+        load = await Load([primary], prefix="bh", seed=6).start()
+        try:
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "before the blackhole")
+            connections = proxy.connections
+            started = time.monotonic()
+            proxy.blackhole()
+
+            async def cut_off():
+                return "acknowledged nothing for" in primary.log()
+
+            await poll(cut_off, STANDBY_ACK_TIMEOUT_SECONDS + 5, "the primary cutting the silent standby off")
+            await acknowledgements_paused(primary, load, hold_seconds=0.3)
+            assert proxy.bytes_discarded > 0
+            proxy.restore()
+            await wait_standby_live(primary, timeout=PRIMARY_SILENCE_TIMEOUT_SECONDS + 15)
+            outcome["back_after_seconds"] = round(time.monotonic() - started, 1)
+            assert proxy.connections > connections
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "after the heal")
+        finally:
+            ledger = await load.stop()
+        return ledger
+
+    outcome: dict = {}
+    ledger = run(scenario(), timeout=90)
+    assert "nothing from the primary for" in standby.log(), standby.log()
+    outcome.update(settle_and_check(primary, standby, ledger, acknowledged_min=2 * PROGRESS_ACKS))
+    print(f"blackhole: {outcome}")
+
+
+# Catch-up through a narrow link: slow enough that cuts land in the middle of it (a
+# catch-up batch, CATCH_UP_BATCH_BYTES_MAX, then takes about half a second).
+CATCH_UP_BYTES_PER_SECOND = 2_000_000
+CATCH_UP_BACKLOG_ORDERS = 12_000  # about 1.6 MB of journal
+BLIND_CUT_AFTER_SECONDS = 0.15
+
+
+def test_repeated_cuts_during_catch_up_end_byte_identical(cluster, link_proxies):
+    """The standby is away while the primary runs degraded, then catches up through a
+    narrow link that is reset three times mid-stream: in the middle of its first batch,
+    just after a batch landed, and in the middle of the next. It resumes each time from
+    what it made durable (never from the start), applies nothing corrupt (the resets cut
+    frames in half), and ends byte-identical."""
+    primary, standby, proxy = proxied_pair(cluster, link_proxies)
+    cuts: list = []  # (standby durable, primary last) at each cut
+
+    async def cut_now():
+        mine, theirs = await status_of(primary), await status_of(standby)
+        proxy.drop_connections()
+        cuts.append((theirs["durable_sequence"], mine["last_sequence"]))
+
+    async def attached_again(connections: int):
+        async def attached():
+            return proxy.connections > connections and (await status_of(standby))["primary_connected"]
+
+        await poll(attached, 15, "the standby dialling again")
+
+    async def scenario():
+        load = await Load([primary], prefix="cc", seed=9).start()
+        try:
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "before the cut")
+            proxy.cut()
+            await acknowledgements_paused(primary, load, hold_seconds=0.2)
+            reply = await asyncio.get_running_loop().run_in_executor(None, _degrade, primary)
+            assert reply["degraded"], reply
+            await load.wait_progress(CATCH_UP_BACKLOG_ORDERS, PROGRESS_TIMEOUT_SECONDS, "degraded")
+            proxy.throttle(CATCH_UP_BYTES_PER_SECOND)
+            start_durable = (await status_of(standby))["durable_sequence"]
+            connections = proxy.connections
+            proxy.restore()
+            # 1. In the middle of the first batch.
+            await attached_again(connections)
+            await asyncio.sleep(BLIND_CUT_AFTER_SECONDS)
+            connections = proxy.connections
+            await cut_now()
+            # 2. As soon as a batch has landed (catch-up resumed where it was cut).
+            await attached_again(connections)
+            durable_before = cuts[-1][0]
+
+            async def batch_landed():
+                return (await status_of(standby))["durable_sequence"] > durable_before
+
+            await poll(batch_landed, 15, "a catch-up batch landing")
+            connections = proxy.connections
+            await cut_now()
+            # 3. In the middle of the next.
+            await attached_again(connections)
+            await asyncio.sleep(BLIND_CUT_AFTER_SECONDS)
+            await cut_now()
+            proxy.throttle(None)
+            await wait_standby_live(primary, timeout=30)
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "after catching up")
+            return start_durable
+        finally:
+            ledger = await load.stop()
+            outcome["ledger"] = ledger
+
+    outcome: dict = {}
+    start_durable = run(scenario(), timeout=120)
+    ledger = outcome.pop("ledger")
+    assert all(durable < last for durable, last in cuts), f"a cut landed after the catch-up: {cuts}"
+    assert start_durable < cuts[-1][0] and cuts[1][0] > cuts[0][0], (start_durable, cuts)
+    outcome.update(settle_and_check(primary, standby, ledger,
+                                    acknowledged_min=CATCH_UP_BACKLOG_ORDERS + 2 * PROGRESS_ACKS))
+    outcome["cuts"] = cuts
+    print(f"cuts during catch-up: {outcome}")
