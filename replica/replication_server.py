@@ -88,6 +88,12 @@ class StandbyLink:
     def send(self, message) -> None:
         if self._closed:
             return
+        if self.writer.is_closing():
+            # The standby went away and `run` has not seen it yet. Under uvloop a write
+            # to a closed transport raises, and this is called from the commit loop,
+            # which must never die of a standby leaving: drop the link here instead.
+            self.close()
+            return
         self.writer.write(encode_frame(message))
         transport = self.writer.transport
         if transport.get_write_buffer_size() > STANDBY_BUFFER_BYTES_MAX:
@@ -159,7 +165,7 @@ class StandbyLink:
                 acks.cancel()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, FrameTooLargeError,
                 msgspec.MsgspecError, OSError, LinkProtocolError) as error:
-            node.log(f"replication link to {self.peer} lost: {error or type(error).__name__}")
+            node.log(f"replication link to {self.peer} lost: {str(error) or type(error).__name__}")
         finally:
             self.close()
             if node.standby_link is self:

@@ -10,6 +10,14 @@
                     deleted), drop snapshots beyond it, rebuild the exchange, reconnect
       Refused ─► fatal (other cluster, no common history): stop; else retry with backoff
 
+A link that stays silent (no frames, no beats) for PRIMARY_SILENCE_TIMEOUT_SECONDS is
+dropped and dialled again: a partition that swallowed the primary's close would
+otherwise leave this side holding a half-open connection for good (it only writes in
+answer to frames), and the healed network would never bring the standby back. A
+failure of this node's own journal (disk full, I/O error: the writer fences itself)
+is not the primary's fault and no retry can cure it: the standby stops with an
+operating fault naming the file, as a primary whose commit loop failed does.
+
 Beats from the primary carry its latest (sequence, digest); a different digest for a
 sequence we applied is a divergence alarm: loud, and the node refuses promotion
 (unless forced). The admin port answers `status` and `promote`; promotion bumps the
@@ -45,9 +53,21 @@ from replica.replication import (
     link_decoder,
 )
 from replica.standby import PRIMARY_ALIVE_NS, CutTail, LinkRefused, StandbyCore
+from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS
 from statemachine import Exchange
 
 RECONNECT_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0)
+# The primary beats every BEAT_PERIOD_SECONDS, frames or not: waiting this long for the
+# next byte means the link is dead even if TCP has not noticed. Longer than the
+# primary's own STANDBY_ACK_TIMEOUT_SECONDS, so that in a partition the primary (whose
+# acknowledgements wait) decides first, and this side only clears its half-open
+# connection afterwards. Only time spent waiting counts, never time spent journaling
+# and applying what arrived.
+PRIMARY_SILENCE_TIMEOUT_SECONDS = STANDBY_ACK_TIMEOUT_SECONDS + 2.0
+SILENCE_CHECK_PERIOD_SECONDS = BEAT_PERIOD_SECONDS
+# Dialling the primary gives up after this long (a SYN into a partition would otherwise
+# wait for the kernel's retries, minutes) and tries again with backoff.
+CONNECT_TIMEOUT_SECONDS = 2.0
 
 
 class FatalRefusal(Exception):
@@ -73,7 +93,13 @@ class StandbyNode:
         self._admin_server = None
         self._link_task: Optional[asyncio.Task] = None
         self._link_writer: Optional[asyncio.StreamWriter] = None
+        # When the link's current read began (None while processing what arrived): the
+        # silence watch measures only time spent waiting for the primary.
+        self._link_waiting_since: Optional[float] = None
         self._promoting = False
+        # Set when this node's own journal failed (the writer fenced itself): the node
+        # stops, and run_standby raises it (an operating fault, exit code 3).
+        self.failure: Optional[BaseException] = None
 
     @property
     def exchange(self) -> Optional[Exchange]:
@@ -110,6 +136,7 @@ class StandbyNode:
         self._admin_server = await asyncio.start_server(self._admin_client, self.config.host, self.config.admin_port)
         self._write_node_file()
         self._link_task = asyncio.get_running_loop().create_task(self._replicate_forever())
+        self._link_task.add_done_callback(self._link_task_ended)
         self.log(
             f"standby up at sequence {self.writer.last_sequence} epoch {self.writer.epoch}, following "
             f"{self.primary_address[0]}:{self.primary_address[1]}, admin {self._admin_address()}"
@@ -154,9 +181,14 @@ class StandbyNode:
         while True:
             try:
                 await self._replicate_once()
-                attempt = 0
             except FatalRefusal as refusal:
                 self.log(f"primary refused this standby for good: {refusal}")
+                return
+            except (journal.JournalIOError, journal.JournalClosedError) as error:
+                # Our own journal failed (a write or fdatasync: disk full, EIO), or was
+                # fenced by such a failure earlier. Nothing more can be made durable
+                # here, whatever the primary sends.
+                self._journal_failed(error)
                 return
             except journal.JournalError as error:
                 # A corrupt or out-of-epoch frame: refused, never applied. Drop the link
@@ -165,8 +197,12 @@ class StandbyNode:
             except (ConnectionError, OSError, asyncio.IncompleteReadError, FrameTooLargeError, msgspec.MsgspecError,
                     LinkProtocolError) as error:
                 if self.core.connected:
-                    self.log(f"replication link lost: {error or type(error).__name__}")
+                    self.log(f"replication link lost: {str(error) or type(error).__name__}")
             finally:
+                if self.core.connected:
+                    # It was attached: a fresh loss, dialled again at once, not after
+                    # the backoff grown by the failures of an earlier outage.
+                    attempt = 0
                 self.core.link_lost()
                 if self._link_writer is not None:
                     self._link_writer.close()
@@ -181,16 +217,54 @@ class StandbyNode:
         first = max(self.writer.recovery.first_sequence or 1, last - RECENT_PAIRS_MAX + 1)
         return [(record.sequence, record.crc) for record in journal.read_records(self.directory.journal, first, last, live=True)]
 
+    def _link_task_ended(self, task: asyncio.Task) -> None:
+        """The link task only ends by cancellation (stop, promotion) or on purpose (a
+        fatal refusal, a failed journal). Anything else is a defect: say so and stop,
+        rather than linger as a standby that follows nobody."""
+        if task.cancelled() or task.exception() is None or self.failure is not None:
+            return
+        self.failure = task.exception()
+        self.core.fatal_reason = f"the replication link failed: {self.failure!r}"
+        self.log(f"replication link task failed, stopping: {type(self.failure).__name__}: {self.failure}")
+        asyncio.ensure_future(self.stop())
+
+    def _journal_failed(self, error: BaseException) -> None:
+        self.failure = error
+        self.core.fatal_reason = f"this node's journal failed: {error}"
+        self.log(f"journal failed, stopping: {type(error).__name__}: {error}")
+        asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
+
+    async def _watch_silence(self, writer: asyncio.StreamWriter) -> None:
+        """Abort the link once the primary has been silent too long (see the module doc)."""
+        while True:
+            await asyncio.sleep(SILENCE_CHECK_PERIOD_SECONDS)
+            since = self._link_waiting_since
+            silent_seconds = 0.0 if since is None else time.monotonic() - since
+            if silent_seconds > PRIMARY_SILENCE_TIMEOUT_SECONDS:
+                self.log(f"nothing from the primary for {silent_seconds:.1f} s; dropping the link to dial again")
+                writer.transport.abort()
+                return
+
     async def _replicate_once(self) -> None:
-        reader, writer = await asyncio.open_connection(*self.primary_address)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.primary_address), CONNECT_TIMEOUT_SECONDS)
         self._link_writer = writer
+        self._link_waiting_since = None
+        watch = asyncio.get_running_loop().create_task(self._watch_silence(writer))
+        try:
+            await self._follow(reader, writer)
+        finally:
+            watch.cancel()
+
+    async def _follow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._apply_journaled()
         hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, self._recent_pairs())
         writer.write(encode_frame(hello))
         frames = LinkFrameReader()
         first_reply = True
         while True:
+            self._link_waiting_since = time.monotonic()
             data = await reader.read(1 << 20)
+            self._link_waiting_since = None
             if not data:
                 raise ConnectionError("the primary closed the link")
             for payload in frames.feed(data):
@@ -220,8 +294,16 @@ class StandbyNode:
         await self.writer.commit_async()
         durable = self.writer.durable_sequence
         # Acknowledge durability first: that is what the primary's sync mode waits for.
-        link.write(encode_frame(self.core.durable_ack(durable)))
-        link.write(encode_frame(self.core.apply_frames(message, chain_before, durable)))
+        self._acknowledge(link, self.core.durable_ack(durable))
+        self._acknowledge(link, self.core.apply_frames(message, chain_before, durable))
+
+    def _acknowledge(self, link: asyncio.StreamWriter, ack) -> None:
+        """Send an Ack, unless the link closed while the batch was being journaled: uvloop
+        raises on a write to a closed transport (asyncio only logs), and that used to kill
+        the link task, leaving a standby that followed nobody and never dialled again. The
+        batch is applied all the same (it is in the journal); the next read ends the link."""
+        if not link.is_closing():
+            link.write(encode_frame(ack))
 
     def _apply_journaled(self) -> None:
         """Apply what the journal holds beyond the exchange: the link can be cancelled
@@ -337,4 +419,6 @@ async def run_standby(
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, lambda: asyncio.ensure_future(node.stop()))
     await node.stopped.wait()
+    if node.failure is not None:
+        raise node.failure
     return node.exit_code

@@ -157,6 +157,19 @@ class NodeProcess:
         self.following = None
         return self.start(timeout)
 
+    async def start_standby_async(self, primary_replication: tuple[str, int],
+                                  timeout: float = START_TIMEOUT_SECONDS) -> "NodeProcess":
+        """`start_standby` from inside an event loop (see `start_async`)."""
+        self.role = "standby"
+        self.following = tuple(primary_replication)
+        return await self.start_async(timeout)
+
+    async def start_primary_async(self, timeout: float = START_TIMEOUT_SECONDS) -> "NodeProcess":
+        """`start_primary` from inside an event loop (see `start_async`)."""
+        self.role = "primary"
+        self.following = None
+        return await self.start_async(timeout)
+
     # ------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = START_TIMEOUT_SECONDS) -> "NodeProcess":
@@ -568,12 +581,27 @@ async def async_admin(node: NodeProcess, request: dict, timeout: float = 2.0) ->
 
 class LinkProxy:
     """A TCP proxy on loopback between a standby and its primary's replication port, run
-    by its own event loop in a thread of the test process.
+    by its own event loop in a thread of the test process. Faults it can inject:
 
-    `pause()` stops forwarding (what was read is held, the rest waits in socket buffers:
-    a partition TCP would ride out) and `resume()` forwards again; `cut()` drops every
-    connection and refuses new ones until `restore()`; `close()` ends it all.
+    * `pause(direction)` stops forwarding ("both"; "down" = primary to standby, the
+      frames; "up" = standby to primary, the acks): what was read is held, the rest
+      waits in socket buffers, so the senders' buffers fill (a stall TCP would ride
+      out); `resume()` forwards again, nothing lost.
+    * `blackhole()` reads and discards every byte both ways while the connections stay
+      open, and swallows a close from either side (the FIN lost with the packets): the
+      senders' writes succeed, nothing arrives, and a node that closes the connection
+      meanwhile leaves its peer holding a half-open one. After `restore()` bytes flow
+      again on new connections; a half-open one is reset once its live side writes to
+      it (a real peer would answer with RST), and a connection that lost bytes is
+      reset before anything more crosses it (TCP never skips bytes of a stream).
+    * `throttle(bytes_per_second)` limits each direction's forwarding rate (None lifts
+      it), so that a catch-up takes long enough to be cut in the middle.
+    * `drop_connections()` resets every connection (RST both ways), new ones welcome;
+      `cut()` resets them and refuses new ones until `restore()`.
+    * `close()` ends it all.
     """
+
+    CHUNK_BYTES_MAX = 16384  # one read; small, so that a throttle paces finely
 
     def __init__(self, target: tuple[str, int]) -> None:
         import threading
@@ -581,11 +609,15 @@ class LinkProxy:
         self.target = tuple(target)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="link-proxy", daemon=True)
-        self._flowing: Optional[asyncio.Event] = None
+        # Per direction ("up": standby to primary, "down": primary to standby).
+        self._flowing: dict[str, asyncio.Event] = {}
         self._refusing = False
+        self._blackholing = False
+        self._bytes_per_second: Optional[int] = None
         self._transports: set = set()
         self._server = None
         self.connections = 0
+        self.bytes_discarded = 0
         self.address: tuple[str, int] = ("", 0)
 
     def start(self) -> "LinkProxy":
@@ -597,8 +629,9 @@ class LinkProxy:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     async def _start(self) -> tuple[str, int]:
-        self._flowing = asyncio.Event()
-        self._flowing.set()
+        self._flowing = {"up": asyncio.Event(), "down": asyncio.Event()}
+        for event in self._flowing.values():
+            event.set()
         self._server = await asyncio.start_server(self._handle, HOST, 0)
         return self._server.sockets[0].getsockname()[:2]
 
@@ -614,47 +647,92 @@ class LinkProxy:
         self.connections += 1
         pair = {writer.transport, upstream_writer.transport}
         self._transports |= pair
+        # Shared by both directions: "damaged" once bytes were discarded or a close was
+        # swallowed; such a connection is reset as soon as anything is to cross it.
+        state = {"damaged": False}
         try:
-            await asyncio.gather(self._pump(reader, upstream_writer), self._pump(upstream_reader, writer),
+            await asyncio.gather(self._pump(reader, upstream_writer, "up", state),
+                                 self._pump(upstream_reader, writer, "down", state),
                                  return_exceptions=True)
         finally:
             for transport in pair:
                 transport.abort()
             self._transports -= pair
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str,
+                    state: dict) -> None:
+        flowing = self._flowing[direction]
+        swallowed_close = False
         try:
             while True:
-                await self._flowing.wait()
-                data = await reader.read(65536)
+                await flowing.wait()
+                data = await reader.read(self.CHUNK_BYTES_MAX)
                 if not data:
+                    if self._blackholing:
+                        # The FIN is lost: the other side keeps its connection open.
+                        state["damaged"] = swallowed_close = True
                     break
-                await self._flowing.wait()
+                await flowing.wait()
+                if self._blackholing:
+                    self.bytes_discarded += len(data)
+                    state["damaged"] = True
+                    continue
+                if state["damaged"]:
+                    break  # reset both sides: the stream lost bytes or its peer is gone
                 writer.write(data)
                 await writer.drain()
+                if self._bytes_per_second:
+                    await asyncio.sleep(len(data) / self._bytes_per_second)
         finally:
-            writer.transport.abort()
+            if not swallowed_close:
+                writer.transport.abort()
 
-    async def _set(self, *, flowing: Optional[bool] = None, refusing: Optional[bool] = None, drop: bool = False) -> None:
+    async def _set(self, *, flowing: Optional[bool] = None, direction: str = "both",
+                   refusing: Optional[bool] = None, blackholing: Optional[bool] = None,
+                   drop: bool = False) -> None:
         if flowing is not None:
-            (self._flowing.set if flowing else self._flowing.clear)()
+            for name in (("up", "down") if direction == "both" else (direction,)):
+                (self._flowing[name].set if flowing else self._flowing[name].clear)()
         if refusing is not None:
             self._refusing = refusing
+        if blackholing is not None:
+            self._blackholing = blackholing
         if drop:
             for transport in list(self._transports):
                 transport.abort()
 
-    def pause(self) -> None:
-        self._call(self._set(flowing=False))
+    def pause(self, direction: str = "both") -> None:
+        if direction not in ("both", "up", "down"):
+            raise ValueError(f"direction {direction!r} is not both, up or down")
+        self._call(self._set(flowing=False, direction=direction))
 
     def resume(self) -> None:
         self._call(self._set(flowing=True))
+
+    def blackhole(self) -> None:
+        self._call(self._set(flowing=True, blackholing=True))
+
+    def throttle(self, bytes_per_second: Optional[int]) -> None:
+        if bytes_per_second is not None and bytes_per_second <= 0:
+            raise ValueError(f"bytes_per_second {bytes_per_second!r} is not positive")
+
+        async def set_rate() -> None:
+            self._bytes_per_second = bytes_per_second
+
+        self._call(set_rate())
+
+    def drop_connections(self) -> None:
+        self._call(self._set(drop=True))
 
     def cut(self) -> None:
         self._call(self._set(refusing=True, drop=True))
 
     def restore(self) -> None:
-        self._call(self._set(flowing=True, refusing=False))
+        self._call(self._set(flowing=True, refusing=False, blackholing=False))
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._transports) // 2
 
     def close(self) -> None:
         if not self._thread.is_alive():

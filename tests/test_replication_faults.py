@@ -334,3 +334,67 @@ def test_promotion_applies_a_batch_the_link_journaled_but_had_not_applied(tmp_pa
 
     run(scenario(), timeout=60)
     assert any("left unapplied" in line for line in logs), logs
+
+
+# ---------------------------------------------------------------- the link gone mid-batch
+
+
+def test_a_link_lost_while_a_batch_is_journaled_is_dialled_again_under_uvloop(tmp_path, monkeypatch):
+    """The primary vanishes while the standby fsyncs a batch. uvloop (what `twinbook`
+    runs on) raises on a write to a closed transport where asyncio only logs; the Ack
+    after the fsync used to raise there and kill the link task, leaving a standby that
+    followed nobody and never dialled again (found by the SIGKILL loops of
+    tests/test_fault_loops.py). It must apply the batch and dial again."""
+    import uvloop
+
+    from replica.config import default_config
+    from replica.standby_node import StandbyNode
+
+    records = source_journal(tmp_path / "source", 300)
+    all_frames = b"".join(journal.read_frames(tmp_path / "source"))
+    logs: list[str] = []
+    original_commit = journal.JournalWriter.commit_async
+
+    async def scenario():
+        hellos: asyncio.Queue = asyncio.Queue()
+        node = None
+
+        async def commit_while_the_link_dies(self):
+            durable = await original_commit(self)
+            if node is not None and node._link_writer is not None and not node._link_writer.is_closing():
+                node._link_writer.transport.abort()
+                await asyncio.sleep(0.05)  # the close completes during the "fsync"
+            return durable
+
+        async def fake_primary(reader, writer):
+            frames, backlog = LinkFrameReader(), []
+            hello = await next_link_message(reader, frames, backlog)
+            await hellos.put(hello)
+            if hello.last_sequence == 0:
+                writer.write(encode_frame(Accepted(0, 1, len(records))))
+                writer.write(encode_frame(Frames(1, len(records), all_frames, len(records))))
+                await writer.drain()
+            while await next_link_message(reader, frames, backlog, timeout=30) is not None:
+                pass
+
+        server = await asyncio.start_server(fake_primary, HOST, 0)
+        monkeypatch.setattr(journal.JournalWriter, "commit_async", commit_while_the_link_dies)
+        node = StandbyNode(default_config().with_ports(0), str(tmp_path / "standby"),
+                           server.sockets[0].getsockname()[:2], log=logs.append)
+        await node.start()
+        try:
+            first = await asyncio.wait_for(hellos.get(), 10)
+            again = await asyncio.wait_for(hellos.get(), 10)
+            assert (first.last_sequence, again.last_sequence) == (0, len(records)), (first, again, logs)
+            assert again.last_crc == records[-1].crc
+            assert node.exchange.last_sequence == len(records) and node.failure is None, logs
+            assert node.exchange.state_digest() == digest_after(records)
+        finally:
+            server.close()
+            await asyncio.wait_for(node.stop(), 10)
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(), 60))
+    finally:
+        loop.close()

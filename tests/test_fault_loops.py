@@ -1,0 +1,516 @@
+"""Real-process fault loops (issue #10, beside the deterministic simulator): primary and
+standby SIGKILLed over and over under load, a journal that runs out of room, and a
+replication link that stalls, swallows its bytes or is cut while a standby catches up.
+
+Every test drives real `twinbook` processes on loopback with clients submitting orders
+throughout, and ends with the checks of tests/fault_helpers.py: every acknowledged order
+exactly once on the final primary, journals byte-identical up to the shorter, equal
+digests, no divergence alarm, `twinbook verify` clean on both data directories, and
+progress after every fault that allowed it. The default run takes two rounds of each
+loop; the `slow` variants run ten or more (docs/RELIABILITY.md has their results).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from fault_helpers import (
+    LOOP_NODE_SETTINGS,
+    Load,
+    check_ledger,
+    evidence_bytes,
+    file_size_limited_command,
+    journals_agree,
+    poll,
+    status_of,
+    twinbook_verify,
+    wait_exited,
+    wait_promoted,
+    wait_standby_live,
+)
+from node_helpers import (  # noqa: F401
+    HOST,
+    check_exactly_once,
+    cluster,
+    link_proxies,
+    replay_accepted,
+    run,
+    twinbook_command,
+    wait_caught_up,
+    wait_identical_journals,
+)
+from replica.replication_server import STANDBY_ACK_TIMEOUT_SECONDS
+from replica.standby_node import PRIMARY_SILENCE_TIMEOUT_SECONDS
+
+# Acknowledgements wanted between two faults: proof that the cluster makes progress.
+PROGRESS_ACKS = 300
+PROGRESS_TIMEOUT_SECONDS = 20.0
+
+
+def settle_and_check(primary, standby, ledger, *, acknowledged_min: int) -> dict:
+    """The end of every loop: both nodes idle and equal, stopped, replayed and verified."""
+    check_ledger(ledger, acknowledged_min)
+    mine, theirs = wait_caught_up(primary, standby, timeout=60)
+    assert mine["role"] == "primary" and theirs["role"] == "standby", (mine, theirs)
+    assert mine["state_digest"] == theirs["state_digest"], (mine, theirs)
+    assert mine["epoch"] == theirs["epoch"], (mine, theirs)
+    assert mine["divergence"] is None and theirs["divergence"] is None, (mine, theirs)
+    wait_identical_journals(primary, standby)
+    assert standby.terminate() == 0, standby.log()
+    assert primary.terminate() == 0, primary.log()
+    compared_bytes = journals_agree(primary, standby)
+    accepted, last_sequence, digest = replay_accepted(primary.data_dir)
+    check_exactly_once(ledger, accepted)
+    standby_accepted, standby_last, standby_digest = replay_accepted(standby.data_dir)
+    if standby_last == last_sequence:
+        assert standby_digest == digest and standby_accepted == accepted
+    for node in (primary, standby):
+        log = node.log()
+        assert "Traceback" not in log and "DIVERGENCE" not in log, log
+        twinbook_verify(node)
+    return {"last_sequence": last_sequence, "journal_bytes": compared_bytes, "epoch": mine["epoch"],
+            "acknowledged": len(ledger.acknowledged), "resubmission_answers": ledger.resubmission_answers}
+
+
+# ---------------------------------------------------------------- the primary, killed
+
+
+def primary_kill_loop(cluster, rounds: int, seed: int) -> dict:
+    """SIGKILL the primary `rounds` times under load; the watchdog promotes the standby,
+    the killed node comes back as the new primary's standby and rejoins."""
+    rng = random.Random(seed)
+    first = cluster.node("a", node=LOOP_NODE_SETTINGS).start_primary()
+    second = cluster.node("b", node=LOOP_NODE_SETTINGS).start_standby(first.replication)
+    wait_caught_up(first, second)
+    outcome: dict = {"promotion_ms": [], "reconnects": 0}
+
+    async def scenario():
+        primary, standby = first, second
+        load = await Load([first, second], prefix="pk", seed=seed).start()
+        try:
+            for round_number in range(1, rounds + 1):
+                await wait_standby_live(primary)
+                watchdog = cluster.watchdog(primary, standby, timeout_ms=300)
+                await poll(lambda: _logged(watchdog, "primary alive"), 20, "the watchdog watching")
+                # Acknowledged with the standby in sync, then killed at a random moment.
+                await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, f"before kill {round_number}")
+                await asyncio.sleep(rng.uniform(0.0, 0.8))
+                killed_at = time.monotonic()
+                primary.kill()
+                status = await wait_promoted(standby, 15)
+                outcome["promotion_ms"].append(round((time.monotonic() - killed_at) * 1000))
+                assert status["epoch"] == round_number, status
+                await poll(lambda: _exited(watchdog), 10, "the watchdog done")
+                assert watchdog.process.returncode == 0 and "promote ->" in watchdog.log(), watchdog.log()
+                # The new primary acknowledges on its own until a standby attaches ...
+                await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, f"after promotion {round_number}")
+                # ... and the killed node rejoins it as standby (cutting any tail the
+                # standby never had into .divergent), at the new epoch.
+                await primary.start_standby_async(standby.replication)
+                primary, standby = standby, primary
+                await wait_standby_live(primary)
+
+                async def at_new_epoch():
+                    return (await status_of(standby))["epoch"] == round_number
+
+                await poll(at_new_epoch, 10, f"the rejoined standby at epoch {round_number}")
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "after the last rejoin")
+        finally:
+            ledger = await load.stop()
+        outcome["reconnects"] = sum(client.reconnects for client in load.clients)
+        return primary, standby, ledger
+
+    primary, standby, ledger = run(scenario(), timeout=60 + 30 * rounds)
+    assert outcome["reconnects"] >= rounds * len(MEMBERS_OF_LOAD), outcome
+    outcome.update(settle_and_check(primary, standby, ledger, acknowledged_min=rounds * 2 * PROGRESS_ACKS))
+    assert outcome["epoch"] == rounds
+    outcome["divergent_bytes"] = evidence_bytes(first, ".divergent") + evidence_bytes(second, ".divergent")
+    print(f"primary kill loop: {rounds} rounds, {outcome}")
+    return outcome
+
+
+MEMBERS_OF_LOAD = ("M1", "M2", "M3")
+
+
+def _logged(process, text: str):
+    async def check():
+        return text in process.log()
+
+    return check()
+
+
+def _exited(process):
+    async def check():
+        return not process.running
+
+    return check()
+
+
+def test_primary_sigkilled_under_load_fails_over_and_rejoins_twice(cluster):
+    primary_kill_loop(cluster, rounds=2, seed=1)
+
+
+@pytest.mark.slow
+def test_primary_sigkill_loop_ten_rounds(cluster):
+    primary_kill_loop(cluster, rounds=10, seed=7)
+
+
+# ---------------------------------------------------------------- the standby, killed
+
+
+async def acknowledgements_paused(primary, load: Load, hold_seconds: float) -> dict:
+    """With the standby gone in sync mode: the primary notices, and over `hold_seconds`
+    neither its released sequence nor the clients' acknowledgements move, while the
+    orders sent meanwhile are journaled (they wait, they are not refused)."""
+    async def detached():
+        status = await status_of(primary)
+        return not status["standby_attached"] and status
+
+    before = await poll(detached, 15, "the primary sees its standby gone")
+    assert before["standby_required"] and not before["degraded"], before
+    acknowledged = load.acknowledged
+    await asyncio.sleep(hold_seconds)
+    after = await status_of(primary)
+    assert after["released_sequence"] == before["released_sequence"], (before, after)
+    assert load.acknowledged == acknowledged, "acknowledged without the standby in sync mode"
+    assert after["last_sequence"] > after["released_sequence"], after
+    return after
+
+
+def standby_kill_loop(cluster, rounds: int, seed: int) -> dict:
+    """SIGKILL the standby `rounds` times under load. Sync mode: acknowledgements pause
+    while it is gone; every other round the operator degrades instead (acknowledgements
+    resume alone, journaled as such) and the standby catches up what it missed."""
+    rng = random.Random(seed)
+    primary = cluster.node("primary", node=LOOP_NODE_SETTINGS).start_primary()
+    standby = cluster.node("standby", node=LOOP_NODE_SETTINGS).start_standby(primary.replication)
+    wait_caught_up(primary, standby)
+    outcome: dict = {"paused_rounds": 0, "degraded_rounds": 0, "compared_bytes": []}
+
+    async def scenario():
+        load = await Load([primary], prefix="sk", seed=seed).start()
+        try:
+            for round_number in range(1, rounds + 1):
+                await wait_standby_live(primary)
+                await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, f"before kill {round_number}")
+                await asyncio.sleep(rng.uniform(0.0, 0.5))
+                standby.kill()
+                await acknowledgements_paused(primary, load, hold_seconds=0.4)
+                if round_number % 2 == 0:
+                    reply = await asyncio.wait_for(
+                        asyncio.get_running_loop().run_in_executor(None, _degrade, primary), 30)
+                    assert reply["degraded"], reply
+                    await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, f"degraded {round_number}")
+                    outcome["degraded_rounds"] += 1
+                else:
+                    outcome["paused_rounds"] += 1
+                await standby.start_standby_async(primary.replication)
+                await wait_standby_live(primary)
+                # Acknowledgements resume once the standby has what they wait for.
+                await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, f"after rejoin {round_number}")
+                outcome["compared_bytes"].append(journals_agree(primary, standby))
+        finally:
+            ledger = await load.stop()
+        return ledger
+
+    ledger = run(scenario(), timeout=60 + 20 * rounds)
+    outcome.update(settle_and_check(primary, standby, ledger, acknowledged_min=rounds * 2 * PROGRESS_ACKS))
+    assert outcome["epoch"] == 0
+    assert primary.log().count("DEGRADED") == outcome["degraded_rounds"]
+    print(f"standby kill loop: {rounds} rounds, {outcome}")
+    return outcome
+
+
+def _degrade(node) -> dict:
+    import json
+    import subprocess
+
+    from node_helpers import ROOT
+
+    result = subprocess.run(twinbook_command("degrade", f"{HOST}:{node.admin_address[1]}"), cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_standby_sigkilled_under_load_pauses_acks_and_rejoins_byte_identical(cluster):
+    standby_kill_loop(cluster, rounds=2, seed=2)
+
+
+@pytest.mark.slow
+def test_standby_sigkill_loop_ten_rounds(cluster):
+    standby_kill_loop(cluster, rounds=10, seed=8)
+
+
+# ---------------------------------------------------------------- the disk fills up
+
+# Room for about ten thousand orders: a second or two of load, then every write fails.
+DISK_LIMIT_BYTES = 1_500_000
+
+
+def check_failed_on_a_full_disk(node, limit_bytes: int) -> dict:
+    """The node stopped with an operating fault naming its segment file (no traceback,
+    no hang), and what it left on disk is a valid journal, at most torn at its tail."""
+    import journal
+
+    assert node.process.returncode == 3, node.log()
+    log = node.log()
+    segment = node.data_dir / "journal" / "00000000000000000001.journal"
+    assert f"twinbook: JournalIOError: {segment} at byte offset" in log, log
+    assert "[EFBIG] File too large" in log and "Traceback" not in log, log
+    summary = journal.inspect(node.data_dir / "journal")
+    assert summary["state"] in ("clean", "torn"), summary
+    assert segment.stat().st_size <= limit_bytes
+    return summary
+
+
+def test_primary_whose_disk_fills_acknowledges_nothing_undurable_and_recovers(cluster):
+    node = cluster.node("primary", node=LOOP_NODE_SETTINGS)
+    node.launcher = file_size_limited_command(DISK_LIMIT_BYTES)
+    node.start_primary()
+    outcome: dict = {}
+
+    async def scenario():
+        load = await Load([node], prefix="df", seed=3).start()
+        try:
+            await wait_exited(node, 30)
+            acknowledged = dict(load.ledger.acknowledged)
+            outcome["acknowledged_when_full"] = len(acknowledged)
+            outcome["summary"] = check_failed_on_a_full_disk(node, DISK_LIMIT_BYTES)
+            # Nothing was acknowledged that is not on disk: every answer the clients
+            # got is in the journal the failed node left (read as it is, before any
+            # recovery), under the same order id.
+            on_disk, _, _ = replay_accepted(node.data_dir)
+            check_exactly_once(load.ledger, on_disk)
+            # Room again (the operator freed space): restarted, the node recovers
+            # (a torn tail cut into .torn), the clients reconnect and resubmit, and
+            # the exchange goes on.
+            node.launcher = twinbook_command()
+            await node.start_primary_async()
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "after the restart with room")
+        finally:
+            ledger = await load.stop()
+        return ledger
+
+    ledger = run(scenario(), timeout=120)
+    check_ledger(ledger, acknowledged_min=outcome["acknowledged_when_full"] + PROGRESS_ACKS)
+    assert outcome["acknowledged_when_full"] > 1000, outcome
+    assert node.terminate() == 0, node.log()
+    accepted, last_sequence, _ = replay_accepted(node.data_dir)
+    check_exactly_once(ledger, accepted)
+    twinbook_verify(node)
+    state = outcome["summary"]["state"]
+    assert (evidence_bytes(node, ".torn") > 0) == (state == "torn"), (state, node.log())
+    assert f"journal tail {state}" in node.log(), node.log()
+    print(f"disk full (primary): {outcome['acknowledged_when_full']} acknowledged before EFBIG, tail {state}, "
+          f"{len(ledger.acknowledged)} in all, last sequence {last_sequence}, "
+          f"{ledger.resubmission_answers} resubmissions answered as duplicates")
+
+
+def test_standby_whose_disk_fills_stops_and_the_primary_goes_on_degraded(cluster):
+    """Found by this loop: a standby whose journal failed used to retry for ever, blaming
+    the primary's frames and reattaching every second, so `degrade` was refused as often
+    as not and acknowledgements stayed paused."""
+    primary = cluster.node("primary", node=LOOP_NODE_SETTINGS).start_primary()
+    standby = cluster.node("standby", node=LOOP_NODE_SETTINGS)
+    standby.launcher = file_size_limited_command(DISK_LIMIT_BYTES)
+    standby.start_standby(primary.replication)
+    wait_caught_up(primary, standby)
+
+    async def scenario():
+        load = await Load([primary], prefix="sf", seed=4).start()
+        try:
+            await wait_exited(standby, 30)
+            check_failed_on_a_full_disk(standby, DISK_LIMIT_BYTES)
+            await acknowledgements_paused(primary, load, hold_seconds=0.4)
+            reply = await asyncio.get_running_loop().run_in_executor(None, _degrade, primary)
+            assert reply["degraded"], reply
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "degraded")
+            # Room again: the standby recovers its journal, rejoins, catches up.
+            standby.launcher = twinbook_command()
+            await standby.start_standby_async(primary.replication)
+            await wait_standby_live(primary)
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "with the standby back")
+        finally:
+            ledger = await load.stop()
+        return ledger
+
+    ledger = run(scenario(), timeout=120)
+    assert "journal failed, stopping" in standby.log() and "refusing frames" not in standby.log()
+    outcome = settle_and_check(primary, standby, ledger, acknowledged_min=3 * PROGRESS_ACKS)
+    print(f"disk full (standby): {outcome}")
+
+
+# ---------------------------------------------------------------- the replication link
+
+# A stall this long is well inside both sides' timeouts (the primary's
+# STANDBY_ACK_TIMEOUT_SECONDS, the standby's PRIMARY_SILENCE_TIMEOUT_SECONDS).
+SHORT_STALL_SECONDS = 1.0
+STALL_SETTLE_SECONDS = 0.2  # for bytes already past the proxy when it stalled
+
+
+def proxied_pair(cluster, link_proxies):
+    primary = cluster.node("primary", node=LOOP_NODE_SETTINGS).start_primary()
+    proxy = link_proxies(primary.replication)
+    standby = cluster.node("standby", node=LOOP_NODE_SETTINGS).start_standby(proxy.address)
+    wait_caught_up(primary, standby)
+    return primary, standby, proxy
+
+
+async def stalled_acknowledgements(primary, load: Load, seconds: float) -> None:
+    """Over `seconds` of a stalled link, nothing more is released or acknowledged."""
+    await asyncio.sleep(STALL_SETTLE_SECONDS)
+    before, acknowledged = await status_of(primary), load.acknowledged
+    await asyncio.sleep(seconds - STALL_SETTLE_SECONDS)
+    after = await status_of(primary)
+    assert after["released_sequence"] == before["released_sequence"], (before, after)
+    assert load.acknowledged == acknowledged, "acknowledged while the standby could not have it"
+    assert after["last_sequence"] > after["released_sequence"], after
+
+
+def test_short_link_stalls_pause_acknowledgements_and_lose_nothing(cluster, link_proxies):
+    """Both ways, frames only, acks only: shorter than the timeouts, so the link rides
+    it out (no reconnection) and acknowledgements resume where they stopped."""
+    primary, standby, proxy = proxied_pair(cluster, link_proxies)
+
+    async def scenario():
+        load = await Load([primary], prefix="st", seed=5).start()
+        try:
+            for direction in ("both", "down", "up"):
+                await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, f"before the {direction} stall")
+                connections = proxy.connections
+                proxy.pause(direction)
+                try:
+                    await stalled_acknowledgements(primary, load, SHORT_STALL_SECONDS)
+                finally:
+                    proxy.resume()
+                await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, f"after the {direction} stall")
+                assert proxy.connections == connections, f"the {direction} stall cost the link"
+        finally:
+            ledger = await load.stop()
+        return ledger
+
+    ledger = run(scenario(), timeout=90)
+    assert "acknowledged nothing" not in primary.log() and "nothing from the primary" not in standby.log()
+    outcome = settle_and_check(primary, standby, ledger, acknowledged_min=6 * PROGRESS_ACKS)
+    print(f"short stalls: {outcome}")
+
+
+def test_a_blackholed_link_is_cut_off_and_the_standby_returns_after_the_heal(cluster, link_proxies):
+    """Bytes vanish both ways and so do the closes (a partition): the primary cuts the
+    silent standby off and keeps acknowledgements paused (sync, no degrade); once the
+    network heals, the standby notices its half-open link is dead, dials again, catches
+    up, and acknowledgements resume. Before the standby had a silence timeout it waited
+    on the dead connection for ever and the cluster never made progress again."""
+    primary, standby, proxy = proxied_pair(cluster, link_proxies)
+
+    async def scenario():
+        load = await Load([primary], prefix="bh", seed=6).start()
+        try:
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "before the blackhole")
+            connections = proxy.connections
+            started = time.monotonic()
+            proxy.blackhole()
+
+            async def cut_off():
+                return "acknowledged nothing for" in primary.log()
+
+            await poll(cut_off, STANDBY_ACK_TIMEOUT_SECONDS + 5, "the primary cutting the silent standby off")
+            await acknowledgements_paused(primary, load, hold_seconds=0.3)
+            assert proxy.bytes_discarded > 0
+            proxy.restore()
+            await wait_standby_live(primary, timeout=PRIMARY_SILENCE_TIMEOUT_SECONDS + 15)
+            outcome["back_after_seconds"] = round(time.monotonic() - started, 1)
+            assert proxy.connections > connections
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "after the heal")
+        finally:
+            ledger = await load.stop()
+        return ledger
+
+    outcome: dict = {}
+    ledger = run(scenario(), timeout=90)
+    assert "nothing from the primary for" in standby.log(), standby.log()
+    outcome.update(settle_and_check(primary, standby, ledger, acknowledged_min=2 * PROGRESS_ACKS))
+    print(f"blackhole: {outcome}")
+
+
+# Catch-up through a narrow link: slow enough that cuts land in the middle of it (a
+# catch-up batch, CATCH_UP_BATCH_BYTES_MAX, then takes about half a second).
+CATCH_UP_BYTES_PER_SECOND = 2_000_000
+CATCH_UP_BACKLOG_ORDERS = 12_000  # about 1.6 MB of journal
+BLIND_CUT_AFTER_SECONDS = 0.15
+
+
+def test_repeated_cuts_during_catch_up_end_byte_identical(cluster, link_proxies):
+    """The standby is away while the primary runs degraded, then catches up through a
+    narrow link that is reset three times mid-stream: in the middle of its first batch,
+    just after a batch landed, and in the middle of the next. It resumes each time from
+    what it made durable (never from the start), applies nothing corrupt (the resets cut
+    frames in half), and ends byte-identical."""
+    primary, standby, proxy = proxied_pair(cluster, link_proxies)
+    cuts: list = []  # (standby durable, primary last) at each cut
+
+    async def cut_now():
+        mine, theirs = await status_of(primary), await status_of(standby)
+        proxy.drop_connections()
+        cuts.append((theirs["durable_sequence"], mine["last_sequence"]))
+
+    async def attached_again(connections: int):
+        async def attached():
+            return proxy.connections > connections and (await status_of(standby))["primary_connected"]
+
+        await poll(attached, 15, "the standby dialling again")
+
+    async def scenario():
+        load = await Load([primary], prefix="cc", seed=9).start()
+        try:
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "before the cut")
+            proxy.cut()
+            await acknowledgements_paused(primary, load, hold_seconds=0.2)
+            reply = await asyncio.get_running_loop().run_in_executor(None, _degrade, primary)
+            assert reply["degraded"], reply
+            await load.wait_progress(CATCH_UP_BACKLOG_ORDERS, PROGRESS_TIMEOUT_SECONDS, "degraded")
+            proxy.throttle(CATCH_UP_BYTES_PER_SECOND)
+            start_durable = (await status_of(standby))["durable_sequence"]
+            connections = proxy.connections
+            proxy.restore()
+            # 1. In the middle of the first batch.
+            await attached_again(connections)
+            await asyncio.sleep(BLIND_CUT_AFTER_SECONDS)
+            connections = proxy.connections
+            await cut_now()
+            # 2. As soon as a batch has landed (catch-up resumed where it was cut).
+            await attached_again(connections)
+            durable_before = cuts[-1][0]
+
+            async def batch_landed():
+                return (await status_of(standby))["durable_sequence"] > durable_before
+
+            await poll(batch_landed, 15, "a catch-up batch landing")
+            connections = proxy.connections
+            await cut_now()
+            # 3. In the middle of the next.
+            await attached_again(connections)
+            await asyncio.sleep(BLIND_CUT_AFTER_SECONDS)
+            await cut_now()
+            proxy.throttle(None)
+            await wait_standby_live(primary, timeout=30)
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "after catching up")
+            return start_durable
+        finally:
+            ledger = await load.stop()
+            outcome["ledger"] = ledger
+
+    outcome: dict = {}
+    start_durable = run(scenario(), timeout=120)
+    ledger = outcome.pop("ledger")
+    assert all(durable < last for durable, last in cuts), f"a cut landed after the catch-up: {cuts}"
+    assert start_durable < cuts[-1][0] and cuts[1][0] > cuts[0][0], (start_durable, cuts)
+    outcome.update(settle_and_check(primary, standby, ledger,
+                                    acknowledged_min=CATCH_UP_BACKLOG_ORDERS + 2 * PROGRESS_ACKS))
+    outcome["cuts"] = cuts
+    print(f"cuts during catch-up: {outcome}")
