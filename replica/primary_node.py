@@ -250,6 +250,15 @@ class PrimaryNode:
                 self.writer.append(epoch, timestamp_ns, body)
             self.writer.commit()
             self.core.release(self.writer.written_sequence if self._release_written else self.writer.durable_sequence)
+        elif exchange.rules_version != RULES_VERSION:
+            # A newer build continuing a journal written under older rules: the records
+            # from here on are written, and replayed, under this build's rules.
+            self.core.submit_admin(Checkpoint(kind="rules", version=RULES_VERSION), time.time_ns())
+            for _sequence, epoch, timestamp_ns, body in self.core.take_records():
+                self.writer.append(epoch, timestamp_ns, body)
+            self.writer.commit()
+            self.core.release(self.writer.written_sequence if self._release_written else self.writer.durable_sequence)
+            self.log(f"journal continued under rules version {RULES_VERSION} from sequence {exchange.last_sequence}")
         loop = asyncio.get_running_loop()
         client_server = await loop.create_server(lambda: ClientConnection(self), config.host, config.client_port)
         feed_server = await loop.create_server(lambda: FeedConnection(self), config.host, config.feed_port)

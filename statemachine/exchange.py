@@ -61,6 +61,7 @@ from statemachine.commands import (
     ResumeInstrument,
 )
 from statemachine.errors import InvariantViolation, SequenceError
+from statemachine.version import REPLAYABLE_RULES_VERSIONS, RULES_VERSION_WHEN_UNRECORDED
 from statemachine.events import (
     InstrumentStatusChanged,
     LevelChanged,
@@ -74,6 +75,19 @@ from statemachine.events import (
 
 # Prices and quantities are integers in (0, VALUE_MAX] (RULES.md).
 VALUE_MAX = 10**12
+
+# From rules version 2, an iceberg may show at most this many tranches: its quantity
+# must be at most display_qty * ICEBERG_TRANCHES_MAX (at place and after a replace), else
+# it is rejected `invalid_quantity`. RULES.md makes every tranche that is hit its own
+# trade, so without a bound one incoming order meeting a 10**12-lot iceberg showing one
+# lot would emit 10**12 trade events in a single command. Major exchanges bound this the
+# same way, with a minimum display size relative to the order. 10,000 tranches keeps one
+# iceberg's worst case (10,000 trades) to milliseconds of work.
+ICEBERG_TRANCHES_MAX = 10_000
+
+# The tranche bound each rules version applies (version 1 had none: a display of one lot
+# times VALUE_MAX covers every valid quantity, so the check never fires).
+_ICEBERG_TRANCHES_MAX_BY_RULES_VERSION = {1: VALUE_MAX, 2: ICEBERG_TRANCHES_MAX}
 
 BUY = 0
 SELL = 1
@@ -194,8 +208,18 @@ def _band_keys(band: Optional[tuple[int, int]], side: int) -> tuple[int, int]:
 class Exchange:
     """Many instrument books, one order id space, one apply function."""
 
-    def __init__(self, *, book_updates: bool = False) -> None:
+    def __init__(self, *, book_updates: bool = False, rules_version: int = RULES_VERSION_WHEN_UNRECORDED) -> None:
+        """`rules_version` is the matching-rules version applied until a record
+        `Checkpoint(kind="rules")` says otherwise. The default is what a journal without
+        a rules checkpoint was written under (version 1), so replaying any journal from
+        a fresh exchange applies exactly the rules it was written under; a node writes
+        this build's RULES_VERSION as its journal's first record, and `twinbook run`
+        starts a scenario under RULES_VERSION."""
+        if rules_version not in REPLAYABLE_RULES_VERSIONS:
+            raise ValueError(f"rules version {rules_version} is not one this build implements {REPLAYABLE_RULES_VERSIONS}")
         self.book_updates = book_updates
+        self.rules_version = rules_version
+        self._iceberg_tranches_max = _ICEBERG_TRANCHES_MAX_BY_RULES_VERSION[rules_version]
         self.last_sequence = 0
         self.last_timestamp_ns = 0
         self.next_order_id = 1
@@ -358,7 +382,9 @@ class Exchange:
         else:
             display = cmd.display_qty
             if display is not None and (order_type == "limit" or order_type == "stop_limit"):
-                if not (0 < display < qty and display % lot == 0):
+                if not (
+                    0 < display < qty and display % lot == 0 and qty <= display * self._iceberg_tranches_max
+                ):
                     reason = "invalid_quantity"
         if reason is None:
             tick = book.tick_size
@@ -860,6 +886,10 @@ class Exchange:
             reason = "invalid_replace"
         elif not (0 < qty <= VALUE_MAX and qty % book.lot_size == 0):
             reason = "invalid_quantity"
+        elif original.display_qty is not None and qty > original.display_qty * self._iceberg_tranches_max:
+            # An iceberg keeps its display: a quantity beyond its tranche bound is refused
+            # just as it would be at place (see ICEBERG_TRANCHES_MAX).
+            reason = "invalid_quantity"
         elif cmd.price is not None and not _valid_value(cmd.price, book.tick_size):
             reason = "invalid_price"
         elif book.halted:
@@ -1017,7 +1047,18 @@ class Exchange:
         events.append(OrderRejected(seq, cmd.member, cmd.client_order_id, "malformed", None, cmd.detail))
 
     def _checkpoint(self, seq: int, cmd: Checkpoint, events: list) -> None:
-        """Records the runtime writes for itself change nothing in the books."""
+        """Records the runtime writes for itself change nothing in the books and emit
+        nothing. A rules checkpoint switches the matching rules for the records after it
+        (the journal decides which rules replay it). A version this build does not
+        implement changes nothing here: the replay tools refuse such a journal before
+        they apply the checkpoint, and a node never writes one."""
+        if cmd.kind == "rules" and cmd.version in REPLAYABLE_RULES_VERSIONS:
+            self.set_rules_version(cmd.version)
+
+    def set_rules_version(self, version: int) -> None:
+        """Apply the matching rules of `version` from now on (one of REPLAYABLE_RULES_VERSIONS)."""
+        self.rules_version = version
+        self._iceberg_tranches_max = _ICEBERG_TRANCHES_MAX_BY_RULES_VERSION[version]
 
     def _emit_level_changes(self, seq: int, events: list) -> None:
         touched = self._touched
@@ -1041,6 +1082,11 @@ class Exchange:
             self.next_trade_id,
             self.last_sequence,
         ))
+        # The rules version decides future events, so it is state; version 1 folds in
+        # nothing, which keeps the digests (and digest checkpoints) of version-1
+        # journals what version-1 builds computed.
+        if self.rules_version != 1:
+            hasher.update(b"rules%d\x00" % self.rules_version)
         # Sorted, not insertion order: a state restored from a snapshot holds its books in
         # symbol order, and the digest must not depend on how the state was reached.
         for symbol in sorted(self.books):

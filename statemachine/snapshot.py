@@ -9,12 +9,13 @@ and trade ids, the same FIFO order in every level (arrival stamps included, so t
 incremental digest agrees too), the same untriggered stops, the same hidden quantity of
 icebergs and the same memory of used client order ids.
 
-Layout (msgpack, version 2): one array
+Layout (msgpack, version 3): one array
 
     [version, last_sequence, last_timestamp_ns, next_order_id, next_trade_id,
      arrival_stamp, digest_sum (signed little-endian bytes), instruments, placed_orders,
      client_order_ids,
-     side, price, open, hidden, weight, prev, next]
+     side, price, open, hidden, weight, prev, next,
+     rules_version]
 
 * instruments: sorted by symbol, each
   `[symbol, tick_size, lot_size, band_bps, reference_price, last_trade_price, halted,
@@ -25,7 +26,9 @@ Layout (msgpack, version 2): one array
 * client_order_ids: member -> {client order id -> order id}, both in order-id order;
 * then one dense list per column, entry i for order id i + 1 (the order's side with the
   stop flag, price, visible and hidden quantity, digest weight, prev and next in its
-  level); for a closed order price, weight, prev and next are 0.
+  level); for a closed order price, weight, prev and next are 0;
+* rules_version: the matching-rules version the exchange applies (statemachine/version.py),
+  set by the journal's rules checkpoints; version 2 of this layout had no such field.
 
 Why dense columns: restoring is then one slice assignment per column, done in C, instead
 of a Python statement per field per order, which is what made version 1 slow to load
@@ -53,8 +56,9 @@ from statemachine.exchange import (
     Book,
     Exchange,
 )
+from statemachine.version import REPLAYABLE_RULES_VERSIONS
 
-STATE_FORMAT_VERSION = 2
+STATE_FORMAT_VERSION = 3
 
 
 class _Instrument(msgspec.Struct, array_like=True, gc=False):
@@ -89,6 +93,7 @@ class _State(msgspec.Struct, array_like=True):
     weight: list[int]
     prev: list[int]
     next: list[int]
+    rules_version: int
 
 
 class _Version(msgspec.Struct, array_like=True):
@@ -141,6 +146,7 @@ def encode_state(exchange: Exchange) -> bytes:
         # each member's ids in order-id order (both recorded as orders are accepted).
         instruments, exchange._cmd[1:end], exchange._client_order_ids,
         exchange._side[1:end], price, open_column, exchange._hidden[1:end], weight, prev, following,
+        exchange.rules_version,
     )
     return _encoder.encode(state)
 
@@ -174,7 +180,11 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
     columns = (state.side, state.price, state.open, state.hidden, state.weight, state.prev, state.next)
     if end < 1 or len(state.placed_orders) != end - 1 or any(len(column) != end - 1 for column in columns):
         raise SnapshotFormatError("snapshot state lists do not match its next order id")
-    exchange = Exchange(book_updates=book_updates)
+    if state.rules_version not in REPLAYABLE_RULES_VERSIONS:
+        raise SnapshotFormatError(
+            f"snapshot state applies rules version {state.rules_version}, this build implements {REPLAYABLE_RULES_VERSIONS}"
+        )
+    exchange = Exchange(book_updates=book_updates, rules_version=state.rules_version)
     exchange.last_sequence = state.last_sequence
     exchange.last_timestamp_ns = state.last_timestamp_ns
     exchange.next_order_id = end

@@ -21,12 +21,19 @@ producing events that never happened.
 This module imports nothing, so anything (tools, tests, the state machine) may read it.
 """
 
-RULES_VERSION = 1
+# History (docs/CHANGELOG.md says more):
+#   1  the rules of RULES.md as first built.
+#   2  an iceberg may show at most ICEBERG_TRANCHES_MAX (statemachine/exchange.py)
+#      tranches: qty > display_qty * 10,000 is rejected `invalid_quantity`, at place and
+#      by a replace of an iceberg.
+RULES_VERSION = 2
 
 # The rules versions whose journals this build replays to exactly the events they
 # produced when they were written. Keep old versions here only while the code still
-# reproduces them bit for bit (the golden journals of each version prove it).
-REPLAYABLE_RULES_VERSIONS = (1,)
+# reproduces them bit for bit (the golden journals of each version prove it). The
+# exchange applies the version the journal's rules checkpoints name (version 1 until
+# the first one), so a version-1 journal replays under version-1 rules.
+REPLAYABLE_RULES_VERSIONS = (1, 2)
 
 # What a journal with no `Checkpoint(kind="rules")` record was written under.
 RULES_VERSION_WHEN_UNRECORDED = 1

@@ -24,6 +24,11 @@ Decisions where RULES.md can be read two ways (each one documented where it is m
   would cross;
 * `display_qty` means something only for limit and stop-limit orders; for market and
   stop orders it is ignored (not validated).
+
+Rules versions (docs/ARCHITECTURE.md): the model starts under version 1, like a journal
+without a rules checkpoint, and a `checkpoint` of kind `rules` switches it. Version 2
+bounds an iceberg to ICEBERG_TRANCHES_MAX tranches: a place or a replace of an iceberg
+whose quantity exceeds display * 10,000 is `invalid_quantity`.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from typing import Any, Optional
 import msgspec
 
 VALUE_MAX = 10**12
+# Rules version 2: the most tranches an iceberg may show (written from the decision in
+# docs/ARCHITECTURE.md, not imported from the engine).
+ICEBERG_TRANCHES_MAX = 10_000
 
 # The fields RULES.md requires on each event type (after `seq` and `type`).
 EVENT_FIELDS = {
@@ -102,6 +110,10 @@ class ReferenceExchange:
         self.next_order_id = 1
         self.next_trade_id = 1
         self.clock = 0  # the time-priority stamp: bumped whenever an order enters a level
+        self.rules_version = 1
+
+    def _beyond_tranche_bound(self, qty: int, display: int) -> bool:
+        return self.rules_version >= 2 and qty > display * ICEBERG_TRANCHES_MAX
 
     # ------------------------------------------------------------------ helpers
 
@@ -190,7 +202,8 @@ class ReferenceExchange:
         return events
 
     def _do_checkpoint(self, seq, c, events) -> None:
-        pass
+        if c.get("kind") == "rules" and c.get("version") in (1, 2):
+            self.rules_version = c["version"]
 
     def _do_malformed(self, seq, c, events) -> None:
         self._reject(events, seq, c.get("member"), c.get("client_order_id"), "malformed")
@@ -291,6 +304,8 @@ class ReferenceExchange:
         if not _valid(qty, lot):
             reason = "invalid_quantity"
         elif display is not None and not (_valid(display, lot) and display < qty):
+            reason = "invalid_quantity"
+        elif display is not None and self._beyond_tranche_bound(qty, display):
             reason = "invalid_quantity"
         elif is_limit_like and not _valid(c.get("price"), tick):
             reason = "invalid_price"
@@ -492,6 +507,8 @@ class ReferenceExchange:
         if o["status"] == "stop" or c.get("display_qty") is not None or qty == 0:
             reason = "invalid_replace"
         elif not _valid(qty, inst["lot_size"]):
+            reason = "invalid_quantity"
+        elif o["display_qty"] is not None and self._beyond_tranche_bound(qty, o["display_qty"]):
             reason = "invalid_quantity"
         elif new_price is not None and not _valid(new_price, inst["tick_size"]):
             reason = "invalid_price"

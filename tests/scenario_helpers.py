@@ -32,6 +32,7 @@ import msgspec
 from statemachine.codec import parse_scenario_line
 from statemachine.exchange import Exchange
 from statemachine.invariants import check_invariants
+from statemachine.version import RULES_VERSION
 
 # The fields RULES.md says each event must carry.
 REQUIRED_FIELDS = {
@@ -69,8 +70,10 @@ def _check_event_fields(event: dict) -> None:
 class Scenario:
     """An Exchange fed scenario lines, remembering every event it produced."""
 
-    def __init__(self, text: Lines | None = None) -> None:
-        self.exchange = Exchange()
+    def __init__(self, text: Lines | None = None, *, rules_version: int = RULES_VERSION) -> None:
+        # The rules as this build writes them (a fresh Exchange applies version 1, what a
+        # journal without a rules checkpoint was written under).
+        self.exchange = Exchange(rules_version=rules_version)
         self.events: list[dict] = []
         if text is not None:
             self.run(text)

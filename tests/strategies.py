@@ -41,6 +41,7 @@ from hypothesis import strategies as st
 from statemachine.commands import (
     AddInstrument,
     CancelOrder,
+    Checkpoint,
     EndOfDay,
     HaltInstrument,
     MalformedCommand,
@@ -49,6 +50,8 @@ from statemachine.commands import (
     ReplaceOrder,
     ResumeInstrument,
 )
+from statemachine.exchange import ICEBERG_TRANCHES_MAX
+from statemachine.version import RULES_VERSION
 
 VALUE_MAX = 10**12
 MEMBERS = ("M1", "M2", "M3")
@@ -103,7 +106,11 @@ S3 = SymbolSpec(
     bad_qtys=(0,),
 )
 SPECS = {spec.symbol: spec for spec in (S1, S2, S3)}
-SETUP = (S1.add_command(), S2.add_command())
+INSTRUMENTS_SETUP = (S1.add_command(), S2.add_command())
+# Every generated stream starts as a node's journal does: a rules checkpoint naming this
+# build's rules (a fresh exchange applies version 1, what a journal without one was
+# written under), then the instruments.
+SETUP = (Checkpoint(kind="rules", version=RULES_VERSION),) + INSTRUMENTS_SETUP
 
 
 _PERCENT = st.integers(0, 99)
@@ -180,6 +187,7 @@ class StreamContext:
         limit_like = command.order_type in ("limit", "stop_limit")
         if limit_like and command.display_qty is not None and not (
             _valid(command.display_qty, spec.lot_size) and command.display_qty < command.qty
+            and command.qty <= command.display_qty * ICEBERG_TRANCHES_MAX
         ):
             return False
         if limit_like and not _valid(command.price, spec.tick_size):
@@ -213,18 +221,24 @@ def _price(draw, spec: SymbolSpec, required: bool = True, side: Optional[str] = 
     return mid - step if side == "buy" else mid + step
 
 
-def _qty(draw, spec: SymbolSpec, allow_huge: bool = True):
+def _qty(draw, spec: SymbolSpec):
     if _chance(draw, 5):
         return _one_of(draw, spec.bad_qtys)
-    if allow_huge and _chance(draw, 2):
+    if _chance(draw, 2):
         return VALUE_MAX - VALUE_MAX % spec.lot_size  # the largest valid quantity
     return _one_of(draw, spec.qtys)
 
 
-# Never an iceberg of the largest quantity (at place or by replace): RULES.md makes every
-# tranche its own trade, so a 10**12-lot order meeting a 10**12-lot iceberg that shows
-# one lot would emit 10**12 trade events in one command (true to the rules, and a
-# resource-exhaustion risk worth knowing, but not something a test can run).
+def _large_iceberg_display(draw, spec: SymbolSpec, qty: int) -> int:
+    """A display for an iceberg of a large quantity: mostly far within the tranche bound
+    (rules version 2: at most ICEBERG_TRANCHES_MAX tranches), sometimes exactly at it,
+    sometimes one lot short of it (then the place or replace is `invalid_quantity`).
+    Without the bound, a 10**12-lot order meeting a 10**12-lot iceberg showing one lot
+    would emit 10**12 trade events in one command."""
+    lot = spec.lot_size
+    fewest = -(-qty // ICEBERG_TRANCHES_MAX)
+    fewest = -(-fewest // lot) * lot  # the smallest display within the bound
+    return _one_of(draw, (qty // 100 // lot * lot, qty // 7 // lot * lot, fewest, fewest - lot))
 
 
 def _place(draw, ctx: StreamContext, member: Optional[str] = None) -> PlaceOrder:
@@ -256,9 +270,11 @@ def _place(draw, ctx: StreamContext, member: Optional[str] = None) -> PlaceOrder
     tif = _one_of(draw, ("gtc", "gtc", "day", "day", "ioc", "fok")) if _chance(draw, 70) else None
     post_only = True if _chance(draw, 12) else _one_of(draw, (None, False))
     display_qty = None
-    if _chance(draw, 20) and not (type(qty) is int and qty > spec.qtys[-1]):
+    if _chance(draw, 20):
         lot = spec.lot_size
-        if _chance(draw, 15):
+        if type(qty) is int and qty > spec.qtys[-1]:
+            display_qty = _large_iceberg_display(draw, spec, qty)
+        elif _chance(draw, 15):
             display_qty = _one_of(draw, (0, -lot, lot + 1 if lot > 1 else 0))
         elif type(qty) is int and qty > lot:
             top = min(qty, spec.qtys[-1] + lot) // lot
@@ -332,7 +348,7 @@ def _cancel(draw, ctx: StreamContext) -> CancelOrder:
 
 def _replace(draw, ctx: StreamContext) -> ReplaceOrder:
     order_id, member, spec, ref = _pick_ref(draw, ctx, resting=True)
-    qty = 0 if _chance(draw, 5) else _qty(draw, spec, allow_huge=False)
+    qty = 0 if _chance(draw, 5) else _qty(draw, spec)
     across = None
     if ref is not None and ref.side is not None:
         across = ctx.best.get((ref.symbol, _opposite(ref.side)))
@@ -357,7 +373,7 @@ def _replace(draw, ctx: StreamContext) -> ReplaceOrder:
 
 def _add_instrument(draw) -> AddInstrument:
     if _chance(draw, 30):
-        return _one_of(draw, SETUP)  # duplicate_symbol
+        return _one_of(draw, INSTRUMENTS_SETUP)  # duplicate_symbol
     return AddInstrument(
         "S3",
         tick_size=_one_of(draw, (1, 1, 5, 0, -1)),
@@ -427,7 +443,7 @@ def commands(draw, ctx: StreamContext):
 
 @st.composite
 def command_streams(draw, min_commands: int = 1, max_commands: int = 60, guided: bool = True):
-    """The setup (S1, S2) followed by a random stream of commands.
+    """The setup (a rules checkpoint of this build's version, S1, S2) followed by a random stream of commands.
 
     With `guided`, the commands are applied to a scratch `Exchange` as they are drawn,
     only so that cancels and replaces can name orders that are really open (from the

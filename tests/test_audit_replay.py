@@ -214,12 +214,12 @@ def test_a_rules_checkpoint_of_this_version_replays(tmp_path):
 
 
 def test_a_journal_written_under_other_rules_is_refused_clearly(tmp_path):
-    directory = build_node(tmp_path / "node", [Checkpoint(kind="rules", version=2)] + generate_commands(50, 5))
+    directory = build_node(tmp_path / "node", [Checkpoint(kind="rules", version=3)] + generate_commands(50, 5))
     completed = run_cli(["replay", directory.root])
     assert completed.returncode == 3
     assert completed.stdout == b""
-    assert b"journal written under rules version 2" in completed.stderr
-    assert b"this build replays 1" in completed.stderr
+    assert b"journal written under rules version 3" in completed.stderr
+    assert b"this build replays 1, 2" in completed.stderr
 
 
 def test_a_rules_change_mid_journal_stops_before_the_records_it_governs(tmp_path):

@@ -148,12 +148,12 @@ def test_a_torn_tail_is_a_finding(tmp_path):
 
 
 def test_an_unreplayable_rules_version_is_a_finding(tmp_path):
-    commands = generate_commands(100, 7) + [Checkpoint(kind="rules", version=2)] + generate_commands(50, 8)[2:]
+    commands = generate_commands(100, 7) + [Checkpoint(kind="rules", version=3)] + generate_commands(50, 8)[2:]
     directory = build_node(tmp_path / "node", commands)
     result = invoke_verify(directory.root)
     assert result.exit_code == 1
     assert result.output.splitlines()[0] == (
-        "RULES_VERSION at sequence 101: journal written under rules version 2 (from sequence 101); this build replays 1"
+        "RULES_VERSION at sequence 101: journal written under rules version 3 (from sequence 101); this build replays 1, 2"
     )
 
 

@@ -386,3 +386,37 @@ def test_nothing_behind_a_logout_in_the_same_read_is_acted_on(start_node):
     time.sleep(0.1)
     assert node.status()["last_sequence"] == before
     assert node.depth("AAPL") == {"bids": [], "asks": []}
+
+
+def test_a_primary_continuing_a_version_1_journal_switches_to_its_own_rules(tmp_path):
+    import journal
+    from node_helpers import NodeProcess
+    from replica.data_directory import DataDirectory
+    from statemachine.codec import decode_command, encode_command
+    from statemachine.commands import AddInstrument, Checkpoint
+    from statemachine.version import RULES_VERSION
+
+    # A journal an older build wrote (rules version 1), in the config's cluster (1).
+    directory = DataDirectory.create(tmp_path / "node")
+    writer = journal.JournalWriter.open(directory.journal, 1, durability="none")
+    for sequence, command in enumerate([Checkpoint(kind="rules", version=1), AddInstrument("AAPL")], 1):
+        writer.append(0, sequence, encode_command(command))
+    writer.commit()
+    writer.sync()
+    writer.close()
+    node = NodeProcess(tmp_path / "node").start()
+    try:
+        async def scenario():
+            client = await connect(node, "M1")
+            try:
+                # Beyond the tranche bound of rules version 2 (a version-1 node accepted it).
+                iceberg = await client.place("ice", "AAPL", "sell", "limit", 20001, price=19000, display_qty=2)
+                assert type(iceberg) is OrderRejected and iceberg.reason == "invalid_quantity"
+            finally:
+                await close_all(client)
+
+        run(scenario())
+    finally:
+        node.terminate()
+    bodies = [body for batch in journal.read_tuple_batches(directory.journal, 1) for _, _, _, body in batch]
+    assert decode_command(bodies[2]) == Checkpoint(kind="rules", version=RULES_VERSION)

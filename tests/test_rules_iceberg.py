@@ -179,3 +179,92 @@ def test_cancel_iceberg_reports_visible_plus_hidden_remaining():
     events = s.run('{"type":"cancel","member":"A","client_order_id":"ice"}')
     expect(events, '{"seq":4,"type":"cancelled","order_id":1,"reason":"user","remaining_qty":90}')
     assert s.depth() == {"bids": [], "asks": []}
+
+
+# ---------------------------------------------------------------------- the tranche bound (rules version 2)
+
+
+def test_iceberg_with_too_many_tranches_is_rejected():
+    s = Scenario('''
+        {"type":"add_instrument","symbol":"X"}
+        {"type":"place","member":"A","client_order_id":"ice","symbol":"X","side":"sell","order_type":"limit","qty":1000000000000,"price":100,"display_qty":1}
+        {"type":"place","member":"A","client_order_id":"ice2","symbol":"X","side":"sell","order_type":"limit","qty":10001,"price":100,"display_qty":1}
+        {"type":"place","member":"A","client_order_id":"sl","symbol":"X","side":"buy","order_type":"stop_limit","qty":50001,"price":100,"stop_price":100,"display_qty":5}
+    ''')
+    expect(s.events, '''
+        {"seq":2,"type":"rejected","member":"A","client_order_id":"ice","reason":"invalid_quantity"}
+        {"seq":3,"type":"rejected","member":"A","client_order_id":"ice2","reason":"invalid_quantity"}
+        {"seq":4,"type":"rejected","member":"A","client_order_id":"sl","reason":"invalid_quantity"}
+    ''')
+    assert s.depth() == {"bids": [], "asks": []}
+    # A rejected order does not use up its client order id.
+    events = s.run('{"type":"place","member":"A","client_order_id":"ice","symbol":"X","side":"sell","order_type":"limit","qty":100,"price":100,"display_qty":1}')
+    expect(events, '{"seq":5,"type":"accepted","order_id":1,"client_order_id":"ice"}')
+
+
+def test_iceberg_of_exactly_the_maximum_tranches_is_accepted_and_trades_every_tranche():
+    from statemachine.exchange import ICEBERG_TRANCHES_MAX
+
+    s = Scenario(f'''
+        {{"type":"add_instrument","symbol":"X"}}
+        {{"type":"place","member":"A","client_order_id":"ice","symbol":"X","side":"sell","order_type":"limit","qty":{ICEBERG_TRANCHES_MAX * 3},"price":100,"display_qty":3}}
+    ''')
+    expect(s.events, f'{{"seq":2,"type":"accepted","order_id":1,"qty":{ICEBERG_TRANCHES_MAX * 3}}}')
+    events = s.run(f'{{"type":"place","member":"B","client_order_id":"b1","symbol":"X","side":"buy","order_type":"market","qty":{10**12}}}')
+    trades = [event for event in events if event["type"] == "trade"]
+    assert len(trades) == ICEBERG_TRANCHES_MAX
+    assert all(trade["qty"] == 3 and trade["maker_order_id"] == 1 for trade in trades)
+    expect(events[-1:], f'{{"seq":3,"type":"cancelled","order_id":2,"reason":"no_liquidity","remaining_qty":{10**12 - ICEBERG_TRANCHES_MAX * 3}}}')
+
+
+def test_replace_of_an_iceberg_beyond_the_tranche_bound_is_rejected():
+    s = Scenario('''
+        {"type":"add_instrument","symbol":"X"}
+        {"type":"place","member":"A","client_order_id":"ice","symbol":"X","side":"sell","order_type":"limit","qty":100,"price":100,"display_qty":2}
+    ''')
+    events = s.run('{"type":"replace","member":"A","order_id":1,"qty":20001,"client_order_id":"r1"}')
+    expect(events, '{"seq":3,"type":"rejected","member":"A","client_order_id":"r1","reason":"invalid_quantity"}')
+    rows = s.orders()["asks"]
+    assert [(r["order_id"], r["visible_qty"], r["hidden_qty"]) for r in rows] == [(1, 2, 98)]
+    # Up to exactly the bound is a replace like any other (quantity up loses priority).
+    events = s.run('{"type":"replace","member":"A","order_id":1,"qty":20000}')
+    expect(events, '{"seq":4,"type":"replaced","order_id":1,"qty":20000,"price":100,"priority_kept":false}')
+    # A plain order has no display and no bound.
+    s.run('{"type":"place","member":"A","client_order_id":"plain","symbol":"X","side":"sell","order_type":"limit","qty":10,"price":101}')
+    events = s.run('{"type":"replace","member":"A","order_id":2,"qty":1000000000000}')
+    expect(events, '{"seq":6,"type":"replaced","order_id":2,"qty":1000000000000,"priority_kept":false}')
+
+
+def test_rules_version_1_has_no_tranche_bound_and_a_rules_checkpoint_switches_to_version_2():
+    # A journal without a rules checkpoint was written under version 1 and replays under it.
+    s = Scenario('''
+        {"type":"add_instrument","symbol":"X"}
+        {"type":"place","member":"A","client_order_id":"ice","symbol":"X","side":"sell","order_type":"limit","qty":1000000000000,"price":100,"display_qty":1}
+    ''', rules_version=1)
+    expect(s.events, '{"seq":2,"type":"accepted","order_id":1,"qty":1000000000000}')
+    assert s.exchange.rules_version == 1
+    version_1_digest = s.exchange.state_digest()
+    from statemachine.commands import Checkpoint
+
+    assert s.exchange.apply(3, 3, Checkpoint(kind="rules", version=2)) == []
+    assert s.exchange.rules_version == 2
+    # Part of the state: the digest says which rules the next record meets.
+    assert s.exchange.state_digest() != version_1_digest
+    events = s.run('{"type":"place","member":"A","client_order_id":"ice2","symbol":"X","side":"sell","order_type":"limit","qty":1000000000000,"price":100,"display_qty":1}')
+    expect(events, '{"seq":4,"type":"rejected","client_order_id":"ice2","reason":"invalid_quantity"}')
+
+
+def test_a_snapshot_keeps_the_rules_version_it_was_taken_under():
+    from statemachine.snapshot import decode_state, encode_state
+
+    for version in (1, 2):
+        s = Scenario('{"type":"add_instrument","symbol":"X"}', rules_version=version)
+        restored = decode_state(encode_state(s.exchange))
+        assert restored.rules_version == version
+        assert restored.state_digest() == s.exchange.state_digest()
+        line = '{"type":"place","member":"A","client_order_id":"ice","symbol":"X","side":"sell","order_type":"limit","qty":20001,"price":100,"display_qty":2}'
+        from statemachine.codec import parse_scenario_line
+
+        command, _ = parse_scenario_line(line)
+        expected = "accepted" if version == 1 else "rejected"
+        assert [type(event).__struct_config__.tag for event in restored.apply(2, 2, command)] == [expected]

@@ -19,6 +19,7 @@ import click
 
 from statemachine import Exchange, TradeExecuted, check_invariants
 from statemachine.codec import encode_event_json, parse_scenario_line
+from statemachine.version import RULES_VERSION
 
 EXAMPLES_DIRECTORY = Path(__file__).resolve().parent.parent / "examples"
 
@@ -61,7 +62,8 @@ def _read_lines(path: str) -> list[bytes]:
 def run(scenario: str, events_out: str | None, book_updates: bool, check: bool, digest: bool) -> None:
     """Run a JSON-lines SCENARIO through the state machine and write its events."""
     lines = _read_lines(scenario)
-    exchange = Exchange(book_updates=book_updates)
+    # A scenario runs under this build's rules (a journal replays under its own).
+    exchange = Exchange(book_updates=book_updates, rules_version=RULES_VERSION)
     if events_out:
         with open(events_out, "wb") as out:
             run_scenario_lines(lines, exchange, out, check)
@@ -113,7 +115,7 @@ def examples(events: bool) -> None:
     if not paths:
         raise click.ClickException(f"no scenarios found in {EXAMPLES_DIRECTORY}")
     for path in paths:
-        exchange = Exchange()
+        exchange = Exchange(rules_version=RULES_VERSION)
         out = sys.stdout.buffer if events else None
         produced = run_scenario_lines(_read_lines(str(path)), exchange, out, check=True)
         if out is not None:
