@@ -194,6 +194,28 @@ def test_an_install_failure_recorded_by_install_is_reported_instead_of_running(t
     assert result == {"engine": "matching-engine", "status": "not_installed", "reason": "requires Python >= 3.12"}
 
 
+def _scripted_peer_environment(directory: Path, script: str) -> Path:
+    """A "peer environment" whose python is a shell script (to make an adapter crash or hang)."""
+    (directory / "bin").mkdir(parents=True)
+    python = directory / "bin" / "python"
+    python.write_text("#!/bin/sh\n" + script + "\n")
+    python.chmod(0o755)
+    return directory
+
+
+def test_a_peer_whose_adapter_crashes_is_reported_with_its_exit_code_and_last_words(tmp_path):
+    venv_directory = _scripted_peer_environment(tmp_path / "venv", "echo 'terminate called' >&2; exit 134")
+    result = bench_peers.run_peer("limit-order-book", venv_directory, tmp_path / "unused.jsonl", 1, 60)
+    assert result == {"engine": "limit-order-book", "status": "failed",
+                      "reason": "adapter exited with 134: terminate called"}
+
+
+def test_a_peer_that_runs_past_its_time_limit_is_reported_as_timed_out(tmp_path):
+    venv_directory = _scripted_peer_environment(tmp_path / "venv", "exec sleep 30")
+    result = bench_peers.run_peer("pyclob", venv_directory, tmp_path / "unused.jsonl", 1, timeout_s=0.5)
+    assert result == {"engine": "pyclob", "status": "timed_out", "reason": "no result within 0.5 s"}
+
+
 def _pypi_reachable() -> bool:
     try:
         completed = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "orderly-chaos"],
