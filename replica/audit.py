@@ -78,7 +78,7 @@ from replica.data_directory import DataDirectory
 from replica.errors import ReplicaError
 from replica.recovery import load_newest_snapshot
 from statemachine import STATE_FORMAT_VERSION, Checkpoint, Exchange, SnapshotFormatError, canonical_digest, decode_state
-from statemachine.codec import decode_command
+from statemachine.codec import decode_command, decode_commands
 from statemachine.events import Event, TradeExecuted
 from statemachine.version import REPLAYABLE_RULES_VERSIONS, RULES_VERSION_WHEN_UNRECORDED
 
@@ -532,7 +532,7 @@ class AuditReplay:
     def _apply_batch(self, batch: list, writer) -> None:
         """Apply a batch of (sequence, epoch, timestamp_ns, body) and write the selected
         events of the records at or after from_sequence."""
-        commands = list(map(decode_command, [record[3] for record in batch]))
+        commands = decode_commands([record[3] for record in batch])
         if Checkpoint in map(type, commands):
             stop_at = self._rules_stop_index(batch, commands)
             if stop_at is not None:

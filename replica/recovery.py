@@ -26,7 +26,7 @@ import journal
 import snapshots
 from replica.data_directory import DataDirectory
 from statemachine import STATE_FORMAT_VERSION, Exchange, SnapshotFormatError, decode_state
-from statemachine.codec import decode_command
+from statemachine.codec import decode_commands
 
 # Called for every replayed record with (sequence, epoch, timestamp_ns, events).
 EventSink = Callable[[int, int, int, list], None]
@@ -116,10 +116,13 @@ def replay(
     count = 0
     apply = exchange.apply
     for batch in journal.read_tuple_batches(journal_directory, exchange.last_sequence + 1, to_sequence):
-        for sequence, epoch, timestamp_ns, body in batch:
-            events = apply(sequence, timestamp_ns, decode_command(body))
-            if on_events is not None:
-                on_events(sequence, epoch, timestamp_ns, events)
+        commands = decode_commands([record[3] for record in batch])
+        if on_events is None:
+            for (sequence, _, timestamp_ns, _), command in zip(batch, commands):
+                apply(sequence, timestamp_ns, command)
+        else:
+            for (sequence, epoch, timestamp_ns, _), command in zip(batch, commands):
+                on_events(sequence, epoch, timestamp_ns, apply(sequence, timestamp_ns, command))
         count += len(batch)
     return count
 

@@ -75,6 +75,19 @@ def decode_command(body: bytes) -> Command:
         return MalformedCommand(detail=f"journal body does not decode: {error}")
 
 
+def decode_commands(bodies: list) -> list:
+    """The commands in many journal bodies, in order (what `decode_command` gives for each).
+
+    The replay loops' batch decoder: one `map` of msgspec's own decode over the batch, so
+    the common batch (every body decodes) costs no Python frame per record; a batch with
+    a body that does not decode is decoded again one body at a time.
+    """
+    try:
+        return list(map(_msgpack_command_decoder.decode, bodies))
+    except msgspec.MsgspecError:
+        return list(map(decode_command, bodies))
+
+
 def command_to_json(command: Command) -> bytes:
     """A command as one JSON object (no newline), in the scenario format."""
     return _json_encoder.encode(command)

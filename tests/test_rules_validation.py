@@ -708,3 +708,16 @@ def test_type_field_need_not_come_first():
         {"member":"A","client_order_id":"a1","symbol":"X","side":"sell","order_type":"limit","qty":10,"price":100,"type":"place"}
     ''')
     expect(s.events, '{"seq":2,"type":"accepted","order_id":1}')
+
+
+def test_a_batch_with_an_undecodable_journal_body_decodes_it_as_malformed_in_place():
+    from statemachine.codec import decode_command, decode_commands, encode_command
+    from statemachine.commands import AddInstrument, CancelOrder, MalformedCommand
+
+    good = [encode_command(AddInstrument("X")), encode_command(CancelOrder("M1", order_id=3))]
+    assert decode_commands(good) == [AddInstrument("X"), CancelOrder("M1", order_id=3)]
+    batch = [good[0], b"\xc1 not msgpack", good[1]]
+    decoded = decode_commands(batch)
+    assert decoded == [decode_command(body) for body in batch]
+    assert type(decoded[1]) is MalformedCommand and "journal body does not decode" in decoded[1].detail
+    assert decoded[2] == CancelOrder("M1", order_id=3)
