@@ -27,6 +27,7 @@ import msgspec
 
 import journal
 from replica.errors import LinkProtocolError
+from replica.link_journal import chain_values
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.replication import (
     CATCH_UP_BATCH_BYTES_MAX,
@@ -109,16 +110,6 @@ class StandbyLink:
             self._closed = True
             self.writer.close()
 
-    def _crc_lookup(self, sequences: list[int]) -> dict[int, int]:
-        if not sequences:
-            return {}
-        wanted = set(sequences)
-        found = {}
-        for record in journal.read_records(self.node.directory.journal, sequences[0], sequences[-1], live=True):
-            if record.sequence in wanted:
-                found[record.sequence] = record.crc
-        return found
-
     async def run(self) -> None:
         node = self.node
         frames = LinkFrameReader()
@@ -134,7 +125,7 @@ class StandbyLink:
                 epoch=node.writer.epoch,
                 first_sequence=report.first_sequence or 1,
                 last_sequence=node.writer.written_sequence,
-                crc_lookup=self._crc_lookup,
+                crc_lookup=lambda sequences: chain_values(node.directory.journal, sequences),
             )
             self.send(decision.reply)
             await self.writer.drain()

@@ -45,8 +45,8 @@ from replica.primary_node import PrimaryNode
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.recovery import recover_exchange
 from replica.errors import LinkProtocolError
+from replica.link_journal import recent_pairs
 from replica.replication import (
-    RECENT_PAIRS_MAX,
     Frames,
     LinkFrameReader,
     PrimaryBeat,
@@ -210,13 +210,6 @@ class StandbyNode:
             await asyncio.sleep(RECONNECT_BACKOFF_SECONDS[min(attempt, len(RECONNECT_BACKOFF_SECONDS) - 1)])
             attempt += 1
 
-    def _recent_pairs(self) -> list[tuple[int, int]]:
-        last = self.writer.last_sequence
-        if last == 0:
-            return []
-        first = max(self.writer.recovery.first_sequence or 1, last - RECENT_PAIRS_MAX + 1)
-        return [(record.sequence, record.crc) for record in journal.read_records(self.directory.journal, first, last, live=True)]
-
     def _link_task_ended(self, task: asyncio.Task) -> None:
         """The link task only ends by cancellation (stop, promotion) or on purpose (a
         fatal refusal, a failed journal). Anything else is a defect: say so and stop,
@@ -257,7 +250,7 @@ class StandbyNode:
 
     async def _follow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._apply_journaled()
-        hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, self._recent_pairs())
+        hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, recent_pairs(self.writer))
         writer.write(encode_frame(hello))
         frames = LinkFrameReader()
         first_reply = True

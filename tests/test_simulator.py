@@ -8,10 +8,13 @@ seed's message carries the seed and the trace's last events; `twinbook simulate 
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
-from replica.replication import Ack, PrimaryBeat, ReleasePolicy, StandbyLinkCore
+from replica.errors import LinkProtocolError
+from replica.replication import Ack, Frames, PrimaryBeat, Refused, ReleasePolicy, StandbyLinkCore
 from replica.simulation import Simulator, run_seed
-from replica.standby import PRIMARY_ALIVE_NS, StandbyCore
+from replica.standby import PRIMARY_ALIVE_NS, LinkRefused, StandbyCore
+from tools.cli import cli
 from replica.watchdog import WatchdogCore
 from statemachine import Exchange
 
@@ -139,3 +142,69 @@ def test_sweep_of_three_hundred_seeds(tmp_path):
         if not result.ok:
             failures.append(result.describe())
     assert not failures, "\n\n".join(failures[:3])
+
+
+# ---------------------------------------------------------------- failure paths of the cores
+
+
+def test_an_ack_beyond_what_was_sent_is_a_protocol_error():
+    link = StandbyLinkCore(1, now_ns=0, ack_timeout_ns=1_000)
+    link.frames_sent(1, 5, now_ns=0)
+    with pytest.raises(LinkProtocolError, match="beyond the 5 sent"):
+        link.ack(Ack(6, 0, 0, 0), now_ns=1)
+
+
+def test_frames_that_do_not_follow_the_last_sent_are_a_protocol_error():
+    link = StandbyLinkCore(1, now_ns=0, ack_timeout_ns=1_000)
+    link.frames_sent(1, 5, now_ns=0)
+    with pytest.raises(LinkProtocolError, match="do not follow"):
+        link.frames_sent(7, 9, now_ns=1)
+
+
+def test_standby_refuses_a_first_reply_that_is_not_an_answer_to_its_hello():
+    core = StandbyCore(Exchange(), cluster_id=1)
+    with pytest.raises(LinkProtocolError, match="first reply was PrimaryBeat"):
+        core.first_reply(PrimaryBeat(0, 1, 1, 1, 0, 0))
+
+
+def test_standby_refuses_to_apply_frames_that_are_not_durable():
+    core = StandbyCore(Exchange(), cluster_id=1)
+    with pytest.raises(LinkProtocolError, match="before durable"):
+        core.apply_frames(Frames(1, 3, b"", 0), chain_before=0, durable_sequence=2)
+
+
+def test_a_fatal_refusal_makes_the_standby_unpromotable():
+    core = StandbyCore(Exchange(), cluster_id=1)
+    action = core.first_reply(Refused("cluster id 2 is not this cluster's (1)", fatal=True))
+    assert action == LinkRefused("cluster id 2 is not this cluster's (1)", True)
+    assert not core.promotable and core.status(0, 0, 0)["fatal"]
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_simulate_command_passes_a_seed_and_prints_its_statistics(tmp_path):
+    result = CliRunner().invoke(cli, ["simulate", "--seed", "3", "--steps", "2000"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("seed 3: ok") and '"orders_acknowledged"' in result.output
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--seeds", "5..3"], "want 0 <= A <= B"),
+    (["--seeds", "1-3"], "is not A..B"),
+    ([], "exactly one of --seed N or --seeds A..B"),
+    (["--seed", "1", "--seeds", "1..2"], "exactly one of"),
+    (["--seeds", "1..2", "--keep", "x"], "--keep works with one --seed"),
+])
+def test_simulate_command_refuses_bad_input_with_usage_errors(arguments, message):
+    result = CliRunner().invoke(cli, ["simulate", *arguments])
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_simulate_command_exits_1_and_names_the_seed_when_a_property_breaks(monkeypatch):
+    monkeypatch.setattr(ReleasePolicy, "point", lambda self, local_sequence: local_sequence)
+    result = CliRunner().invoke(cli, ["simulate", "--seeds", "6..7", "--steps", "8000"])
+    assert result.exit_code == 1, result.output
+    failing = [line for line in result.output.splitlines() if line.startswith("failing seeds:")]
+    assert failing and "7" in failing[0].split(";")[0].split(), result.output
+    assert "seed 7: FAILED" in result.output and "--steps 8000`" in failing[0]

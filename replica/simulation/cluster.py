@@ -588,7 +588,7 @@ class SimulatedClient:
         if kind is OrderAccepted and event.member == self.member:
             self.simulator.checker.acknowledged(self.member, event.client_order_id, event.order_id)
             self.live_orders.append(event.order_id)
-            if report.request_id == self.probe_request_id and report.request_id:
+            if report.request_id and report.request_id == self.probe_request_id:
                 self.probe_acknowledged = True
         elif kind is OrderRejected and entry is not None and event.reason == "duplicate_client_order_id":
             # The resubmitted order had reached the journal before the failure.

@@ -28,6 +28,7 @@ import msgspec
 
 import journal
 from replica.data_directory import DataDirectory
+from replica.link_journal import chain_values, recent_pairs
 from replica.primary import PrimaryCore
 from replica.recovery import recover_exchange
 from replica.replication import (
@@ -52,6 +53,8 @@ from statemachine.version import RULES_VERSION
 # The simulated journal rolls segments often, so that rolls, multi-segment recovery and
 # catch-up across segments are exercised in every run.
 SEGMENT_SIZE_BYTES = 16 * 1024
+# Catch-up chunks are small beside the segments, so that commits interleave with them.
+CATCH_UP_CHUNK_BYTES_MAX = CATCH_UP_BATCH_BYTES_MAX // 16
 BEAT_PERIOD_NS = int(BEAT_PERIOD_SECONDS * 1e9)
 STANDBY_ACK_TIMEOUT_NS = int(STANDBY_ACK_TIMEOUT_SECONDS * 1e9)
 RECONNECT_BACKOFF_NS = (50_000_000, 100_000_000, 200_000_000, 500_000_000)
@@ -172,8 +175,8 @@ class SimulatedNode:
         self.incarnation += 1
         self.simulator.network.cut_all_of(self.name)
         if self.writer is not None:
-            # The process dies: buffered records vanish, descriptors close, nothing syncs.
-            self.writer._pending.clear()
+            # The process dies: buffered records vanish, descriptors close, nothing
+            # syncs (policy "none" makes close() sync nothing).
             self.writer.close(commit_pending=False)
         self.writer = None
         self.exchange = None
@@ -321,18 +324,10 @@ class SimulatedNode:
     def _on_hello(self, connection, hello: Hello) -> None:
         report = self.writer.recovery
         directory = self.directory.journal
-
-        def crc_lookup(sequences: list[int]) -> dict[int, int]:
-            if not sequences:
-                return {}
-            wanted = set(sequences)
-            return {record.sequence: record.crc
-                    for record in journal.read_records(directory, sequences[0], sequences[-1], live=True)
-                    if record.sequence in wanted}
-
         decision = decide_hello(hello, cluster_id=self.simulator.config.cluster_id, epoch=self.writer.epoch,
                                 first_sequence=report.first_sequence or 1,
-                                last_sequence=self.writer.written_sequence, crc_lookup=crc_lookup)
+                                last_sequence=self.writer.written_sequence,
+                                crc_lookup=lambda sequences: chain_values(directory, sequences))
         self.simulator.network.send(connection, self.name, _encode(decision.reply))
         if decision.primary_must_step_down:
             self.trace(f"a node of epoch {hello.epoch} exists: stepping down")
@@ -361,7 +356,7 @@ class SimulatedNode:
             return
         first, written = span
         chunk = next(iter(journal.read_frames(self.directory.journal, first, written,
-                                              batch_size_bytes_max=CATCH_UP_BATCH_BYTES_MAX // 16, live=True)))
+                                              batch_size_bytes_max=CATCH_UP_CHUNK_BYTES_MAX, live=True)))
         count = count_frames(chunk)
         chunk = self.simulator.faults.corrupt_in_flight(self, chunk)
         link.frames_sent(first, first + count - 1, self.simulator.now_ns)
@@ -411,14 +406,6 @@ class SimulatedNode:
         self.frames_queue.clear()
         if not self.frames_busy:
             self._reconnect_later()
-
-    def _recent_pairs(self) -> list[tuple[int, int]]:
-        last = self.writer.last_sequence
-        if last == 0:
-            return []
-        first = max(self.writer.recovery.first_sequence or 1, last - 511)
-        return [(record.sequence, record.crc)
-                for record in journal.read_records(self.directory.journal, first, last, live=True)]
 
     def _on_upstream(self, message) -> None:
         kind = type(message)
@@ -556,7 +543,7 @@ class SimulatedNode:
 
     def _send_hello(self) -> None:
         hello = self.standby.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc,
-                                   self._recent_pairs())
+                                   recent_pairs(self.writer))
         self.simulator.network.send(self.upstream, self.name, _encode(hello))
 
     def received(self, connection, payload: bytes) -> None:
