@@ -10,9 +10,13 @@ continue the chain (first sequence, chain-in, cluster id, epoch).
 
 Readers are strict: any frame that does not verify raises a JournalCorruptError naming
 the segment file and offset, including an incomplete last record (a torn tail: run
-recovery first, as JournalWriter.open does). With `live=True` an incomplete or failing
-frame at the very end of the last segment instead ends the iteration quietly, because
-a reader that races a writer may see a batch half written; it never reads past it.
+recovery first, as JournalWriter.open does). With `live=True` a frame cut short by the
+end of the last segment instead ends the iteration quietly, because a reader that
+races a writer may see a batch half written; it never reads past it. A frame that is
+whole but fails its check is corruption even for a live reader, and raises: the file
+grows only after its bytes are in place and the writer never writes zeros ahead, so
+a race cannot make one (the simulator's read faults found live reads that took a
+flipped bit for the end of the journal).
 
 The readers hold one segment open at a time and read it in chunks of
 READ_CHUNK_SIZE_BYTES, so memory stays bounded whatever the journal's size.
@@ -33,7 +37,7 @@ from collections.abc import Callable, Iterator
 from journal.cursor import ADVANCE_COUNT, ADVANCE_END, ADVANCE_LIMIT, ADVANCE_STOPPED, SegmentCursor
 from journal.errors import JournalFrameError, JournalSequenceRangeError, JournalUsageError
 from journal.format import FRAME_SIZE_BYTES_MAX, U64_MAX
-from journal.frames import decode_records, decode_tuples, verify_run
+from journal.frames import FRAME_SHORT, FrameVerdict, decode_records, decode_tuples, verify_run
 from journal.record import Record
 from journal.segment import list_segments, read_at, segment_index_for
 
@@ -42,6 +46,11 @@ from journal.segment import list_segments, read_at, segment_index_for
 DECODE_BATCH_RECORDS = 4096
 # The default upper bound of one read_frames batch (a single larger frame travels alone).
 FRAMES_BATCH_SIZE_BYTES_DEFAULT = 1024 * 1024
+
+
+def _live_end(live: bool, is_last: bool, verdict: FrameVerdict) -> bool:
+    """Whether a live reader stops quietly at this bad frame (see the module docstring)."""
+    return live and is_last and verdict.status == FRAME_SHORT
 
 
 def _check_range(directory: str, from_sequence: int, to_sequence: int | None) -> int:
@@ -90,7 +99,7 @@ def _walk(
             if cursor.next_sequence < from_sequence:
                 status, verdict = cursor.advance(verify_run, from_sequence - cursor.next_sequence, None, size)
                 if status == ADVANCE_STOPPED:
-                    if live and is_last:
+                    if _live_end(live, is_last, verdict):
                         return
                     raise cursor.error_for(verdict)
             if cursor.next_sequence <= last_wanted:
@@ -118,8 +127,8 @@ def _decoding_visitor(run, batch_records: int, live: bool):
                 continue
             if status == ADVANCE_END:
                 return False
-            if live and is_last:
-                # A live reader treats a bad or cut frame at the very end as "not yet
+            if _live_end(live, is_last, verdict):
+                # A live reader treats a frame cut short at the very end as "not yet
                 # written" and stops there; the next read starts again before it.
                 return True
             raise cursor.error_for(verdict)
@@ -198,7 +207,7 @@ def read_frames(
                 continue
             if status == ADVANCE_END:
                 return False
-            if live and is_last:
+            if _live_end(live, is_last, verdict):
                 return True
             raise cursor.error_for(verdict)
 

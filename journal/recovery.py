@@ -6,7 +6,9 @@ bytes where the file was extended but the data never landed; a crash while a seg
 was being created leaves a last segment shorter than its header. None of those bytes
 was ever reported durable (a commit returns only after its fdatasync), so cutting
 them loses nothing that was acknowledged. Recovery cuts them, after first appending
-them to `<segment file>.torn` (fsync'd), so the evidence outlives the repair.
+them to `<segment file>.torn` (fsync'd), so the evidence outlives the repair. A tail is
+cut only when two scans agree on it, so that a read error of the moment cannot pass
+for a torn record (the two disagreeing raise a JournalIOError and cut nothing).
 
 Damage anywhere else is corruption, and recovery refuses with a JournalCorruptError
 naming the segment file, the byte offset and the reason: a bad frame in any segment but
@@ -34,7 +36,14 @@ import os
 from dataclasses import dataclass, field
 
 from journal.cursor import ADVANCE_STOPPED, SegmentCursor
-from journal.errors import JournalCorruptError, JournalEpochError, JournalFrameError, JournalHeaderError, JournalSequenceError
+from journal.errors import (
+    JournalCorruptError,
+    JournalEpochError,
+    JournalFrameError,
+    JournalHeaderError,
+    JournalIOError,
+    JournalSequenceError,
+)
 from journal.format import RECORD_HEAD, SEGMENT_FILE_SIZE_BYTES_MAX, SEGMENT_HEADER_SIZE_BYTES, U64_MAX, SegmentHeader
 from journal.frames import FRAME_SHORT, find_valid_record_after, verify_run
 from journal.segment import (
@@ -281,6 +290,21 @@ def _recover(directory: str, *, repair: bool, cluster_id: int | None, full_scan:
     scan = scan_journal(directory, cluster_id=cluster_id, full_scan=full_scan)
     if scan.error is not None:
         raise scan.error
+    if scan.torn is not None and repair:
+        # Bytes are cut only on a verdict two reads agree on: a read error of the moment
+        # (a bad page, a bus error) can make the last whole record fail its check, and
+        # taking that for a torn tail would cut a durable record (the simulator's read
+        # faults). A second scan that sees something else means the reads themselves
+        # cannot be trusted, which is an operating fault, not a reason to cut.
+        again = scan_journal(directory, cluster_id=cluster_id, full_scan=full_scan)
+        if again.error is not None:
+            raise again.error
+        if again.torn != scan.torn or again.last_state != scan.last_state:
+            raise JournalIOError(
+                scan.torn.segment_path, scan.torn.offset,
+                "two reads of the tail disagree (" + (f"first: {scan.torn.reason}; second: "
+                + (again.torn.reason if again.torn is not None else "clean") + "): a read error, nothing cut"),
+            )
     if scan.cluster_id is None and scan.torn is None:
         return RecoveryReport(directory, STATE_EMPTY, None, None, 0, 0, 0, (), full_scan=full_scan)
     torn = scan.torn

@@ -323,8 +323,15 @@ class PrimaryNode:
     def _commit_loop_ended(self, task: asyncio.Task) -> None:
         if task.cancelled() or task.exception() is None:
             return
-        self.failure = task.exception()
-        self.log(f"commit loop failed, stopping: {type(self.failure).__name__}: {self.failure}")
+        self.fail(task.exception(), "commit loop failed")
+
+    def fail(self, error: BaseException, what: str = "journal failed") -> None:
+        """An operating fault this node cannot go on from (its journal failed or is
+        corrupt): stop; `run_primary` raises the error, which the CLI turns into exit 3."""
+        if self.failure is not None:
+            return
+        self.failure = error
+        self.log(f"{what}, stopping: {type(error).__name__}: {error}")
         asyncio.ensure_future(self.stop())
 
     def wake(self) -> None:

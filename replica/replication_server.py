@@ -6,7 +6,8 @@ at once). Accepted: stream catch-up frames from the journal on disk (bounded bat
 `journal.read_frames`), then switch to live: from then on the commit loop hands every
 batch's frames to `send_frames` before its own fdatasync. The switch happens with no
 await between "caught up to the written sequence" and "live", so no batch can fall in
-between. Acks advance `standby_durable_sequence`, which releases outputs in sync mode;
+between. A record of the primary's own journal that fails its check twice on the way
+(replica/link_journal.py) stops the node. Acks advance `standby_durable_sequence`, which releases outputs in sync mode;
 beats go out every BEAT_PERIOD_SECONDS with the latest digest for comparison.
 
 A standby that falls behind its socket buffer limit is cut off (it reconnects and
@@ -27,7 +28,7 @@ import msgspec
 
 import journal
 from replica.errors import LinkProtocolError
-from replica.link_journal import chain_values
+from replica.link_journal import catch_up_chunk, chain_values
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.replication import (
     CATCH_UP_BATCH_BYTES_MAX,
@@ -154,6 +155,11 @@ class StandbyLink:
             finally:
                 beats.cancel()
                 acks.cancel()
+        except journal.JournalCorruptError as error:
+            # A record of this node's own journal failed its check twice while being read
+            # for the standby: corruption at rest, which stops the node (it must never
+            # restart from, or serve, a journal it cannot verify).
+            node.fail(error)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, FrameTooLargeError,
                 msgspec.MsgspecError, OSError, LinkProtocolError) as error:
             node.log(f"replication link to {self.peer} lost: {str(error) or type(error).__name__}")
@@ -189,15 +195,14 @@ class StandbyLink:
                     node.directory.set_standby_required(True)
                 return
             next_sequence, written = span
-            for chunk in journal.read_frames(
-                node.directory.journal, next_sequence, written, batch_size_bytes_max=CATCH_UP_BATCH_BYTES_MAX, live=True
-            ):
-                count = count_frames(chunk)
-                self.send_frames(next_sequence, next_sequence + count - 1, chunk)
-                next_sequence += count
-                await self.writer.drain()
-                if self._closed:
-                    raise ConnectionError("link closed during catch-up")
+            # One bounded chunk at a time, each read verified (twice at most: see
+            # link_journal); the loop asks the core again after every chunk.
+            chunk = catch_up_chunk(node.directory.journal, next_sequence, written, CATCH_UP_BATCH_BYTES_MAX)
+            count = count_frames(chunk)
+            self.send_frames(next_sequence, next_sequence + count - 1, chunk)
+            await self.writer.drain()
+            if self._closed:
+                raise ConnectionError("link closed during catch-up")
 
     async def _read_acks(self, frames: LinkFrameReader) -> None:
         pending = self._backlog

@@ -74,6 +74,15 @@ class FatalRefusal(Exception):
     """The primary refused this standby for good (other cluster, no common history)."""
 
 
+class OwnJournalCorrupt(Exception):
+    """This standby's own journal failed its check twice while being read (corruption at
+    rest): the node stops (exit 3) instead of blaming the primary and reconnecting."""
+
+    def __init__(self, error: journal.JournalCorruptError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class StandbyNode:
     def __init__(
         self, config: NodeConfig, data_root: str, primary_address: tuple[str, int], *, log: Callable[[str], None] = print
@@ -184,6 +193,9 @@ class StandbyNode:
             except FatalRefusal as refusal:
                 self.log(f"primary refused this standby for good: {refusal}")
                 return
+            except OwnJournalCorrupt as corrupt:
+                self._journal_failed(corrupt.error)
+                return
             except (journal.JournalIOError, journal.JournalClosedError) as error:
                 # Our own journal failed (a write or fdatasync: disk full, EIO), or was
                 # fenced by such a failure earlier. Nothing more can be made durable
@@ -250,7 +262,13 @@ class StandbyNode:
 
     async def _follow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._apply_journaled()
-        hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, recent_pairs(self.writer))
+        try:
+            pairs = recent_pairs(self.writer)
+        except journal.JournalCorruptError as error:
+            # Our own journal failed its check twice (corruption at rest): not the
+            # primary's fault, and no reconnection can mend it.
+            raise OwnJournalCorrupt(error) from error
+        hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, pairs)
         writer.write(encode_frame(hello))
         frames = LinkFrameReader()
         first_reply = True

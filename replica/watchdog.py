@@ -8,7 +8,9 @@ drill can be read afterwards). It promotes only when all of these hold:
 
 * the primary has been silent for at least `timeout_ms` (no admin answer);
 * the standby answered recently, is promotable (no divergence alarm, not refused) and is
-  not already primary;
+  not already primary (a primary of a newer epoch at the standby's address means the
+  promotion happened: "done"; one of the watched epoch or older is an old primary not yet
+  fenced, never mistaken for a promotion);
 * the standby's journal has reached the primary's epoch (a standby still in an older
   epoch holds another history, however long it is);
 * the standby is caught up to everything the primary acknowledged, as far as the
@@ -62,10 +64,20 @@ class WatchdogCore:
         self.primary_degraded = bool(status.get("degraded"))
 
     def standby_seen(self, status: dict, now_ms: int) -> None:
+        if status.get("role") == "primary":
+            if status.get("epoch", 0) > self.primary_epoch:
+                self.promoted = True
+                self.standby = status
+                self.standby_seen_ms = now_ms
+            else:
+                # A primary of the watched primary's epoch or older at the standby's
+                # address is not a promotion: it is an old primary still running (a
+                # re-armed watchdog's "standby" before it is fenced). It is no sign of
+                # a promotable standby either, so it is not recorded as one.
+                self.standby = None
+            return
         self.standby = status
         self.standby_seen_ms = now_ms
-        if status.get("role") == "primary":
-            self.promoted = True
 
     def decide(self, now_ms: int) -> Decision:
         if self.promoted:

@@ -353,3 +353,29 @@ def test_an_operator_can_cut_a_corrupt_tail_keeping_evidence(tmp_path):
     assert Path(str(path) + ".corrupt").read_bytes() == bytes(data[start:])
     assert journal.recover(tmp_path).state == "clean"
     assert list(journal.read_records(tmp_path)) == records[: sequence - 1]
+
+
+def test_a_live_reader_refuses_a_flipped_bit_in_the_last_segment_instead_of_stopping_quietly(tmp_path):
+    # A live reader stops quietly only at a frame cut short by the end of the file (a
+    # batch half written); a whole frame that fails its check is corruption, however
+    # near the end it is, and a catch-up or hello lookup must not take it for the end.
+    directory = tmp_path / "j"
+    records = build(directory)
+    path, frames = layout(directory)[-1]
+    sequence, start, end = frames[len(frames) // 2]
+    data = bytearray(path.read_bytes())
+    data[start + 20] ^= 0x08
+    path.write_bytes(bytes(data))
+    for read in (
+        lambda: list(journal.read_records(directory, live=True)),
+        lambda: list(journal.read_records(directory, sequence, live=True)),
+        lambda: list(journal.read_frames(directory, records[0].sequence, live=True)),
+        lambda: list(journal.read_tuple_batches(directory, sequence + 1, live=True)),
+    ):
+        with pytest.raises(JournalCorruptError) as caught:
+            read()
+        assert caught.value.path == str(path) and caught.value.offset == start
+    # The same journal cut in the middle of that frame instead ends quietly before it.
+    path.write_bytes(bytes(data[:start + 10]))
+    assert [record.sequence for record in journal.read_records(directory, live=True)] == \
+        [record.sequence for record in records if record.sequence < sequence]

@@ -228,3 +228,33 @@ def test_sigkill_never_loses_a_durable_record(tmp_path):
 @pytest.mark.slow
 def test_sigkill_soak(tmp_path):
     assert kill_and_check(tmp_path / "j", kills=40, seed=7) > 0
+
+
+def test_recovery_cuts_no_whole_record_that_a_read_error_made_look_torn(tmp_path, monkeypatch):
+    # A read error of the moment (the simulator's read fault) flips a bit in the last
+    # record as recovery reads it: alone, that looks exactly like a torn tail and would
+    # cut a durable record. Recovery scans twice before cutting, so it refuses instead,
+    # cuts nothing, and the next recovery (reads healthy again) finds the journal clean.
+    records = build(tmp_path, 30)
+    last = segment_files(tmp_path)[-1]
+    before = last.read_bytes()
+    real_read_at = journal.cursor.read_at
+    flips = {"left": 1}
+
+    def read_at_with_one_flip(fd, path, size, offset):
+        data = real_read_at(fd, path, size, offset)
+        if flips["left"] and path == str(last) and len(data) > 4:
+            flips["left"] -= 1
+            flipped = bytearray(data)
+            flipped[-3] ^= 0x10  # inside the last record's body
+            return bytes(flipped)
+        return data
+
+    monkeypatch.setattr(journal.cursor, "read_at", read_at_with_one_flip)
+    with pytest.raises(journal.JournalIOError) as caught:
+        journal.recover(tmp_path)
+    assert "two reads of the tail disagree" in str(caught.value) and str(last) in str(caught.value)
+    assert last.read_bytes() == before and not Path(str(last) + ".torn").exists()
+    report = journal.recover(tmp_path)
+    assert report.state == "clean" and report.last_sequence == records[-1].sequence
+    assert list(journal.read_records(tmp_path)) == records

@@ -398,3 +398,27 @@ def test_a_link_lost_while_a_batch_is_journaled_is_dialled_again_under_uvloop(tm
         loop.run_until_complete(asyncio.wait_for(scenario(), 60))
     finally:
         loop.close()
+
+
+# ---------------------------------------------------------------- the primary's own journal
+
+
+def test_a_primary_whose_journal_rots_under_it_stops_naming_the_file_when_a_standby_catches_up(cluster):
+    # A bit flips at rest in the running primary's first segment. Nothing reads it
+    # until a standby from nothing catches up: the read fails its check twice (not a
+    # read error of the moment), and the primary stops with exit 3 naming the file and
+    # offset, rather than treat the bad record as the end of its journal or serve it.
+    from journal.format import SEGMENT_HEADER_SIZE_BYTES
+
+    primary = cluster.primary("primary")
+    segment = sorted((primary.data_dir / "journal").glob("*.journal"))[0]
+    data = bytearray(segment.read_bytes())
+    assert len(data) > SEGMENT_HEADER_SIZE_BYTES + 16, "the primary journaled its start-up records"
+    data[SEGMENT_HEADER_SIZE_BYTES + 12] ^= 0x04  # inside the first record's payload
+    with open(segment, "r+b") as handle:
+        handle.write(bytes(data))
+    cluster.standby("standby", primary.replication)
+    assert primary.process.wait(timeout=20) == 3, primary.log()
+    log = primary.log()
+    assert segment.name in log and f"byte offset {SEGMENT_HEADER_SIZE_BYTES}" in log, log
+    assert "Traceback" not in log, log

@@ -212,9 +212,10 @@ def primary_status(released: int = 100, degraded: bool = False) -> dict:
     return {"role": "primary", "released_sequence": released, "degraded": degraded}
 
 
-def standby_status(durable: int = 100, *, divergence=None, fatal=None, role: str = "standby") -> dict:
+def standby_status(durable: int = 100, *, divergence=None, fatal=None, role: str = "standby",
+                   epoch: int = 0) -> dict:
     return {"role": role, "durable_sequence": durable, "divergence": divergence, "fatal": fatal,
-            "promotable": divergence is None and fatal is None}
+            "promotable": divergence is None and fatal is None, "epoch": epoch}
 
 
 def watched(timeout_ms: int = 400, *, force: bool = False, released: int = 100, standby: dict | None = None,
@@ -241,7 +242,22 @@ def test_watchdog_promotes_a_fresh_caught_up_standby_once_the_primary_is_silent(
     core.standby_seen(standby_status(100), 1_390)
     decision = core.decide(1_400)
     assert decision.action == "promote" and "400 ms" in decision.reason
-    core.standby_seen(standby_status(role="primary"), 1_500)
+    core.standby_seen(standby_status(role="primary", epoch=1), 1_500)
+    assert core.decide(1_600).action == "done"
+
+
+def test_watchdog_does_not_take_an_unfenced_old_primary_for_a_promoted_standby():
+    # Re-armed after a failover, the watchdog's "standby" is the old primary, which may
+    # still run (epoch 0) until it is fenced. That is no promotion, and no promotable
+    # standby either.
+    core = WatchdogCore(400)
+    core.primary_seen({"role": "primary", "released_sequence": 100, "epoch": 1}, 1_000)
+    core.standby_seen(standby_status(role="primary", epoch=0), 1_000)
+    decision = core.decide(1_400)
+    assert decision.action == "refuse" and "not answering" in decision.reason
+    core.standby_seen(standby_status(role="primary", epoch=1), 1_450)
+    assert core.decide(1_500).action == "refuse"
+    core.standby_seen(standby_status(role="primary", epoch=2), 1_500)
     assert core.decide(1_600).action == "done"
 
 
@@ -296,3 +312,35 @@ def test_a_standby_whose_tail_the_primary_archived_is_refused_without_any_cut():
     decision = decide(hello_for(standby_pairs(200, differ_after=150, window=100)), primary_last=2000, first_sequence=1000)
     assert isinstance(decision.reply, Refused) and decision.reply.fatal
     assert "seed the standby from a snapshot" in decision.reply.reason
+
+
+# ---------------------------------------------------------------- reads of a node's own journal
+
+
+def test_a_read_that_fails_its_check_once_is_read_again_and_twice_is_corruption():
+    from replica.link_journal import READ_ATTEMPTS_MAX, read_verified
+
+    calls = []
+
+    def flaky(value):
+        calls.append(value)
+        if len(calls) == 1:
+            raise journal.JournalChainError("/j/1.journal", 64, "record crc mismatch")
+        return value
+
+    assert read_verified(flaky, 7) == 7 and calls == [7, 7]
+
+    def corrupt():
+        calls.append("corrupt")
+        raise journal.JournalChainError("/j/1.journal", 64, "record crc mismatch")
+
+    calls.clear()
+    with pytest.raises(journal.JournalChainError) as caught:
+        read_verified(corrupt)
+    assert len(calls) == READ_ATTEMPTS_MAX == 2 and "/j/1.journal at byte offset 64" in str(caught.value)
+
+    def broken():
+        raise journal.JournalIOError("/j/1.journal", 0, "read failed: [EIO]")
+
+    with pytest.raises(journal.JournalIOError):
+        read_verified(broken)  # only a failed check is read again, never an I/O error

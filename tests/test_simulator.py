@@ -43,7 +43,7 @@ def test_the_sample_injects_every_kind_of_fault(tmp_path):
         kinds.update(kind for kind, count in result.statistics.items() if count)
         promotions += result.statistics["promotions"]
     for kind in ("crash", "cut_link", "cut_client", "partition_link", "partition_watchdog", "slow_fsync",
-                 "disk_full", "corrupt_frames", "corrupt_frames_refused"):
+                 "disk_full", "corrupt_frames", "corrupt_frames_refused", "read_fault", "read_faults_happened"):
         assert kind in kinds, (kind, sorted(kinds))
     assert promotions >= 3
 
@@ -82,6 +82,29 @@ def test_the_checker_refuses_a_journal_record_no_primary_wrote(tmp_path):
 
 
 # ---------------------------------------------------------------- the fixes it found
+
+
+def test_the_fault_budget_never_damages_the_only_copy_of_a_released_record(tmp_path):
+    # Seeds 34 and 121: a bit was flipped in the journal of a promoted node that alone
+    # held what it had released, because the operator did not know it was promoted.
+    # The budget is now judged from the journals themselves.
+    simulator = Simulator(1, str(tmp_path))
+    primary, standby = simulator.nodes["A"], simulator.nodes["B"]
+    primary.start_primary()
+    assert simulator.checker.released_records, "the start-up records were released"
+    assert simulator.checker.holds_everything_released(primary)
+    assert not simulator.checker.holds_everything_released(standby)  # empty: holds nothing
+    primary.crash("test")
+    assert simulator.checker.holds_everything_released(primary)  # durable, so it survived
+
+
+@pytest.mark.parametrize("seed", (34, 38, 107, 121))
+def test_the_seeds_of_the_first_long_sweep_that_failed_now_pass(seed, tmp_path):
+    # 34 and 121 lost a released record, 38 and 107 did not make progress after the
+    # heal (see docs/RELIABILITY.md). New fault kinds have changed the paths these
+    # seeds take since, so the unit tests above pin the fixes; these stay as samples.
+    result = run_seed(seed, 20_000, str(tmp_path))
+    assert result.ok, result.describe()
 
 
 def test_watchdog_refuses_a_standby_still_in_an_older_epoch():
@@ -203,8 +226,8 @@ def test_simulate_command_refuses_bad_input_with_usage_errors(arguments, message
 
 def test_simulate_command_exits_1_and_names_the_seed_when_a_property_breaks(monkeypatch):
     monkeypatch.setattr(ReleasePolicy, "point", lambda self, local_sequence: local_sequence)
-    result = CliRunner().invoke(cli, ["simulate", "--seeds", "6..7", "--steps", "8000"])
+    result = CliRunner().invoke(cli, ["simulate", "--seeds", "8..9", "--steps", "8000"])
     assert result.exit_code == 1, result.output
     failing = [line for line in result.output.splitlines() if line.startswith("failing seeds:")]
-    assert failing and "7" in failing[0].split(";")[0].split(), result.output
-    assert "seed 7: FAILED" in result.output and "--steps 8000`" in failing[0]
+    assert failing and "9" in failing[0].split(";")[0].split(), result.output
+    assert "seed 9: FAILED" in result.output and "--steps 8000`" in failing[0]

@@ -113,6 +113,7 @@ class Simulator:
         self._order = 0
         self.steps = 0
         self.work_directory = work_directory
+        self._scratch_prefix = os.path.join(os.path.abspath(work_directory), "")
         self.config = replace(
             default_config(), replication="sync", instruments=DEMO_INSTRUMENTS[:2],
             limits=Limits(messages_per_second=1_000_000, burst_messages=1_000_000),
@@ -142,6 +143,9 @@ class Simulator:
         self.at(self.now_ns + max(0, delay_ns), callback, *arguments)
 
     def trace(self, text: str) -> None:
+        # Paths are traced relative to the scratch directory, so that the digest of a
+        # run does not depend on where it ran.
+        text = text.replace(self._scratch_prefix, "")
         line = f"{(self.now_ns - START_NS) / MS:10.3f} ms  {text}"
         self._trace_hash.update(line.encode())
         self._trace_tail.append(line)
@@ -241,6 +245,7 @@ class Faults:
         self.slow_fsync_until_ns = 0
         self.disk_full_next: dict[str, int] = {}
         self.corrupt_next_frames = False
+        self.read_fault_next: set[str] = set()
         self.counts: dict[str, int] = {}
 
     def start(self) -> None:
@@ -253,6 +258,7 @@ class Faults:
         self.slow_fsync_until_ns = 0
         self.disk_full_next.clear()
         self.corrupt_next_frames = False
+        self.read_fault_next.clear()
 
     def _schedule(self) -> None:
         mean_ns = 300 * MS / self.simulator.fault_rate
@@ -269,8 +275,8 @@ class Faults:
         up = [node for node in nodes.values() if node.role != "down"]
         kind = self.rng.choices(
             ("crash", "cut_link", "cut_client", "partition_link", "partition_watchdog", "partition_client",
-             "slow_fsync", "disk_full", "corrupt_frames", "bit_flip", "degrade"),
-            weights=(3, 3, 3, 2, 1, 1, 2, 1, 2, 2, 1),
+             "slow_fsync", "disk_full", "corrupt_frames", "bit_flip", "read_fault", "degrade"),
+            weights=(3, 3, 3, 2, 1, 1, 2, 1, 2, 2, 2, 1),
         )[0]
         if kind == "crash" and up:
             node = self.rng.choice(up)
@@ -313,13 +319,18 @@ class Faults:
             # At rest, on a node that is down and is not the only holder of what was
             # acknowledged (never the latest primary): the fault budget of two nodes.
             candidates = [node for node in nodes.values()
-                          if node.role == "down" and node.name != simulator.operator.latest_primary]
+                          if node.role == "down" and simulator.checker.holds_everything_released(
+                              nodes["B" if node.name == "A" else "A"])]
             if candidates:
                 node = self.rng.choice(candidates)
                 where = node.disk.flip_bit(self.rng)
                 simulator.trace(f"fault: bit flipped in {node.name}'s journal: {where}")
             else:
                 kind = "bit_flip_skipped"
+        elif kind == "read_fault":
+            # The next read of one node's journal (a catch-up chunk, a hello's chain
+            # lookup or recent pairs, a restart's recovery) returns one bit flipped.
+            self.read_fault_next.add(self.rng.choice(("A", "B")))
         elif kind == "degrade":
             if not simulator.operator.maybe_degrade():
                 kind = "degrade_skipped"
@@ -330,6 +341,12 @@ class Faults:
         if self.simulator.now_ns < self.slow_fsync_until_ns:
             return self.rng.randrange(20 * MS, 400 * MS)
         return self.rng.randrange(100_000, 3 * MS)
+
+    def read_fault_due(self, node) -> bool:
+        if node.name in self.read_fault_next:
+            self.read_fault_next.discard(node.name)
+            return True
+        return False
 
     def disk_full_bytes(self, node) -> Optional[int]:
         return self.disk_full_next.pop(node.name, None)
@@ -424,11 +441,13 @@ class Operator:
         if name == self.primary_name:
             self.watchdog.primary_seen(reply, now_ms)
         elif name == self.standby_name and reply:
-            if reply.get("role") == "primary":
-                # Promoted, though the promote's answer was lost with its connection.
-                self._promoted()
-                return
             self.watchdog.standby_seen(reply, now_ms)
+            if self.watchdog.promoted:
+                # Promoted, though the promote's answer was lost with its connection.
+                # (An old primary not yet fenced answers "primary" too, but with an
+                # epoch no newer than the watched primary's: the watchdog tells them
+                # apart; the simulator's seed 34 once fenced the new primary here.)
+                self._promoted()
 
     # ------------------------------------------------------------ the operator's hands
 
@@ -453,6 +472,28 @@ class Operator:
             self.restart_pending.add(name)
             self.simulator.after(self.rng.randrange(200 * MS, 2 * SECOND), self._restart, name)
 
+    def _journal_epoch(self, node) -> int:
+        """The newest epoch in a node's journal: its status when it runs, what
+        `twinbook journal info` says of its disk when it is down (-1: unreadable)."""
+        if node.role != "down":
+            return node.epoch
+        try:
+            return journal.inspect(node.directory.journal).get("last_epoch") or 0
+        except (journal.JournalError, OSError):
+            return -1
+
+    def _leader(self) -> str:
+        """Which node should be primary, by the runbook: the one whose journal holds the
+        newest epoch, and among equals the one that was primary last. The operator's
+        own memory of the last primary is not enough: a promotion whose answer was lost
+        with the promoted node's crash left no other trace (the simulator's seed 121)."""
+        simulator = self.simulator
+        latest = simulator.nodes[self.latest_primary]
+        other = simulator.nodes["B" if latest.name == "A" else "A"]
+        if self._journal_epoch(other) > self._journal_epoch(latest):
+            return other.name
+        return latest.name
+
     def _restart(self, name: str) -> None:
         simulator = self.simulator
         node = simulator.nodes[name]
@@ -460,9 +501,19 @@ class Operator:
             self.restart_pending.discard(name)
             return
         other = simulator.nodes["B" if name == "A" else "A"]
-        if other.role == "primary":
+        leader = self._leader()
+        upstream = other.name
+        if other.role == "primary" and self._journal_epoch(node) > other.epoch:
+            # A primary of an older epoch than this node's journal is one that should
+            # not be running (it would step down the moment this node said hello):
+            # fence it, then start the newest history as primary.
+            simulator.trace(f"operator: {other.name} runs epoch {other.epoch} below {name}'s "
+                            f"{self._journal_epoch(node)}; fencing it")
+            other.crash("fenced by the operator: a newer epoch exists")
+            role = "primary"
+        elif other.role == "primary":
             role = "standby"
-        elif name == self.latest_primary:
+        elif name == leader:
             # Restart the old primary as primary only when its standby cannot be
             # promoted (the watchdog refuses: stale, not answering, or down); the
             # watchdog is re-armed in the same instant, so the two cannot race.
@@ -476,7 +527,25 @@ class Operator:
                 simulator.after(500 * MS, self._restart, name)
                 return
             role = "primary"
+        elif other.role == "standby":
+            # The newest history runs as a standby (of this node, which went down, or
+            # of nobody): promote it by hand, as the runbook says, then come back as
+            # its standby (the simulator's seed 38 restarted the older node as primary
+            # again and again, and it stepped down each time).
+            if not self.promote_sent:
+                self._arm(name, other.name)
+                connection = self.connections.get(other.name)
+                if connection is None or connection.broken:
+                    connection = self.connections[other.name] = simulator.network.connect("operator", other.name,
+                                                                                          "admin")
+                simulator.trace(f"operator: promoting {other.name}, whose journal holds the newest epoch")
+                self.promote_sent = True
+                simulator.network.send(connection, "operator", b"promote")
+            simulator.after(500 * MS, self._restart, name)
+            return
         else:
+            # The newest history is on the other node, which is down too: follow it;
+            # the standby dials until it answers as primary.
             role = "standby"
         self.restart_pending.discard(name)
         try:
@@ -484,14 +553,26 @@ class Operator:
                 node.start_primary()
                 self._arm(name, other.name)
             else:
-                node.start_standby(self.latest_primary)
+                node.start_standby(upstream)
         except journal.JournalError as error:
             node.role = "down"
-            if name == self.latest_primary:
-                simulator.checker.violation(f"{name}: the latest primary's journal cannot be recovered: {error}")
+            if journal.inspect(node.directory.journal)["state"] != "corrupt":
+                # The runbook: a node that refused its journal is inspected first. A
+                # journal that checks clean now failed on a read error of the moment
+                # (a read fault): start it again as it is.
+                simulator.trace(f"operator: {name}'s journal refused ({type(error).__name__}) but inspects "
+                                "clean: a read error; restarting it")
+                self.node_down(name)
                 return
-            # A corrupt journal on the standby: keep it for the post-mortem, rebuild the
-            # node from nothing (it catches up in full from the primary).
+            if not simulator.checker.holds_everything_released(other):
+                simulator.checker.violation(f"{name}: a journal holding released records that no other node "
+                                            f"holds cannot be recovered: {error}")
+                return
+            # A corrupt journal whose records the other node all holds: keep it for the
+            # post-mortem, rebuild the node from nothing (it catches up in full). If it
+            # was the last primary, the other node's history is the one to follow now.
+            if name == self.latest_primary:
+                self.latest_primary = other.name
             self.rebuilds += 1
             kept = f"{node.directory.root}.corrupt-{self.rebuilds}"
             simulator.trace(f"operator: {name}'s journal refused ({type(error).__name__}); rebuilding, kept {kept}")

@@ -17,6 +17,11 @@ exists, and a new segment's header is made durable when it is created
 Other faults:
 * `flip_bit` flips one bit anywhere in one journal file (at rest, while the node is
   down): recovery must refuse it as corrupt or cut it off as a torn tail, never apply it.
+* `read_fault(rng)` is a context manager inside which the first read of this node's
+  journal returns one bit flipped (the page cache or the bus returning bad bytes once;
+  the file itself is untouched): the reader's check must catch it, and a second read
+  (replica/link_journal.py reads twice) must see the good bytes. It wraps the journal
+  cursor's one read function, so it sees exactly the bytes a reader checks.
 * `full(bytes_free)` is a context manager that makes the disk full for the writes made
   inside it, by lowering RLIMIT_FSIZE for the process: the real write() then comes back
   short and fails with EFBIG, exactly the error path of a full disk (SIGXFSZ is ignored
@@ -32,6 +37,7 @@ import random
 import resource
 import signal
 
+import journal.cursor
 from journal.format import SEGMENT_HEADER_SIZE_BYTES
 from journal.segment import list_segments
 
@@ -110,6 +116,38 @@ class SimulatedDisk:
             handle.seek(offset)
             handle.write(bytes((byte ^ (1 << bit),)))
         return f"{os.path.basename(path)} byte {offset} bit {bit}"
+
+    @contextlib.contextmanager
+    def read_fault(self, rng: random.Random, report):
+        """One read of this journal's frames inside returns a flipped bit: the first
+        one, or (half of the time) the first one of the newest segment, where a flip
+        can pass for a torn tail; `report(text)` is told where, once it happens."""
+        real_read_at = journal.cursor.read_at
+        directory = os.path.abspath(self.journal_directory)
+        paths = self._segment_paths()
+        target = os.path.abspath(paths[-1]) if paths and rng.random() < 0.5 else None
+        pending = True
+
+        def faulty_read_at(fd: int, path: str, size: int, offset: int) -> bytes:
+            nonlocal pending
+            data = real_read_at(fd, path, size, offset)
+            absolute = os.path.abspath(path)
+            if (pending and data and os.path.dirname(absolute) == directory
+                    and (target is None or absolute == target)):
+                pending = False
+                position = rng.randrange(len(data))
+                bit = rng.randrange(8)
+                flipped = bytearray(data)
+                flipped[position] ^= 1 << bit
+                report(f"{os.path.basename(path)} byte {offset + position} bit {bit} read flipped")
+                return bytes(flipped)
+            return data
+
+        journal.cursor.read_at = faulty_read_at
+        try:
+            yield
+        finally:
+            journal.cursor.read_at = real_read_at
 
     @contextlib.contextmanager
     def full(self, bytes_free: int):

@@ -22,13 +22,14 @@ up to `ReleasePolicy.point(durable_sequence)`.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import msgspec
 
 import journal
 from replica.data_directory import DataDirectory
-from replica.link_journal import chain_values, recent_pairs
+from replica.link_journal import catch_up_chunk, chain_values, recent_pairs
 from replica.primary import PrimaryCore
 from replica.recovery import recover_exchange
 from replica.replication import (
@@ -120,6 +121,10 @@ class SimulatedNode:
             # What the real node does when a write or fdatasync fails: the writer is
             # fenced and the process stops (exit 3); the operator restarts it.
             self.crash(f"journal I/O failed: {error}")
+        except journal.JournalCorruptError as error:
+            # Its own journal failed its check twice on a read (replica/link_journal.py):
+            # corruption at rest stops the real node (exit 3) too.
+            self.crash(f"own journal corrupt: {error}")
 
     @property
     def epoch(self) -> int:
@@ -129,13 +134,24 @@ class SimulatedNode:
     def last_sequence(self) -> int:
         return self.writer.last_sequence if self.writer is not None else 0
 
+    def _maybe_read_fault(self):
+        """The read fault, if one is due on this node's next journal read."""
+        if self.simulator.faults.read_fault_due(self):
+            return self.disk.read_fault(self.simulator.rng, self._read_fault_happened)
+        return contextlib.nullcontext()
+
+    def _read_fault_happened(self, where: str) -> None:
+        self.trace(f"fault: {where}")
+        self.simulator.checker.read_faults += 1
+
     # ------------------------------------------------------------ life cycle
 
     def _open(self) -> None:
         """Recover the exchange and open the journal, as both real adapters do at start."""
         config = self.simulator.config
         if self.directory.has_journal() and list_segments(self.directory.journal):
-            result = recover_exchange(self.directory.root, book_updates=True, cluster_id=config.cluster_id)
+            with self._maybe_read_fault():
+                result = recover_exchange(self.directory.root, book_updates=True, cluster_id=config.cluster_id)
             self.exchange = result.exchange
         else:
             self.exchange = Exchange(book_updates=True)
@@ -324,10 +340,11 @@ class SimulatedNode:
     def _on_hello(self, connection, hello: Hello) -> None:
         report = self.writer.recovery
         directory = self.directory.journal
-        decision = decide_hello(hello, cluster_id=self.simulator.config.cluster_id, epoch=self.writer.epoch,
-                                first_sequence=report.first_sequence or 1,
-                                last_sequence=self.writer.written_sequence,
-                                crc_lookup=lambda sequences: chain_values(directory, sequences))
+        with self._maybe_read_fault():
+            decision = decide_hello(hello, cluster_id=self.simulator.config.cluster_id, epoch=self.writer.epoch,
+                                    first_sequence=report.first_sequence or 1,
+                                    last_sequence=self.writer.written_sequence,
+                                    crc_lookup=lambda sequences: chain_values(directory, sequences))
         self.simulator.network.send(connection, self.name, _encode(decision.reply))
         if decision.primary_must_step_down:
             self.trace(f"a node of epoch {hello.epoch} exists: stepping down")
@@ -355,8 +372,8 @@ class SimulatedNode:
             self.trace(f"standby live at {self.writer.written_sequence}")
             return
         first, written = span
-        chunk = next(iter(journal.read_frames(self.directory.journal, first, written,
-                                              batch_size_bytes_max=CATCH_UP_CHUNK_BYTES_MAX, live=True)))
+        with self._maybe_read_fault():
+            chunk = catch_up_chunk(self.directory.journal, first, written, CATCH_UP_CHUNK_BYTES_MAX)
         count = count_frames(chunk)
         chunk = self.simulator.faults.corrupt_in_flight(self, chunk)
         link.frames_sent(first, first + count - 1, self.simulator.now_ns)
@@ -542,8 +559,9 @@ class SimulatedNode:
             self._guarded(self._send_hello)
 
     def _send_hello(self) -> None:
-        hello = self.standby.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc,
-                                   recent_pairs(self.writer))
+        with self._maybe_read_fault():
+            pairs = recent_pairs(self.writer)
+        hello = self.standby.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, pairs)
         self.simulator.network.send(self.upstream, self.name, _encode(hello))
 
     def received(self, connection, payload: bytes) -> None:
