@@ -384,11 +384,15 @@ class Operator:
         self._arm(primary_name, standby_name)
         self.simulator.after(WATCHDOG_TIMEOUT_MS * MS // 5, self._poll)
 
-    def _arm(self, primary_name: str, standby_name: str) -> None:
+    def _arm(self, primary_name: str, standby_name: str, *, primary_runs: bool = True) -> None:
+        """Watch `primary_name` and `standby_name`. `primary_runs` False: the watched
+        primary is only the node being replaced (a promotion by hand), and the last
+        primary stays what it was."""
         self.watchdog = WatchdogCore(WATCHDOG_TIMEOUT_MS)
         self.primary_name = primary_name
         self.standby_name = standby_name
-        self.latest_primary = primary_name
+        if primary_runs:
+            self.latest_primary = primary_name
         self.promote_sent = False
         self.simulator.trace(f"operator: watchdog armed, primary {primary_name}, standby {standby_name}")
 
@@ -533,7 +537,11 @@ class Operator:
             # its standby (the simulator's seed 38 restarted the older node as primary
             # again and again, and it stepped down each time).
             if not self.promote_sent:
-                self._arm(name, other.name)
+                # Armed so that the promoted answer is taken as a promotion; the last
+                # primary is not this node, whose journal is older (the simulator's
+                # seed 174 once made a rebuilt, empty node the last primary here and
+                # then promoted it).
+                self._arm(name, other.name, primary_runs=False)
                 connection = self.connections.get(other.name)
                 if connection is None or connection.broken:
                     connection = self.connections[other.name] = simulator.network.connect("operator", other.name,
