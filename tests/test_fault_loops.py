@@ -533,7 +533,9 @@ def link_chaos_loop(cluster, link_proxies, rounds: int, seed: int) -> dict:
                 await wait_standby_live(primary, timeout=PRIMARY_SILENCE_TIMEOUT_SECONDS + 20)
                 await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, f"before fault {round_number}")
                 fault = rng.choice(LINK_FAULTS)
-                seconds = round(rng.uniform(0.2, STANDBY_ACK_TIMEOUT_SECONDS + 1.5), 2)
+                # Half ridden out, half past the primary's ack timeout.
+                seconds = round(rng.choice([rng.uniform(0.2, 1.0), rng.uniform(STANDBY_ACK_TIMEOUT_SECONDS + 0.3,
+                                                                                  STANDBY_ACK_TIMEOUT_SECONDS + 1.5)]), 2)
                 if fault.startswith("pause"):
                     proxy.pause(fault.split()[1])
                 elif fault == "blackhole":
