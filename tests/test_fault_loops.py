@@ -157,6 +157,41 @@ def test_primary_sigkill_loop_ten_rounds(cluster):
     primary_kill_loop(cluster, rounds=10, seed=7)
 
 
+def test_an_old_primary_cut_off_from_a_promoted_standby_releases_nothing(cluster, link_proxies):
+    """Split brain attempted: the link is cut and an operator promotes the standby while
+    the old primary is alive and its clients keep sending to it. The old epoch journals
+    their orders but releases nothing (sync mode: its standby is gone); once it is
+    fenced (SIGKILL), the clients fail over, resubmit, and the new epoch answers each
+    order once; the old primary rejoins with its unreleased tail cut into .divergent."""
+    primary, standby, proxy = proxied_pair(cluster, link_proxies)
+    outcome: dict = {}
+
+    async def scenario():
+        load = await Load([primary, standby], prefix="sb", seed=12).start()
+        try:
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "before the split")
+            proxy.cut()
+            reply = await async_admin(standby, {"command": "promote"}, timeout=30.0)
+            assert reply["promoted"] and reply["epoch"] == 1, reply
+            old = await acknowledgements_paused(primary, load, hold_seconds=1.0)
+            assert old["epoch"] == 0, old
+            outcome["journaled_unreleased"] = old["last_sequence"] - old["released_sequence"]
+            primary.kill()
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "on the new epoch")
+            await primary.start_standby_async(standby.replication)
+            await wait_standby_live(standby)
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "with the old primary back as standby")
+        finally:
+            ledger = await load.stop()
+        return ledger
+
+    ledger = run(scenario(), timeout=90)
+    outcome.update(settle_and_check(standby, primary, ledger, acknowledged_min=3 * PROGRESS_ACKS))
+    outcome["divergent_bytes"] = evidence_bytes(primary, ".divergent")
+    assert outcome["journaled_unreleased"] > 0 and outcome["divergent_bytes"] > 0, outcome
+    print(f"old epoch cut off: {outcome}")
+
+
 # ---------------------------------------------------------------- the standby, killed
 
 
