@@ -50,6 +50,8 @@ from replica.standby_node import PRIMARY_SILENCE_TIMEOUT_SECONDS
 # Acknowledgements wanted between two faults: proof that the cluster makes progress.
 PROGRESS_ACKS = 300
 PROGRESS_TIMEOUT_SECONDS = 20.0
+# For answers already sent when a fault began to reach the clients.
+ACK_SETTLE_SECONDS = 0.2
 
 
 def settle_and_check(primary, standby, ledger, *, acknowledged_min: int) -> dict:
@@ -203,9 +205,12 @@ async def acknowledgements_paused(primary, load: Load, hold_seconds: float) -> d
         status = await status_of(primary)
         return not status["standby_attached"] and status
 
-    before = await poll(detached, 15, "the primary sees its standby gone")
-    assert before["standby_required"] and not before["degraded"], before
-    acknowledged = load.acknowledged
+    seen = await poll(detached, 15, "the primary sees its standby gone")
+    assert seen["standby_required"] and not seen["degraded"], seen
+    # Acknowledgements released before the standby went (it had made those records
+    # durable) may still be on their way to the clients.
+    await asyncio.sleep(ACK_SETTLE_SECONDS)
+    before, acknowledged = await status_of(primary), load.acknowledged
     await asyncio.sleep(hold_seconds)
     after = await status_of(primary)
     assert after["released_sequence"] == before["released_sequence"], (before, after)
@@ -382,7 +387,6 @@ def test_standby_whose_disk_fills_stops_and_the_primary_goes_on_degraded(cluster
 # A stall this long is well inside both sides' timeouts (the primary's
 # STANDBY_ACK_TIMEOUT_SECONDS, the standby's PRIMARY_SILENCE_TIMEOUT_SECONDS).
 SHORT_STALL_SECONDS = 0.7
-STALL_SETTLE_SECONDS = 0.2  # for bytes already past the proxy when it stalled
 
 
 def proxied_pair(cluster, link_proxies):
@@ -395,9 +399,9 @@ def proxied_pair(cluster, link_proxies):
 
 async def stalled_acknowledgements(primary, load: Load, seconds: float) -> None:
     """Over `seconds` of a stalled link, nothing more is released or acknowledged."""
-    await asyncio.sleep(STALL_SETTLE_SECONDS)
+    await asyncio.sleep(ACK_SETTLE_SECONDS)  # bytes already past the proxy when it stalled
     before, acknowledged = await status_of(primary), load.acknowledged
-    await asyncio.sleep(seconds - STALL_SETTLE_SECONDS)
+    await asyncio.sleep(seconds - ACK_SETTLE_SECONDS)
     after = await status_of(primary)
     assert after["released_sequence"] == before["released_sequence"], (before, after)
     assert load.acknowledged == acknowledged, "acknowledged while the standby could not have it"
