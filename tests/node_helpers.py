@@ -731,6 +731,12 @@ class LinkProxy:
                 self._server.close()
             for transport in list(self._transports):
                 transport.abort()
+            # Connection handlers still waiting (a pump of a half-open pair) end here,
+            # not as pending tasks destroyed with the loop.
+            handlers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
 
         try:
             self._call(shut())

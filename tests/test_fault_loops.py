@@ -82,6 +82,22 @@ def settle_and_check(primary, standby, ledger, *, acknowledged_min: int) -> dict
 # ---------------------------------------------------------------- the primary, killed
 
 
+def _logged(process, text: str):
+    """A coroutine for `poll`: has the process logged `text`?"""
+    async def check():
+        return text in process.log()
+
+    return check()
+
+
+def _exited(process):
+    """A coroutine for `poll`: has the process exited?"""
+    async def check():
+        return not process.running
+
+    return check()
+
+
 def primary_kill_loop(cluster, rounds: int, seed: int) -> dict:
     """SIGKILL the primary `rounds` times under load; the watchdog promotes the standby,
     the killed node comes back as the new primary's standby and rejoins."""
@@ -134,20 +150,6 @@ def primary_kill_loop(cluster, rounds: int, seed: int) -> dict:
     outcome["divergent_bytes"] = evidence_bytes(first, ".divergent") + evidence_bytes(second, ".divergent")
     print(f"primary kill loop: {rounds} rounds, {outcome}")
     return outcome
-
-
-def _logged(process, text: str):
-    async def check():
-        return text in process.log()
-
-    return check()
-
-
-def _exited(process):
-    async def check():
-        return not process.running
-
-    return check()
 
 
 def test_primary_sigkilled_under_load_fails_over_and_rejoins_twice(cluster):
