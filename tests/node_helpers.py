@@ -72,7 +72,7 @@ def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: O
     return "\n".join(lines) + "\n"
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
@@ -191,7 +191,7 @@ class NodeProcess:
             self.process = subprocess.Popen(
                 self.launcher + self._arguments(),
                 cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()
@@ -356,7 +356,7 @@ class WatchdogProcess:
         try:
             self.process = subprocess.Popen(
                 twinbook_command(*arguments), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
             )
         finally:
             log.close()

@@ -13,7 +13,9 @@ loop; the `slow` variants run ten or more (docs/RELIABILITY.md has their results
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import shutil
 import time
 
 import pytest
@@ -614,3 +616,58 @@ def test_disk_full_primary_at_other_sizes(cluster, limit_bytes):
     """The disk fills at other points of the journal (a few thousand to some forty
     thousand orders in), so the failed write cuts a different frame each time."""
     primary_disk_full(cluster, limit_bytes, seed=limit_bytes)
+
+
+def test_primary_on_a_full_tmpfs_stops_with_enospc_and_recovers_elsewhere(cluster):
+    """The same as the file size limit, with a real full filesystem: the journal
+    directory is a 600 kB tmpfs (in a user namespace: skipped where that is not allowed).
+    After the failure the journal is copied to roomier storage, as an operator would,
+    and the node recovers there."""
+    import journal
+    from fault_helpers import SmallFilesystem
+
+    node = cluster.node("primary", node=LOOP_NODE_SETTINGS)
+    journal_directory = node.data_dir / "journal"
+    filesystem = SmallFilesystem(journal_directory, DISK_LIMIT_BYTES).start()
+    outcome: dict = {}
+
+    async def scenario():
+        load = await Load([node], prefix="ns", seed=13).start()
+        try:
+            await wait_exited(node, 30)
+            log = node.log()
+            segment = journal_directory / "00000000000000000001.journal"
+            assert node.process.returncode == 3, log
+            assert f"twinbook: JournalIOError: {segment} at byte offset" in log, log
+            assert "[ENOSPC] No space left on device" in log and "Traceback" not in log, log
+            full = filesystem.outside(journal_directory)
+            outcome["summary"] = journal.inspect(full)
+            assert outcome["summary"]["state"] in ("clean", "torn"), outcome
+            # Everything acknowledged is in the journal the failed node left.
+            on_disk, _, _ = replay_accepted(os.path.dirname(full))
+            check_exactly_once(load.ledger, on_disk)
+            outcome["acknowledged_when_full"] = len(load.ledger.acknowledged)
+            # The operator moves the journal to storage with room and restarts there.
+            shutil.copytree(full, journal_directory, dirs_exist_ok=True)
+            filesystem.close()
+            node.launcher = twinbook_command()
+            await node.start_primary_async()
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "after moving the journal")
+        finally:
+            ledger = await load.stop()
+        return ledger
+
+    try:
+        node.launcher = filesystem.launcher()
+        node.start_primary()
+        ledger = run(scenario(), timeout=120)
+    finally:
+        filesystem.close()
+    check_ledger(ledger, acknowledged_min=outcome["acknowledged_when_full"] + PROGRESS_ACKS)
+    assert outcome["acknowledged_when_full"] > 500, outcome
+    assert node.terminate() == 0, node.log()
+    accepted, last_sequence, _ = replay_accepted(node.data_dir)
+    check_exactly_once(ledger, accepted)
+    twinbook_verify(node)
+    print(f"tmpfs full (primary): {outcome['acknowledged_when_full']} acknowledged before ENOSPC, "
+          f"tail {outcome['summary']['state']}, {len(ledger.acknowledged)} in all, last sequence {last_sequence}")
