@@ -671,3 +671,33 @@ def test_primary_on_a_full_tmpfs_stops_with_enospc_and_recovers_elsewhere(cluste
     twinbook_verify(node)
     print(f"tmpfs full (primary): {outcome['acknowledged_when_full']} acknowledged before ENOSPC, "
           f"tail {outcome['summary']['state']}, {len(ledger.acknowledged)} in all, last sequence {last_sequence}")
+
+
+def test_a_promoted_standby_whose_disk_fills_stops_with_an_operating_fault(cluster):
+    """Promotion turns the standby process into a primary; when that primary's journal
+    fails it must exit 3 naming the file, like a primary started as one (it used to
+    exit 0: the promoted node's failure was not passed on)."""
+    primary = cluster.node("primary", node=LOOP_NODE_SETTINGS).start_primary()
+    standby = cluster.node("standby", node=LOOP_NODE_SETTINGS)
+    standby.launcher = file_size_limited_command(DISK_LIMIT_BYTES)
+    standby.start_standby(primary.replication)
+    wait_caught_up(primary, standby)
+    primary.kill()
+
+    async def scenario():
+        reply = await async_admin(standby, {"command": "promote"}, timeout=30.0)
+        assert reply["promoted"], reply
+        load = await Load([standby], prefix="pf", seed=14).start()
+        try:
+            await wait_exited(standby, 30)
+            acknowledged = len(load.ledger.acknowledged)
+            on_disk, _, _ = replay_accepted(standby.data_dir)
+            check_exactly_once(load.ledger, on_disk)
+        finally:
+            load.ledger.futures.clear()  # nobody serves them any more: not waited for
+            await load.stop(answer_timeout=0)
+        return acknowledged
+
+    acknowledged = run(scenario(), timeout=90)
+    check_failed_on_a_full_disk(standby, DISK_LIMIT_BYTES)
+    assert "commit loop failed" in standby.log() and acknowledged > 500, (acknowledged, standby.log())
