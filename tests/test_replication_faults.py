@@ -398,3 +398,50 @@ def test_a_link_lost_while_a_batch_is_journaled_is_dialled_again_under_uvloop(tm
         loop.run_until_complete(asyncio.wait_for(scenario(), 60))
     finally:
         loop.close()
+
+
+def test_the_primary_drops_a_standby_link_whose_peer_is_gone_instead_of_raising():
+    """Under uvloop a write to a transport its peer reset raises. The commit loop sends
+    each batch's frames to the standby before `StandbyLink.run` has noticed the reset;
+    that write must drop the link, never raise into (and so stop) the commit loop."""
+    import socket as socket_module
+    import struct
+    import types
+
+    import uvloop
+
+    from replica.replication_server import StandbyLink
+
+    logs: list[str] = []
+
+    async def scenario():
+        accepted: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        async def handle(reader, writer):
+            accepted.set_result((reader, writer))
+            await asyncio.sleep(5)
+
+        server = await asyncio.start_server(handle, HOST, 0)
+        try:
+            _, standby_writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            reader, writer = await asyncio.wait_for(accepted, 5)
+            node = types.SimpleNamespace(log=logs.append, standby_durable_sequence=0,
+                                         core=types.SimpleNamespace(released_sequence=0))
+            link = StandbyLink(node, reader, writer)
+            link.live = True
+            # The standby dies: a reset, which closes the primary's transport.
+            standby_writer.get_extra_info("socket").setsockopt(
+                socket_module.SOL_SOCKET, socket_module.SO_LINGER, struct.pack("ii", 1, 0))
+            standby_writer.transport.abort()
+            await asyncio.sleep(0.1)
+            assert writer.is_closing()
+            link.send_frames(1, 1, b"")  # what the commit loop does next
+            assert not link.live
+        finally:
+            server.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(), 30))
+    finally:
+        loop.close()
