@@ -97,6 +97,18 @@ async def wait_standby_live(primary: NodeProcess, timeout: float = 30.0) -> dict
     return await poll(live, timeout, f"a live standby attached to {primary.data_dir.name}")
 
 
+async def wait_standby_detached(standby: NodeProcess, timeout: float = 15.0) -> dict:
+    """Until the standby has seen its link to the primary go. Only then will it take a
+    `promote`: a standby still attached to a primary that beat within the last second
+    refuses (replica/standby.py, `StandbyCore.primary_alive`), and under load it may be
+    journaling a batch when the link breaks, noticing only after the fsync."""
+    async def detached():
+        status = await status_of(standby)
+        return status["role"] == "standby" and not status["primary_connected"] and status
+
+    return await poll(detached, timeout, f"{standby.data_dir.name} detached from its primary")
+
+
 async def wait_promoted(node: NodeProcess, timeout: float = 15.0) -> dict:
     async def promoted():
         status = await status_of(node)

@@ -33,6 +33,7 @@ from fault_helpers import (
     twinbook_verify,
     wait_exited,
     wait_promoted,
+    wait_standby_detached,
     wait_standby_live,
 )
 from node_helpers import (  # noqa: F401
@@ -177,6 +178,9 @@ def test_an_old_primary_cut_off_from_a_promoted_standby_releases_nothing(cluster
         try:
             await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "before the split")
             proxy.cut()
+            # The operator promotes once the standby reports the link gone, as a
+            # standby still attached to a beating primary refuses.
+            await wait_standby_detached(standby)
             reply = await async_admin(standby, {"command": "promote"}, timeout=30.0)
             assert reply["promoted"] and reply["epoch"] == 1, reply
             old = await acknowledgements_paused(primary, load, hold_seconds=1.0)
@@ -685,6 +689,7 @@ def test_a_promoted_standby_whose_disk_fills_stops_with_an_operating_fault(clust
     primary.kill()
 
     async def scenario():
+        await wait_standby_detached(standby)
         reply = await async_admin(standby, {"command": "promote"}, timeout=30.0)
         assert reply["promoted"], reply
         load = await Load([standby], prefix="pf", seed=14).start()
