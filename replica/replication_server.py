@@ -96,7 +96,15 @@ class StandbyLink:
             # which must never die of a standby leaving: drop the link here instead.
             self.close()
             return
-        self.writer.write(encode_frame(message))
+        try:
+            self.writer.write(encode_frame(message))
+        except (ConnectionError, RuntimeError) as error:
+            # The check above covers the case seen (uvloop's RuntimeError on a closed
+            # handle); a transport that fails the write itself is dropped the same way,
+            # for the same reason: the commit loop must go on without this standby.
+            self.node.log(f"standby {self.peer}: write failed ({type(error).__name__}: {error}); dropping the link")
+            self.close()
+            return
         transport = self.writer.transport
         if transport.get_write_buffer_size() > STANDBY_BUFFER_BYTES_MAX:
             self.node.log(f"standby {self.peer} is too far behind its socket; cutting it off")

@@ -29,6 +29,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Optional
 
+import journal
 import snapshots
 from replica.data_directory import DataDirectory
 from replica.errors import SnapshotTakeError
@@ -115,6 +116,12 @@ class Snapshotter:
         status = 0
         try:
             write_snapshot(self.directory, exchange, self.retention)
+        except (snapshots.SnapshotError, journal.JournalError, OSError) as error:
+            # An operating fault (a full disk, say): one line naming the store, no
+            # traceback; the parent logs the snapshot as FAILED and goes on trading.
+            print(f"snapshot at {exchange.last_sequence} not written: {type(error).__name__}: {error}",
+                  file=sys.stderr)
+            status = 1
         except BaseException:
             traceback.print_exc()
             status = 1

@@ -430,6 +430,9 @@ async def run_standby(
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, lambda: asyncio.ensure_future(node.stop()))
     await node.stopped.wait()
-    if node.failure is not None:
-        raise node.failure
+    # A journal that failed here as a standby, or after promotion in the primary this
+    # process became (its commit loop failed): an operating fault, not a clean exit.
+    failure = node.failure if node.primary is None else node.primary.failure
+    if failure is not None:
+        raise failure
     return node.exit_code

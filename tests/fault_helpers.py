@@ -4,8 +4,9 @@ The loops run real `twinbook` processes on loopback (node_helpers: NodeProcess, 
 WatchdogProcess, LinkProxy) while clients submit orders without pause, and inject the
 faults a deterministic simulator models only in software: SIGKILL of either node, a
 journal that cannot grow (a file size limit: every write beyond it fails with EFBIG,
-the way a full disk fails with ENOSPC), and a replication link that stalls, loses its
-bytes or is cut. What is checked at the end is always the same list, the properties of
+the way a full disk fails; or, where user namespaces allow it, a small tmpfs that
+really fails with ENOSPC), and a replication link that stalls, loses its bytes or is
+cut. What is checked at the end is always the same list, the properties of
 issue #10:
 
 * every order a client saw acknowledged is in the final primary's journal exactly once,
@@ -24,17 +25,19 @@ Everything is bounded: each wait has a deadline, the load stops when told (or af
 from __future__ import annotations
 
 import asyncio
+import os
+import select
+import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Awaitable, Callable, Optional
 
 from node_helpers import (
-    ROOT,
     TOKENS,
     AckLedger,
     NodeProcess,
+    die_with_parent,
     async_admin,
     journal_segments,
     send_orders,
@@ -43,10 +46,9 @@ from node_helpers import (
 )
 
 MEMBERS = ("M1", "M2", "M3")
-# Node settings of the loops: no snapshot on a timer (the loops are short; snapshots by
-# record count still happen in the longer ones).
+# Node settings of the loops: a snapshot every 20 000 records, so that the longer loops
+# take some and their restarts recover from one (the 300 s timer never fires here).
 LOOP_NODE_SETTINGS = {"snapshot_every_records": 20_000}
-VERIFY_TIMEOUT_SECONDS = 120.0
 
 
 def file_size_limited_command(limit_bytes: int) -> list[str]:
@@ -95,6 +97,18 @@ async def wait_standby_live(primary: NodeProcess, timeout: float = 30.0) -> dict
     return await poll(live, timeout, f"a live standby attached to {primary.data_dir.name}")
 
 
+async def wait_standby_detached(standby: NodeProcess, timeout: float = 15.0) -> dict:
+    """Until the standby has seen its link to the primary go. Only then will it take a
+    `promote`: a standby still attached to a primary that beat within the last second
+    refuses (replica/standby.py, `StandbyCore.primary_alive`), and under load it may be
+    journaling a batch when the link breaks, noticing only after the fsync."""
+    async def detached():
+        status = await status_of(standby)
+        return status["role"] == "standby" and not status["primary_connected"] and status
+
+    return await poll(detached, timeout, f"{standby.data_dir.name} detached from its primary")
+
+
 async def wait_promoted(node: NodeProcess, timeout: float = 15.0) -> dict:
     async def promoted():
         status = await status_of(node)
@@ -117,7 +131,7 @@ class Load:
     node serves and resubmit what was unanswered). Answers go to `ledger`."""
 
     def __init__(self, nodes: list[NodeProcess], *, members=MEMBERS, prefix: str = "load", seed: int = 0,
-                 in_flight_max: int = 64) -> None:
+                 in_flight_max: int = 16) -> None:
         from replica.client import OrderClient
 
         self.ledger = AckLedger()
@@ -199,15 +213,71 @@ def journals_agree(first: NodeProcess, second: NodeProcess) -> int:
 
 
 def twinbook_verify(node: NodeProcess) -> str:
-    """`twinbook verify DIR` on a (stopped) node's data directory; fails unless exit 0."""
-    result = subprocess.run(twinbook_command("verify", str(node.data_dir)), cwd=ROOT, capture_output=True,
-                            text=True, timeout=VERIFY_TIMEOUT_SECONDS)
-    assert result.returncode == 0 and result.stdout.startswith("OK "), \
-        f"twinbook verify {node.data_dir}: exit {result.returncode}\n{result.stdout}{result.stderr}"
-    return result.stdout.strip()
+    """`twinbook verify DIR` on a (stopped) node's data directory, run in this process
+    (click's runner: the real command without an interpreter start); fails unless exit 0."""
+    from click.testing import CliRunner
+
+    from tools.cli import cli
+
+    result = CliRunner().invoke(cli, ["verify", str(node.data_dir)])
+    assert result.exit_code == 0 and result.output.startswith("OK "), \
+        f"twinbook verify {node.data_dir}: exit {result.exit_code}\n{result.output}{result.exception!r}"
+    return result.output.strip()
 
 
 def evidence_bytes(node: NodeProcess, suffix: str) -> int:
     """Bytes kept in the node's evidence files (`.divergent`: tails cut when it rejoined
     a newer epoch; `.torn`: torn tails recovery cut away)."""
     return sum(path.stat().st_size for path in (node.data_dir / "journal").glob(f"*{suffix}"))
+
+
+class SmallFilesystem:
+    """A tmpfs of `size_bytes` mounted over `directory`, inside a user and mount namespace
+    of its own (`unshare -rm`: no root needed where unprivileged user namespaces are
+    allowed), held by a sleeping process for at most `seconds`. Nodes run inside it
+    through `launcher()` (nsenter into the holder's namespaces, then the CLI); from
+    outside, its files are under `outside(path)` (/proc/HOLDER/root). A full tmpfs fails
+    a write with ENOSPC, a real full disk. `start()` skips the test where namespaces or
+    the tools are not available.
+    """
+
+    READY_TIMEOUT_SECONDS = 10.0
+
+    def __init__(self, directory, size_bytes: int, seconds: float = 300.0) -> None:
+        self.directory = os.path.abspath(directory)
+        self.size_bytes = size_bytes
+        self.seconds = seconds
+        self.process: Optional[subprocess.Popen] = None
+
+    def start(self) -> "SmallFilesystem":
+        import pytest
+
+        if shutil.which("unshare") is None or shutil.which("nsenter") is None:
+            pytest.skip("unshare or nsenter (util-linux) not installed")
+        os.makedirs(self.directory, exist_ok=True)
+        script = 'mount -t tmpfs -o size="$1" tmpfs "$0" && echo ready && exec sleep "$2"'
+        self.process = subprocess.Popen(
+            ["unshare", "-rm", "--propagation", "private", "sh", "-c", script, self.directory,
+             str(self.size_bytes), str(self.seconds)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+        )
+        ready, _, _ = select.select([self.process.stdout], [], [], self.READY_TIMEOUT_SECONDS)
+        line = self.process.stdout.readline().decode(errors="replace") if ready else ""
+        if line.strip() != "ready":
+            self.close()
+            pytest.skip(f"cannot mount a tmpfs in a user namespace here: {line.strip() or 'no answer'}")
+        return self
+
+    def launcher(self) -> list[str]:
+        """A NodeProcess launcher running the CLI inside the namespaces (nsenter does not
+        fork for these two, so the node keeps the pid NodeProcess started)."""
+        return ["nsenter", "--preserve-credentials", "-U", "-m", "-t", str(self.process.pid)] + twinbook_command()
+
+    def outside(self, path) -> str:
+        """`path` (absolute, as the node sees it) as this process reaches it."""
+        return os.path.join(f"/proc/{self.process.pid}/root", os.path.abspath(path).lstrip("/"))
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)

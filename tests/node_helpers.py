@@ -75,7 +75,7 @@ def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: O
     return "\n".join(lines) + "\n"
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
@@ -204,7 +204,7 @@ class NodeProcess:
             self.process = subprocess.Popen(
                 self.launcher + self._arguments(),
                 cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()
@@ -369,7 +369,7 @@ class WatchdogProcess:
         try:
             self.process = subprocess.Popen(
                 twinbook_command(*arguments), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
             )
         finally:
             log.close()
@@ -744,6 +744,12 @@ class LinkProxy:
                 self._server.close()
             for transport in list(self._transports):
                 transport.abort()
+            # Connection handlers still waiting (a pump of a half-open pair) end here,
+            # not as pending tasks destroyed with the loop.
+            handlers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
 
         try:
             self._call(shut())

@@ -1,5 +1,6 @@
 """Snapshots and crash recovery (issue 4): snapshot + replay equals full replay, corrupt
-or foreign snapshots are skipped, a SIGKILL while a snapshot is written loses nothing."""
+or foreign snapshots are skipped, a SIGKILL while a snapshot is written loses nothing, a
+snapshot that fails on a full disk says so in one line."""
 
 from __future__ import annotations
 
@@ -150,6 +151,45 @@ def test_forked_snapshot_matches_the_state_at_fork_time_while_the_parent_goes_on
     finally:
         store.close()
     assert state == expected
+
+
+CHILD_SNAPSHOT_ON_A_FULL_DISK = textwrap.dedent(
+    """
+    import os, resource, sys
+    sys.path.insert(0, {root!r})
+    from replica.data_directory import DataDirectory
+    from replica.recovery import recover_exchange
+    from replica.snapshotter import Snapshotter
+    directory = DataDirectory({data!r})
+    exchange = recover_exchange(directory.root).exchange
+    # No file may grow past what the store holds now: the next snapshot's write fails
+    # with EFBIG, as on a full disk (Python ignores SIGXFSZ).
+    store_bytes = max(os.path.getsize(os.path.join(directory.snapshots, name))
+                      for name in os.listdir(directory.snapshots))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (store_bytes, resource.RLIM_INFINITY))
+    snapshotter = Snapshotter(directory)
+    snapshotter.start(exchange)
+    print("succeeded" if snapshotter.wait().succeeded else "failed", flush=True)
+    """
+)
+
+
+def test_a_snapshot_that_fails_on_a_full_disk_says_so_in_one_line_naming_the_store(tmp_path):
+    commands = generate_commands(2000, 12)
+    directory = write_journal(tmp_path / "node", commands)
+    write_snapshot(directory, recover_exchange(directory.root, to_sequence=10).exchange)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD_SNAPSHOT_ON_A_FULL_DISK.format(root=str(ROOT), data=directory.root)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert child.returncode == 0 and child.stdout == "failed\n", (child.stdout, child.stderr)
+    lines = child.stderr.splitlines()
+    assert len(lines) == 1, child.stderr
+    assert lines[0].startswith("snapshot at 2000 not written: ") and directory.snapshots in lines[0], lines
+    assert "File too large" in lines[0], lines
+    # The store still holds the snapshot written before, intact.
+    result = recover_exchange(directory.root)
+    assert not result.skipped_snapshots and result.exchange.last_sequence == 2000
 
 
 CHILD_WRITING_SNAPSHOTS = textwrap.dedent(

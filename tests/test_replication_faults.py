@@ -422,3 +422,87 @@ def test_a_primary_whose_journal_rots_under_it_stops_naming_the_file_when_a_stan
     log = primary.log()
     assert segment.name in log and f"byte offset {SEGMENT_HEADER_SIZE_BYTES}" in log, log
     assert "Traceback" not in log, log
+
+
+def test_the_primary_drops_a_standby_link_whose_peer_is_gone_instead_of_raising():
+    """Under uvloop a write to a transport its peer reset raises. The commit loop sends
+    each batch's frames to the standby before `StandbyLink.run` has noticed the reset;
+    that write must drop the link, never raise into (and so stop) the commit loop."""
+    import socket as socket_module
+    import struct
+    import time
+    import types
+
+    import uvloop
+
+    from replica.replication import StandbyLinkCore
+    from replica.replication_server import StandbyLink
+
+    logs: list[str] = []
+
+    async def scenario():
+        accepted: asyncio.Future = asyncio.get_running_loop().create_future()
+        finished = asyncio.Event()
+
+        async def handle(reader, writer):
+            accepted.set_result((reader, writer))
+            await finished.wait()
+
+        server = await asyncio.start_server(handle, HOST, 0)
+        try:
+            _, standby_writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            reader, writer = await asyncio.wait_for(accepted, 5)
+            node = types.SimpleNamespace(log=logs.append, core=types.SimpleNamespace(released_sequence=0))
+            link = StandbyLink(node, reader, writer)
+            # Attached at sequence 1 and caught up: live, as `run` leaves it.
+            link.core = StandbyLinkCore(1, time.monotonic_ns(), 3_000_000_000)
+            assert link.core.catch_up_range(0) is None
+            assert link.live
+            # The standby dies: a reset, which closes the primary's transport.
+            standby_writer.get_extra_info("socket").setsockopt(
+                socket_module.SOL_SOCKET, socket_module.SO_LINGER, struct.pack("ii", 1, 0))
+            standby_writer.transport.abort()
+            await asyncio.sleep(0.1)
+            assert writer.is_closing()
+            link.send_frames(1, 1, b"")  # what the commit loop does next
+            assert not link.live
+        finally:
+            finished.set()
+            server.close()
+            await asyncio.sleep(0)
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(), 30))
+    finally:
+        loop.close()
+
+
+def test_a_standby_link_whose_write_fails_is_dropped_not_raised_into_the_commit_loop():
+    """A transport that is not yet closing but fails the write itself (a connection
+    error, or uvloop's RuntimeError on a handle closed underneath) drops the link too."""
+    import time
+    import types
+
+    from replica.replication import StandbyLinkCore
+    from replica.replication_server import StandbyLink
+
+    for failure in (ConnectionResetError(104, "Connection reset by peer"), RuntimeError("the handler is closed")):
+        closed: list[bool] = []
+
+        def write(data: bytes, failure=failure) -> None:
+            raise failure
+
+        writer = types.SimpleNamespace(
+            get_extra_info=lambda name: ("127.0.0.1", 1), is_closing=lambda: False, write=write,
+            close=lambda: closed.append(True),
+        )
+        logs: list[str] = []
+        node = types.SimpleNamespace(log=logs.append, core=types.SimpleNamespace(released_sequence=0))
+        link = StandbyLink(node, None, writer)
+        link.core = StandbyLinkCore(1, time.monotonic_ns(), 3_000_000_000)
+        assert link.core.catch_up_range(0) is None
+        link.send_frames(1, 1, b"")  # what the commit loop does next
+        assert not link.live
+        assert closed == [True]
+        assert any("write failed" in line and type(failure).__name__ in line for line in logs)
