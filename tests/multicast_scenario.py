@@ -166,6 +166,11 @@ async def scenario(workdir: Path, orders: int) -> dict:
         accepted += await trade(primary, orders // 2, seed=2, prefix="b")
         before_failover = primary.status()["multicast"]["next_sequence"] - 1
         primary.kill()
+        # A standby refuses promotion until it has seen its primary's link go (it may
+        # be writing a batch to disk when the SIGKILL lands): wait for that first.
+        detached_by = time.monotonic() + 15
+        while standby.status().get("primary_connected", True) and time.monotonic() < detached_by:
+            await asyncio.sleep(0.01)
         promoted = standby.admin({"command": "promote"})
         findings["promoted"] = bool(promoted.get("promoted"))
         accepted += await trade(standby, orders // 2, seed=3, prefix="c")

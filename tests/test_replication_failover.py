@@ -43,8 +43,14 @@ MEMBERS = ("M1", "M2", "M3")
 
 
 def promote(node) -> dict:
+    """`twinbook promote` on a standby whose primary was just killed. It is run once the
+    standby has seen its link go: until then a standby whose primary beat within the
+    last second refuses (StandbyCore.primary_alive), and noticing a SIGKILLed peer takes
+    it a few milliseconds, longer when it is writing a batch to disk."""
     import json
 
+    wait_until(lambda: not node.status().get("primary_connected", True), timeout=15,
+               what=f"{node.data_dir.name} seeing its primary's link go")
     result = subprocess.run(twinbook_command("promote", f"{HOST}:{node.admin_address[1]}"), cwd=ROOT,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
