@@ -46,8 +46,13 @@ DIGEST_HISTORY_MAX = 64
 # A standby describes its tail with at most this many (sequence, crc) pairs; a divergent
 # tail longer than that (more than any unacknowledged batch can be) needs an operator.
 RECENT_PAIRS_MAX = 512
-# Catch-up reads and sends frames in batches of at most this many bytes.
-CATCH_UP_BATCH_BYTES_MAX = 1024 * 1024
+# Catch-up reads and sends frames in batches of at most this many bytes. A standby acks
+# a batch only once all of it has arrived and is durable, and one that acks nothing for
+# STANDBY_ACK_TIMEOUT_SECONDS (3 s) is cut off: so a batch must cross the slowest link
+# we support within that time. 256 KiB does at 90 kB/s and above (1 MiB needed 350 kB/s,
+# and a catch-up through a slower link was cut off every 3 s); it is still large enough
+# that the per-batch costs (a read, a message, an fsync on the standby) do not show.
+CATCH_UP_BATCH_BYTES_MAX = 256 * 1024
 # A link message carries up to one journal batch of frames (live: a whole commit batch,
 # up to journal.BATCH_SIZE_BYTES_MAX; catch-up: CATCH_UP_BATCH_BYTES_MAX), far above the
 # client protocol's FRAME_PAYLOAD_BYTES_MAX, so the link has its own bound.

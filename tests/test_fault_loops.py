@@ -483,8 +483,9 @@ def test_a_blackholed_link_is_cut_off_and_the_standby_returns_after_the_heal(clu
 
 
 # Catch-up through a narrow link: slow enough that cuts land in the middle of it (a
-# catch-up batch, CATCH_UP_BATCH_BYTES_MAX, then takes about half a second).
-CATCH_UP_BYTES_PER_SECOND = 2_000_000
+# catch-up batch, CATCH_UP_BATCH_BYTES_MAX of 256 KiB, then takes about a quarter of a
+# second), fast enough to outrun the load's own journal growth.
+CATCH_UP_BYTES_PER_SECOND = 1_000_000
 CATCH_UP_BACKLOG_ORDERS = 12_000  # about 1.6 MB of journal
 BLIND_CUT_AFTER_SECONDS = 0.15
 
@@ -557,6 +558,61 @@ def test_repeated_cuts_during_catch_up_end_byte_identical(cluster, link_proxies)
                                     acknowledged_min=CATCH_UP_BACKLOG_ORDERS + 2 * PROGRESS_ACKS))
     outcome["cuts"] = cuts
     print(f"cuts during catch-up: {outcome}")
+
+
+# A narrow link: a catch-up batch (256 KiB) must still cross it within the primary's
+# 3 s ack timeout, or every catch-up session is cut off after 3 s (1 MiB batches were,
+# below about 350 kB/s).
+NARROW_LINK_BYTES_PER_SECOND = 120_000
+NARROW_LINK_BACKLOG_BYTES = 480_000  # 4 s through the link: one 1 MiB batch would be cut off
+
+
+def journal_bytes(node) -> int:
+    return sum(path.stat().st_size for path in (node.data_dir / "journal").glob("*.journal"))
+
+
+def test_a_standby_catches_up_through_a_narrow_link_without_being_cut_off(cluster, link_proxies):
+    primary, standby, proxy = proxied_pair(cluster, link_proxies)
+
+    async def scenario():
+        load = await Load([primary], prefix="nl", seed=11).start()
+        try:
+            await load.wait_progress(PROGRESS_ACKS, PROGRESS_TIMEOUT_SECONDS, "before the cut")
+            proxy.cut()
+            await acknowledgements_paused(primary, load, hold_seconds=0.2)
+            await degrade(primary)
+            deadline = time.monotonic() + PROGRESS_TIMEOUT_SECONDS
+            while journal_bytes(primary) - journal_bytes(standby) < NARROW_LINK_BACKLOG_BYTES:
+                assert time.monotonic() < deadline, "the degraded primary did not build the backlog"
+                await asyncio.sleep(0.05)
+        finally:
+            ledger = await load.stop()
+        behind = journal_bytes(primary) - journal_bytes(standby)
+        last = (await status_of(primary))["last_sequence"]
+        proxy.throttle(NARROW_LINK_BYTES_PER_SECOND)
+        connections = proxy.connections
+        proxy.restore()
+        started = time.monotonic()
+
+        async def caught_up():
+            return (await status_of(standby))["durable_sequence"] >= last
+
+        # "Live" at the primary only means everything was handed to the socket; the
+        # kernel buffers hold much of it, so wait for the standby's own durable sequence.
+        await poll(caught_up, 30, "the standby catching up through the narrow link")
+        seconds = time.monotonic() - started
+        await wait_standby_live(primary, timeout=10)
+        return ledger, behind, seconds, proxy.connections - connections
+
+    ledger, behind, seconds, dialled = run(scenario(), timeout=90)
+    log = primary.log()
+    assert "acknowledged nothing" not in log, log
+    assert dialled == 1, f"the standby dialled {dialled} times to catch up"
+    # It really was slow: longer than the ack timeout, so one batch of it all would
+    # have been cut off.
+    assert seconds > STANDBY_ACK_TIMEOUT_SECONDS, (behind, seconds)
+    outcome = settle_and_check(primary, standby, ledger, acknowledged_min=PROGRESS_ACKS)
+    print(f"narrow link: {behind} bytes behind, caught up in {seconds:.1f} s: {outcome}")
 
 
 # ---------------------------------------------------------------- link chaos (slow)

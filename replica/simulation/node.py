@@ -33,7 +33,6 @@ from replica.link_journal import catch_up_chunk, chain_values, recent_pairs
 from replica.primary import PrimaryCore
 from replica.recovery import recover_exchange
 from replica.replication import (
-    CATCH_UP_BATCH_BYTES_MAX,
     Accepted,
     Ack,
     Frames,
@@ -54,8 +53,9 @@ from statemachine.version import RULES_VERSION
 # The simulated journal rolls segments often, so that rolls, multi-segment recovery and
 # catch-up across segments are exercised in every run.
 SEGMENT_SIZE_BYTES = 16 * 1024
-# Catch-up chunks are small beside the segments, so that commits interleave with them.
-CATCH_UP_CHUNK_BYTES_MAX = CATCH_UP_BATCH_BYTES_MAX // 16
+# Catch-up chunks are small beside the production batches (CATCH_UP_BATCH_BYTES_MAX), so
+# that commits interleave with them, and span several of the simulated 16 KiB segments.
+CATCH_UP_CHUNK_BYTES_MAX = 64 * 1024
 BEAT_PERIOD_NS = int(BEAT_PERIOD_SECONDS * 1e9)
 STANDBY_ACK_TIMEOUT_NS = int(STANDBY_ACK_TIMEOUT_SECONDS * 1e9)
 RECONNECT_BACKOFF_NS = (50_000_000, 100_000_000, 200_000_000, 500_000_000)
