@@ -275,8 +275,8 @@ class Faults:
         up = [node for node in nodes.values() if node.role != "down"]
         kind = self.rng.choices(
             ("crash", "cut_link", "cut_client", "partition_link", "partition_watchdog", "partition_client",
-             "slow_fsync", "disk_full", "corrupt_frames", "bit_flip", "read_fault", "degrade"),
-            weights=(3, 3, 3, 2, 1, 1, 2, 1, 2, 2, 2, 1),
+             "slow_fsync", "disk_full", "corrupt_frames", "bit_flip", "read_fault", "degrade", "snapshot_flip"),
+            weights=(3, 3, 3, 2, 1, 1, 2, 1, 2, 2, 2, 1, 2),
         )[0]
         if kind == "crash" and up:
             node = self.rng.choice(up)
@@ -327,6 +327,15 @@ class Faults:
                 simulator.trace(f"fault: bit flipped in {node.name}'s journal: {where}")
             else:
                 kind = "bit_flip_skipped"
+        elif kind == "snapshot_flip":
+            # At rest, on any down node: a snapshot is never the only copy of anything
+            # (the journal is), so the budget does not limit it.
+            down = [node for node in nodes.values() if node.role == "down"]
+            where = self.rng.choice(down).disk.flip_snapshot_bit(self.rng) if down else None
+            if where is None:
+                kind = "snapshot_flip_skipped"
+            else:
+                simulator.trace(f"fault: bit flipped in a snapshot: {where}")
         elif kind == "read_fault":
             # The next read of one node's journal (a catch-up chunk, a hello's chain
             # lookup or recent pairs, a restart's recovery) returns one bit flipped.

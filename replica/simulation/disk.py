@@ -22,6 +22,10 @@ Other faults:
   the file itself is untouched): the reader's check must catch it, and a second read
   (replica/link_journal.py reads twice) must see the good bytes. It wraps the journal
   cursor's one read function, so it sees exactly the bytes a reader checks.
+* `flip_snapshot_bit` flips one bit inside the state bytes of one stored snapshot (at
+  rest, while the node is down), found by content in LMDB's data file so that only the
+  value is damaged, never LMDB's own page structure (which is LMDB's business, tested
+  in tests/test_snapshot_store_corruption.py): recovery must skip the snapshot.
 * `full(bytes_free)` is a context manager that makes the disk full for the writes made
   inside it, by lowering RLIMIT_FSIZE for the process: the real write() then comes back
   short and fails with EFBIG, exactly the error path of a full disk (SIGXFSZ is ignored
@@ -38,6 +42,7 @@ import resource
 import signal
 
 import journal.cursor
+import snapshots
 from journal.format import SEGMENT_HEADER_SIZE_BYTES
 from journal.segment import list_segments
 
@@ -47,9 +52,13 @@ TEAR_PREFIX = "prefix"  # a prefix of them survives as written
 TEAR_ZEROS = "zeros"  # the file keeps its length, but past a point it reads zeros
 
 
+SNAPSHOT_NEEDLE_BYTES = 24
+
+
 class SimulatedDisk:
-    def __init__(self, journal_directory: str) -> None:
+    def __init__(self, journal_directory: str, snapshot_directory: str) -> None:
         self.journal_directory = journal_directory
+        self.snapshot_directory = snapshot_directory
         self.durable_sizes: dict[str, int] = {}
 
     def _segment_paths(self) -> list[str]:
@@ -116,6 +125,44 @@ class SimulatedDisk:
             handle.seek(offset)
             handle.write(bytes((byte ^ (1 << bit),)))
         return f"{os.path.basename(path)} byte {offset} bit {bit}"
+
+    def flip_snapshot_bit(self, rng: random.Random) -> str | None:
+        """Flip a bit in one snapshot's state bytes where they lie in LMDB's data file
+        (every copy, since copy-on-write may leave stale ones); None if none was found."""
+        data_file = os.path.join(self.snapshot_directory, "data.mdb")
+        if not os.path.exists(data_file):
+            return None
+        store = snapshots.SnapshotStore(self.snapshot_directory, readonly=True)
+        try:
+            infos = store.list()
+            if not infos:
+                return None
+            info = rng.choice(infos)
+            _, state = store.read(info.sequence)
+        except snapshots.SnapshotError:
+            return None  # already damaged
+        finally:
+            store.close()
+        if len(state) < SNAPSHOT_NEEDLE_BYTES:
+            return None
+        start = rng.randrange(len(state) - SNAPSHOT_NEEDLE_BYTES + 1)
+        needle = state[start:start + SNAPSHOT_NEEDLE_BYTES]
+        with open(data_file, "rb") as handle:
+            data = bytearray(handle.read())
+        positions = []
+        position = data.find(needle)
+        while position >= 0:
+            positions.append(position)
+            position = data.find(needle, position + 1)
+        if not positions:
+            return None  # split across pages: leave it
+        bit = rng.randrange(8)
+        middle = SNAPSHOT_NEEDLE_BYTES // 2
+        for position in positions:
+            data[position + middle] ^= 1 << bit
+        with open(data_file, "r+b") as handle:
+            handle.write(data)
+        return f"snapshot {info.sequence}: state byte {start + middle} bit {bit} ({len(positions)} copies)"
 
     @contextlib.contextmanager
     def read_fault(self, rng: random.Random, report):

@@ -28,6 +28,7 @@ from typing import Optional
 import msgspec
 
 import journal
+import snapshots
 from replica.data_directory import DataDirectory
 from replica.link_journal import catch_up_chunk, chain_values, recent_pairs
 from replica.primary import PrimaryCore
@@ -46,6 +47,7 @@ from replica.replication import (
 from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS, count_frames
 from journal.segment import list_segments
 from replica.simulation.disk import SimulatedDisk
+from replica.snapshotter import write_snapshot
 from replica.standby import CutTail, LinkRefused, StandbyCore
 from statemachine import AddInstrument, Checkpoint, Exchange
 from statemachine.version import RULES_VERSION
@@ -56,10 +58,27 @@ SEGMENT_SIZE_BYTES = 16 * 1024
 # Catch-up chunks are small beside the production batches (CATCH_UP_BATCH_BYTES_MAX), so
 # that commits interleave with them, and span several of the simulated 16 KiB segments.
 CATCH_UP_CHUNK_BYTES_MAX = 64 * 1024
+# Snapshots every few hundred records, so that every run restarts from snapshots, skips
+# ones a crash or a divergent cut left beyond the journal, and meets corrupt ones.
+SNAPSHOT_EVERY_RECORDS = 400
+SNAPSHOT_RETENTION = 3
 BEAT_PERIOD_NS = int(BEAT_PERIOD_SECONDS * 1e9)
 STANDBY_ACK_TIMEOUT_NS = int(STANDBY_ACK_TIMEOUT_SECONDS * 1e9)
 RECONNECT_BACKOFF_NS = (50_000_000, 100_000_000, 200_000_000, 500_000_000)
 _encode = msgspec.msgpack.Encoder().encode
+
+
+def drop_snapshots_after(directory: DataDirectory, sequence: int) -> None:
+    """What the real standby does when it cuts a divergent tail (StandbyNode)."""
+    if not directory.has_snapshots():
+        return
+    store = snapshots.SnapshotStore(directory.snapshots)
+    try:
+        for info in store.list():
+            if info.sequence > sequence:
+                store.delete(info.sequence)
+    finally:
+        store.close()
 
 
 class NodeCrashed(Exception):
@@ -71,7 +90,7 @@ class SimulatedNode:
         self.simulator = simulator
         self.name = name
         self.directory = DataDirectory.create(root)
-        self.disk = SimulatedDisk(self.directory.journal)
+        self.disk = SimulatedDisk(self.directory.journal, self.directory.snapshots)
         self.role = "down"
         self.incarnation = 0
         self.writer: Optional[journal.JournalWriter] = None
@@ -88,6 +107,7 @@ class SimulatedNode:
         self.commit_scheduled = False
         self.fsync_in_flight = False
         self.divergence: Optional[str] = None
+        self.snapshot_sequence = 0
         # Standby state.
         self.standby: Optional[StandbyCore] = None
         self.upstream = None  # the Connection to the primary
@@ -153,6 +173,7 @@ class SimulatedNode:
             with self._maybe_read_fault():
                 result = recover_exchange(self.directory.root, book_updates=True, cluster_id=config.cluster_id)
             self.exchange = result.exchange
+            self.simulator.checker.recovered(self, result)
         else:
             self.exchange = Exchange(book_updates=True)
         self.writer = journal.JournalWriter.open(
@@ -164,6 +185,7 @@ class SimulatedNode:
         self.disk.forget_missing()
         self.disk.sync()
         self.durable_sequence = self.writer.last_sequence
+        self.snapshot_sequence = self.exchange.last_sequence
         self.simulator.checker.journal_opened(self)
 
     def start_primary(self) -> None:
@@ -301,6 +323,9 @@ class SimulatedNode:
         self.disk.commit_settled()
         self.fsync_in_flight = True
         self.later(faults.fsync_delay_ns(), self._fsync_done, writer.written_sequence)
+        # The real maintenance task runs between commits, often while an fdatasync is
+        # still under way: the snapshot may be of records a crash will cut.
+        self._maybe_snapshot()
 
     def _fsync_done(self, covered: int) -> None:
         self.disk.sync()
@@ -309,6 +334,21 @@ class SimulatedNode:
             self.durable_sequence = covered
         self._release(self.release.point(self.durable_sequence))
         self._kick()
+
+    def _maybe_snapshot(self) -> None:
+        """What the real primary's maintenance task does: a snapshot every so many
+        records, of a state whose last record is written (not necessarily durable: a
+        crash may cut the journal below it, which recovery must notice). The real node
+        writes it from a forked child; a crash during that write loses only the child's
+        uncommitted transaction, so writing it in one step here is the same."""
+        exchange = self.exchange
+        if exchange.last_sequence - self.snapshot_sequence < SNAPSHOT_EVERY_RECORDS:
+            return
+        if self.writer.written_sequence < exchange.last_sequence:
+            return
+        info = write_snapshot(self.directory, exchange, retention=SNAPSHOT_RETENTION)
+        self.snapshot_sequence = info.sequence
+        self.simulator.checker.snapshots_written += 1
 
     def _send_link(self, message) -> None:
         if self.link_connection is not None:
@@ -431,12 +471,14 @@ class SimulatedNode:
             if type(action) is CutTail:
                 self.trace(f"diverged after {action.common_sequence}: cutting {self.last_sequence - action.common_sequence}")
                 self.writer.truncate_after(action.common_sequence, keep_path_suffix=".divergent")
+                drop_snapshots_after(self.directory, action.common_sequence)
                 self.disk.forget_missing()
                 self.disk.sync()
                 self.durable_sequence = self.writer.last_sequence
                 result = recover_exchange(self.directory.root, book_updates=True,
                                           cluster_id=self.simulator.config.cluster_id, repair=False)
                 self.exchange = result.exchange
+                self.simulator.checker.recovered(self, result)
                 self.standby.rebuilt(self.exchange)
                 self.simulator.checker.journal_opened(self)
                 self.simulator.network.cut(self.upstream)
