@@ -64,6 +64,21 @@ def write_snapshot(directory: DataDirectory, exchange: Exchange, retention: int 
     return info
 
 
+def drop_snapshots_after(directory: DataDirectory, sequence: int) -> None:
+    """Delete every snapshot beyond `sequence`: a standby that cut its journal's divergent
+    tail after `sequence` must not keep states of that other history (recovery would skip
+    them by their chain value; deleting them keeps the store honest)."""
+    if not directory.has_snapshots():
+        return
+    store = snapshots.SnapshotStore(directory.snapshots)
+    try:
+        for info in store.list():
+            if info.sequence > sequence:
+                store.delete(info.sequence)
+    finally:
+        store.close()
+
+
 @dataclass
 class SnapshotOutcome:
     sequence: int

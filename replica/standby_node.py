@@ -37,13 +37,13 @@ from typing import Callable, Optional
 import msgspec
 
 import journal
-import snapshots
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
 from replica.data_directory import DataDirectory
 from replica.primary_node import PrimaryNode
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.recovery import recover_exchange
+from replica.snapshotter import drop_snapshots_after
 from replica.errors import LinkProtocolError
 from replica.link_journal import recent_pairs
 from replica.replication import (
@@ -338,14 +338,7 @@ class StandbyNode:
                  f"cutting {self.writer.last_sequence - common_sequence} records into .divergent")
         report = self.writer.truncate_after(common_sequence, keep_path_suffix=".divergent")
         self.log(f"divergent tail kept: {report}")
-        if self.directory.has_snapshots():
-            store = snapshots.SnapshotStore(self.directory.snapshots)
-            try:
-                for info in store.list():
-                    if info.sequence > common_sequence:
-                        store.delete(info.sequence)
-            finally:
-                store.close()
+        drop_snapshots_after(self.directory, common_sequence)
         self._recover()
 
     # ------------------------------------------------------------ admin

@@ -28,7 +28,6 @@ from typing import Optional
 import msgspec
 
 import journal
-import snapshots
 from replica.data_directory import DataDirectory
 from replica.link_journal import catch_up_chunk, chain_values, recent_pairs
 from replica.primary import PrimaryCore
@@ -47,7 +46,7 @@ from replica.replication import (
 from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS, count_frames
 from journal.segment import list_segments
 from replica.simulation.disk import SimulatedDisk
-from replica.snapshotter import write_snapshot
+from replica.snapshotter import drop_snapshots_after, write_snapshot
 from replica.standby import CutTail, LinkRefused, StandbyCore
 from statemachine import AddInstrument, Checkpoint, Exchange
 from statemachine.version import RULES_VERSION
@@ -66,19 +65,6 @@ BEAT_PERIOD_NS = int(BEAT_PERIOD_SECONDS * 1e9)
 STANDBY_ACK_TIMEOUT_NS = int(STANDBY_ACK_TIMEOUT_SECONDS * 1e9)
 RECONNECT_BACKOFF_NS = (50_000_000, 100_000_000, 200_000_000, 500_000_000)
 _encode = msgspec.msgpack.Encoder().encode
-
-
-def drop_snapshots_after(directory: DataDirectory, sequence: int) -> None:
-    """What the real standby does when it cuts a divergent tail (StandbyNode)."""
-    if not directory.has_snapshots():
-        return
-    store = snapshots.SnapshotStore(directory.snapshots)
-    try:
-        for info in store.list():
-            if info.sequence > sequence:
-                store.delete(info.sequence)
-    finally:
-        store.close()
 
 
 class NodeCrashed(Exception):
