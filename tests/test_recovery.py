@@ -234,3 +234,19 @@ def test_sigkill_while_writing_snapshots_leaves_earlier_ones_intact(tmp_path):
         result = recover_exchange(directory.root)
         assert not [reason for _, reason in result.skipped_snapshots], result.skipped_snapshots
         assert canonical_digest(result.exchange) == canonical_digest(reference)
+
+
+def test_a_divergent_cut_drops_the_snapshots_beyond_it_and_keeps_the_rest(tmp_path):
+    from replica.snapshotter import drop_snapshots_after
+
+    commands = generate_commands(300, 7)
+    directory = write_journal(tmp_path / "node", commands)
+    for sequence in (100, 200, 300):
+        write_snapshot(directory, recover_exchange(directory.root, to_sequence=sequence).exchange, retention=5)
+    drop_snapshots_after(directory, 200)
+    store = snapshots.SnapshotStore(directory.snapshots, readonly=True)
+    try:
+        assert [info.sequence for info in store.list()] == [200, 100]
+    finally:
+        store.close()
+    drop_snapshots_after(DataDirectory.create(str(tmp_path / "empty")), 0)  # no store: nothing to do
