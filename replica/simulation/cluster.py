@@ -16,11 +16,14 @@ Actors:
   replica/client.py does;
 * the operator, who runs the real WatchdogCore on the admin ports (the watchdog
   promotes the standby when the primary is silent), fences a replaced primary
-  (STONITH, after a random delay in which both may believe they are primary), restarts
-  crashed nodes (as standby of the primary; as primary only when no standby can be
-  promoted, with the watchdog re-armed in the same instant), rebuilds a node whose
-  journal recovery refuses as corrupt, and sometimes degrades a primary whose standby
-  is away;
+  (STONITH, after a random delay in which both may believe they are primary), and
+  restarts crashed nodes by a runbook: the node whose journal holds the newest epoch
+  is the primary (ties: the last primary); any other node follows it, and if it runs
+  as a standby it is promoted by hand first; the primary restarts as primary only when
+  no standby can be promoted, with the watchdog re-armed in the same instant. A node
+  whose journal is refused is restarted if `journal inspect` finds it clean (a read
+  error), else rebuilt from nothing. Sometimes the operator degrades a primary whose
+  standby is away;
 * faults, drawn every 50-600 ms of simulated time while the run lasts.
 
 Then a healing phase: faults stop, partitions heal, down nodes come back, clients
@@ -316,8 +319,9 @@ class Faults:
         elif kind == "corrupt_frames":
             self.corrupt_next_frames = True
         elif kind == "bit_flip":
-            # At rest, on a node that is down and is not the only holder of what was
-            # acknowledged (never the latest primary): the fault budget of two nodes.
+            # At rest, on a down node whose peer's journal verifies and durably holds
+            # every released record: the fault budget of two nodes is one damaged copy,
+            # never of the only one (Checker.holds_everything_released).
             candidates = [node for node in nodes.values()
                           if node.role == "down" and simulator.checker.holds_everything_released(
                               nodes["B" if node.name == "A" else "A"])]
