@@ -28,7 +28,9 @@ from typing import Optional
 import msgspec
 
 import journal
+import snapshots
 from replica.data_directory import DataDirectory
+from replica.errors import ReplicaError
 from replica.link_journal import catch_up_chunk, chain_values, recent_pairs
 from replica.primary import PrimaryCore
 from replica.recovery import recover_exchange
@@ -332,7 +334,13 @@ class SimulatedNode:
             return
         if self.writer.written_sequence < exchange.last_sequence:
             return
-        info = write_snapshot(self.directory, exchange, retention=SNAPSHOT_RETENTION)
+        try:
+            info = write_snapshot(self.directory, exchange, retention=SNAPSHOT_RETENTION)
+        except (snapshots.SnapshotError, ReplicaError) as error:
+            # The real node logs a failed snapshot in one line and goes on; so does this.
+            self.trace(f"snapshot at {exchange.last_sequence} failed: {error}")
+            self.snapshot_sequence = exchange.last_sequence
+            return
         self.snapshot_sequence = info.sequence
         self.simulator.checker.snapshots_written += 1
 
