@@ -11,7 +11,8 @@ resting orders and other unsolicited reports included, and `on_report` is called
 
 Failover: when the connection drops, the client tries the endpoints in turn (bounded
 attempts with backoff), logs on again and resubmits every request still waiting for its
-answer, with the same client order ids. The engine's dedupe makes that safe: a place that
+answer, with the same client order ids (the rules are replica/client_core.py's
+`ClientCore`, which the simulator's clients drive too). The engine's dedupe makes that safe: a place that
 had reached the journal before the failure comes back `rejected` with reason
 `duplicate_client_order_id` and the original `order_id` (`was_accepted_before(report)`
 says so), never as a second order. A resubmitted cancel of an order already cancelled is
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from typing import Callable, Optional
 
 import msgspec
@@ -48,8 +48,8 @@ from replica.protocol import (
     encode_frames,
     server_message_decoder,
 )
+from replica.client_core import ClientCore, was_accepted_before
 from replica.errors import ReplicaError
-from statemachine.events import OrderRejected
 
 CONNECT_ATTEMPTS_MAX = 40
 RECONNECT_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.3, 0.5)
@@ -59,9 +59,7 @@ class ClientError(ReplicaError):
     """The client could not reach any endpoint, or a logon was refused."""
 
 
-def was_accepted_before(report) -> bool:
-    """True if a resubmitted place found its original already accepted."""
-    return isinstance(report, OrderRejected) and report.reason == "duplicate_client_order_id"
+__all__ = ["ClientError", "OrderClient", "was_accepted_before"]
 
 
 class OrderClient:
@@ -84,8 +82,10 @@ class OrderClient:
         self.reports: asyncio.Queue = asyncio.Queue()
         self.logon: Optional[LogonAccepted] = None
         self.reconnects = 0
-        self._request_ids = itertools.count(1)
-        self._waiting: dict[int, tuple[asyncio.Future, object]] = {}
+        # Which requests wait for answers, what to resubmit: the sans-I/O core's. The
+        # futures the callers await are this adapter's, by request id.
+        self.core = ClientCore()
+        self._futures: dict[int, asyncio.Future] = {}
         self._endpoint_index = 0
         self._reader: Optional[asyncio.StreamReader] = None
         self._writer: Optional[asyncio.StreamWriter] = None
@@ -133,7 +133,7 @@ class OrderClient:
             self._receiver = asyncio.get_running_loop().create_task(self._receive(frames))
             self._connected.set()
             # Resubmit whatever had not been answered, in the order it was sent.
-            for request_id, (_, request) in sorted(self._waiting.items()):
+            for request in self.core.resubmissions():
                 writer.write(encode_frame(request))
             return answer
         raise ClientError(f"no endpoint of {self.endpoints} accepted a logon after {CONNECT_ATTEMPTS_MAX} attempts")
@@ -164,10 +164,10 @@ class OrderClient:
             try:
                 await self.connect()
             except ClientError as error:
-                for future, _ in self._waiting.values():
-                    if not future.done():
+                for request_id in self.core.abandon():
+                    future = self._futures.pop(request_id, None)
+                    if future is not None and not future.done():
                         future.set_exception(error)
-                self._waiting.clear()
 
     def _dispatch(self, message) -> None:
         kind = type(message)
@@ -178,18 +178,22 @@ class OrderClient:
             if self.on_report is not None:
                 self.on_report(event)
             if message.request_id:
-                waiting = self._waiting.pop(message.request_id, None)
-                if waiting is not None and not waiting[0].done():
-                    waiting[0].set_result(event)
+                self._resolve(self.core.answer(message))
         elif kind is RequestRejected or kind is OrderStatus:
             self.last_session_sequence = message.session_sequence
-            waiting = self._waiting.pop(message.request_id, None)
-            if waiting is not None and not waiting[0].done():
-                waiting[0].set_result(message)
+            self._resolve(self.core.answer(message))
         elif kind is ServerHeartbeat:
             self.last_session_sequence = message.session_sequence
         elif kind is Disconnect:
             self.last_session_sequence = message.session_sequence or self.last_session_sequence
+
+    def _resolve(self, answered: Optional[tuple[int, object]]) -> None:
+        if answered is None:
+            return
+        request_id, answer = answered
+        future = self._futures.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_result(answer)
 
     async def close(self) -> None:
         self._closed = True
@@ -211,7 +215,8 @@ class OrderClient:
 
     def _request(self, request) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
-        self._waiting[request.request_id] = (future, request)
+        self.core.submit(request)
+        self._futures[request.request_id] = future
         if self._batch is not None:
             self._batch.append(request)
         elif self._connected.is_set() and self._writer is not None:
@@ -235,27 +240,28 @@ class OrderClient:
 
     def send_place(self, client_order_id: str, symbol: str, side: str, order_type: str, qty: int, **fields) -> asyncio.Future:
         """Send a place without waiting; the future resolves with its first report."""
-        return self._request(PlaceRequest(next(self._request_ids), client_order_id, symbol, side, order_type, qty, **fields))
+        return self._request(PlaceRequest(self.core.next_request_id(), client_order_id, symbol, side, order_type, qty,
+                                          **fields))
 
     async def place(self, client_order_id: str, symbol: str, side: str, order_type: str, qty: int, **fields):
         return await self.send_place(client_order_id, symbol, side, order_type, qty, **fields)
 
     def send_cancel(self, order_id: Optional[int] = None, client_order_id: Optional[str] = None) -> asyncio.Future:
         """Send a cancel without waiting; the future resolves with its first report."""
-        return self._request(CancelRequest(next(self._request_ids), order_id, client_order_id))
+        return self._request(CancelRequest(self.core.next_request_id(), order_id, client_order_id))
 
     async def cancel(self, order_id: Optional[int] = None, client_order_id: Optional[str] = None):
         return await self.send_cancel(order_id, client_order_id)
 
     async def replace(self, order_id: int, qty: int, price: Optional[int] = None):
-        return await self._request(ReplaceRequest(next(self._request_ids), order_id, qty, price))
+        return await self._request(ReplaceRequest(self.core.next_request_id(), order_id, qty, price))
 
     async def order_status(self, order_id: int) -> OrderStatus:
-        return await self._request(OrderStatusRequest(next(self._request_ids), order_id))
+        return await self._request(OrderStatusRequest(self.core.next_request_id(), order_id))
 
     async def mass_cancel(self, symbol: Optional[str] = None) -> None:
         """Send a mass cancel; its cancels arrive as unsolicited reports."""
-        request = MassCancelRequest(next(self._request_ids), symbol)
+        request = MassCancelRequest(self.core.next_request_id(), symbol)
         if self._writer is not None:
             self._writer.write(encode_frame(request))
             await self._writer.drain()
@@ -266,4 +272,12 @@ class OrderClient:
 
     @property
     def unanswered(self) -> int:
-        return len(self._waiting)
+        return self.core.unanswered
+
+    def forget_waiting(self) -> None:
+        """Cancel every future still waiting and forget its request (a caller giving up,
+        e.g. a test whose node it killed for good)."""
+        for request_id in self.core.abandon():
+            future = self._futures.pop(request_id, None)
+            if future is not None:
+                future.cancel()

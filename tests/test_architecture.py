@@ -106,3 +106,17 @@ def test_every_module_starts_with_a_docstring():
         for path in package_files(package):
             tree = ast.parse(path.read_text())
             assert ast.get_docstring(tree), f"{package}/{path.name} has no module docstring"
+
+
+# The replica modules whose logic the simulator drives: state and messages in, actions
+# out. They must not do I/O, read a clock or start threads on their own, or a simulated
+# run would stop being a function of its seed.
+SANS_IO_CORES = ("primary.py", "standby.py", "replication.py", "client_core.py", "feed.py")
+FORBIDDEN_IN_CORES = FORBIDDEN_IN_STATEMACHINE
+
+
+@pytest.mark.parametrize("module", SANS_IO_CORES)
+def test_the_sans_io_cores_do_no_io(module):
+    names = imported_top_modules(ROOT / "replica" / module)
+    bad = names & FORBIDDEN_IN_CORES
+    assert not bad, f"replica/{module} imports {sorted(bad)}: a sans-I/O core does no I/O, reads no clock"

@@ -62,8 +62,7 @@ async def load_until_killed(node, seconds: float, in_flight_max: int = 64, seed:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for client in clients:
-        for future, _ in list(client._waiting.values()):
-            future.cancel()
+        client.forget_waiting()
     await close_all(*clients)
     return acknowledged
 

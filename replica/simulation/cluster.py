@@ -45,6 +45,7 @@ from typing import Optional
 import msgspec
 
 import journal
+from replica.client_core import ClientCore, was_accepted_before
 from replica.config import DEMO_INSTRUMENTS, Limits, default_config
 from replica.errors import ReplicaError
 from replica.protocol import (
@@ -61,7 +62,7 @@ from replica.simulation.checker import Checker
 from replica.simulation.network import Network
 from replica.simulation.node import SimulatedNode
 from replica.watchdog import WatchdogCore
-from statemachine.events import OrderAccepted, OrderRejected
+from statemachine.events import OrderAccepted
 
 START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z: timestamps look like real ones
 MS = 1_000_000
@@ -222,11 +223,11 @@ class Simulator:
             return False
         if primary.core.pending or primary.core.unreleased:
             return False
-        return all(not client.outstanding and client.state == "ready" for client in self.clients)
+        return all(not client.core.unanswered and client.state == "ready" for client in self.clients)
 
     def _settle_report(self) -> str:
         parts = [f"{node.name} {node.role} at {node.last_sequence}" for node in self.nodes.values()]
-        parts += [f"{client.member} {client.state} {len(client.outstanding)} waiting" for client in self.clients]
+        parts += [f"{client.member} {client.state} {client.core.unanswered} waiting" for client in self.clients]
         return ", ".join(parts)
 
     def statistics(self) -> dict:
@@ -619,7 +620,13 @@ class Operator:
 
 
 class SimulatedClient:
-    """A member's trading program: replica/client.py's resubmission rules, simulated."""
+    """A member's trading program on simulated connections. What waits for an answer,
+    what is resubmitted after a logon and which message answers which request are the
+    real client's rules: this drives replica/client_core.py's `ClientCore`, as
+    replica/client.py does. The trading program's own policy is this class's: what to
+    send, resending a request the gateway refused as throttled or busy, and giving up on
+    a node that answers nothing for 2 s (it may be an old primary that can no longer
+    acknowledge) by reconnecting elsewhere."""
 
     def __init__(self, simulator: Simulator, member: str, token: str) -> None:
         self.simulator = simulator
@@ -630,9 +637,9 @@ class SimulatedClient:
         self.state = "idle"
         self.connection = None
         self.target_index = 0
-        self.next_request_id = 1
         self.next_order_number = 1
-        self.outstanding: dict[int, tuple[object, int]] = {}  # request id -> (request, sent at)
+        self.core = ClientCore()
+        self.sent_at_ns: dict[int, int] = {}  # request id -> when it was last sent
         self.live_orders: list[int] = []
         self.probe_request_id = 0
         self.probe_acknowledged = False
@@ -672,44 +679,47 @@ class SimulatedClient:
         if kind is LogonAccepted:
             self.state = "ready"
             now = self.simulator.now_ns
-            for request_id, (request, _sent) in sorted(self.outstanding.items()):
-                self.outstanding[request_id] = (request, now)
+            for request in self.core.resubmissions():
+                self.sent_at_ns[request.request_id] = now
                 self._send(request)
         elif kind is ExecutionReport:
             self._report(message)
         elif kind is RequestRejected:
-            entry = self.outstanding.get(message.request_id)
-            if entry is not None:
-                # Throttled or busy: the request stays outstanding and goes again.
+            request = self.core.waiting.get(message.request_id)
+            if self.core.answer(message) is not None:
+                # Throttled or busy: the program keeps waiting for this request and
+                # sends it again a little later (and after any logon meanwhile).
+                self.core.submit(request)
                 self.simulator.after(50 * MS, self._resend, message.request_id)
 
     def _report(self, report: ExecutionReport) -> None:
         event = report.event
-        entry = self.outstanding.pop(report.request_id, None) if report.request_id else None
+        answered = self.core.answer(report)
+        if answered is not None:
+            self.sent_at_ns.pop(answered[0], None)
         kind = type(event)
         if kind is OrderAccepted and event.member == self.member:
             self.simulator.checker.acknowledged(self.member, event.client_order_id, event.order_id)
             self.live_orders.append(event.order_id)
             if report.request_id and report.request_id == self.probe_request_id:
                 self.probe_acknowledged = True
-        elif kind is OrderRejected and entry is not None and event.reason == "duplicate_client_order_id":
+        elif answered is not None and was_accepted_before(event):
             # The resubmitted order had reached the journal before the failure.
             self.simulator.checker.acknowledged(self.member, event.client_order_id, event.order_id)
             if report.request_id == self.probe_request_id:
                 self.probe_acknowledged = True
 
     def _resend(self, request_id: int) -> None:
-        entry = self.outstanding.get(request_id)
-        if entry is not None and self.state == "ready":
-            self._send(entry[0])
+        request = self.core.waiting.get(request_id)
+        if request is not None and self.state == "ready":
+            self._send(request)
 
     def _send(self, request) -> None:
         self.simulator.network.send(self.connection, self.name, _encode(request))
 
     def _new_request(self) -> None:
         rng = self.rng
-        request_id = self.next_request_id
-        self.next_request_id += 1
+        request_id = self.core.next_request_id()
         if self.live_orders and rng.random() < 0.25:
             order_id = self.live_orders.pop(rng.randrange(len(self.live_orders)))
             request = CancelRequest(request_id, order_id=order_id)
@@ -725,18 +735,19 @@ class SimulatedClient:
                 offset = rng.randrange(-20, 21)
                 request = PlaceRequest(request_id, client_order_id, symbol, side, "limit", rng.randrange(1, 60),
                                        price=reference + offset, tif=rng.choice(("gtc", "gtc", "gtc", "ioc")))
-        self.outstanding[request_id] = (request, self.simulator.now_ns)
+        self.core.submit(request)
+        self.sent_at_ns[request_id] = self.simulator.now_ns
         self._send(request)
         if rng.random() < 0.03:
             # The same request twice on one session: the engine's dedupe must hold.
             self._send(request)
 
     def send_probe(self) -> None:
-        request_id = self.next_request_id
-        self.next_request_id += 1
+        request_id = self.core.next_request_id()
         self.probe_request_id = request_id
         request = PlaceRequest(request_id, f"{self.member}-probe", "AAPL", "buy", "limit", 1, price=18990)
-        self.outstanding[request_id] = (request, self.simulator.now_ns)
+        self.core.submit(request)
+        self.sent_at_ns[request_id] = self.simulator.now_ns
         if self.state == "ready":
             self._send(request)
 
@@ -744,13 +755,13 @@ class SimulatedClient:
         simulator = self.simulator
         now = simulator.now_ns
         if self.state == "ready":
-            oldest = min((sent for _request, sent in self.outstanding.values()), default=now)
+            oldest = min(self.sent_at_ns.values(), default=now)
             if now - oldest > REQUEST_TIMEOUT_NS:
                 # No answer for too long: this node may be an old primary that can no
                 # longer acknowledge anything. Try the other one.
                 simulator.trace(f"{self.name}: requests unanswered for 2 s; reconnecting elsewhere")
                 simulator.network.cut(self.connection)
-            elif not simulator.healing and len(self.outstanding) < OUTSTANDING_REQUESTS_MAX:
+            elif not simulator.healing and self.core.unanswered < OUTSTANDING_REQUESTS_MAX:
                 self._new_request()
         simulator.after(self.rng.randrange(2 * MS, 20 * MS), self._tick)
 
