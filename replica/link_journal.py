@@ -3,8 +3,8 @@
 `chain_values(directory, sequences)` is the primary's `crc_lookup` for `decide_hello`:
 the chain value of each of those sequences its journal holds. `recent_pairs(writer)`
 is what a standby's Hello describes its tail with: (sequence, crc) of its last
-RECENT_PAIRS_MAX records. `catch_up_chunk(directory, first, last, size_bytes_max)` is
-one run of verified frames for a standby catching up. All of them read verified records
+RECENT_PAIRS_MAX records. `catch_up_chunks(directory, first, last, size_bytes_max)`
+streams verified frames for a standby catching up (`catch_up_chunk`: just one run). All of them read verified records
 with the reader's `live` mode, since a writer holds the journal open meanwhile.
 
 Each read is tried twice (`read_verified`): a frame that fails its check once may be a
@@ -16,12 +16,14 @@ node must stop. Never more than twice: a persistent corruption must not become a
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+import struct
+from typing import Callable, Iterator, TypeVar
 
 import journal
 from replica.replication import RECENT_PAIRS_MAX
 
 Result = TypeVar("Result")
+_FRAME_LENGTH = struct.Struct("<I")
 READ_ATTEMPTS_MAX = 2
 
 
@@ -66,7 +68,9 @@ def recent_pairs(writer: journal.JournalWriter) -> list[tuple[int, int]]:
 
 def catch_up_chunk(directory: str, first_sequence: int, last_sequence: int, size_bytes_max: int) -> bytes:
     """Verified frames from `first_sequence` on, at most `size_bytes_max` bytes (always at
-    least one frame) and never past `last_sequence`."""
+    least one frame) and never past `last_sequence`. Each call verifies from the start of
+    the segment holding `first_sequence`: for a long catch-up, `catch_up_chunks` reads on
+    instead of starting over."""
     if first_sequence > last_sequence:
         raise ValueError(f"catch-up range {first_sequence}..{last_sequence} is empty")
 
@@ -77,3 +81,41 @@ def catch_up_chunk(directory: str, first_sequence: int, last_sequence: int, size
         raise journal.JournalUsageError(directory, None, f"no frame at {first_sequence} to catch up from")
 
     return read_verified(read)
+
+
+def catch_up_chunks(directory: str, first_sequence: int, last_sequence: int,
+                    size_bytes_max: int) -> Iterator[tuple[int, bytes]]:
+    """(first sequence, verified frames) chunks from `first_sequence` to `last_sequence`,
+    each at most `size_bytes_max` bytes, read in one pass. A chunk that fails its check
+    is read once more, from where the failure was, by a fresh reader; a second failure
+    raises (see the module docstring)."""
+    if first_sequence > last_sequence:
+        raise ValueError(f"catch-up range {first_sequence}..{last_sequence} is empty")
+    next_sequence = first_sequence
+    retried = False
+    while next_sequence <= last_sequence:
+        try:
+            for chunk in journal.read_frames(directory, next_sequence, last_sequence,
+                                             batch_size_bytes_max=size_bytes_max, live=True):
+                count = count_frames(chunk)
+                yield next_sequence, chunk
+                next_sequence += count
+                retried = False
+            return
+        except journal.JournalCorruptError:
+            if retried:
+                raise
+            retried = True
+
+
+def count_frames(frames: bytes) -> int:
+    """How many journal frames a verified run of frames holds."""
+    count = 0
+    offset = 0
+    end = len(frames)
+    unpack = _FRAME_LENGTH.unpack_from
+    while offset < end:
+        (length,) = unpack(frames, offset)
+        offset += 8 + length
+        count += 1
+    return count

@@ -20,7 +20,6 @@ acknowledgements, which is the point of sync mode.
 from __future__ import annotations
 
 import asyncio
-import struct
 import time
 from typing import Optional
 
@@ -28,7 +27,7 @@ import msgspec
 
 import journal
 from replica.errors import LinkProtocolError
-from replica.link_journal import catch_up_chunk, chain_values
+from replica.link_journal import catch_up_chunks, chain_values, count_frames
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.replication import (
     CATCH_UP_BATCH_BYTES_MAX,
@@ -51,20 +50,6 @@ STANDBY_BUFFER_BYTES_MAX = 64 * 1024 * 1024
 # silent partition (no FIN, no RST: TCP would retry for many minutes) must end in a
 # detached standby, so that `twinbook degrade` can release acknowledgements in sync mode.
 STANDBY_ACK_TIMEOUT_SECONDS = 3.0
-_FRAME_LENGTH = struct.Struct("<I")
-
-
-def count_frames(frames: bytes) -> int:
-    """How many journal frames a verified run of frames holds."""
-    count = 0
-    offset = 0
-    end = len(frames)
-    unpack = _FRAME_LENGTH.unpack_from
-    while offset < end:
-        (length,) = unpack(frames, offset)
-        offset += 8 + length
-        count += 1
-    return count
 
 
 class StandbyLink:
@@ -203,14 +188,14 @@ class StandbyLink:
                     node.directory.set_standby_required(True)
                 return
             next_sequence, written = span
-            # One bounded chunk at a time, each read verified (twice at most: see
-            # link_journal); the loop asks the core again after every chunk.
-            chunk = catch_up_chunk(node.directory.journal, next_sequence, written, CATCH_UP_BATCH_BYTES_MAX)
-            count = count_frames(chunk)
-            self.send_frames(next_sequence, next_sequence + count - 1, chunk)
-            await self.writer.drain()
-            if self._closed:
-                raise ConnectionError("link closed during catch-up")
+            # One pass over the range in bounded chunks (a chunk that fails its check is
+            # read twice at most: see link_journal); then the core is asked again.
+            for first, chunk in catch_up_chunks(node.directory.journal, next_sequence, written,
+                                                CATCH_UP_BATCH_BYTES_MAX):
+                self.send_frames(first, first + count_frames(chunk) - 1, chunk)
+                await self.writer.drain()
+                if self._closed:
+                    raise ConnectionError("link closed during catch-up")
 
     async def _read_acks(self, frames: LinkFrameReader) -> None:
         pending = self._backlog

@@ -36,7 +36,7 @@ from node_helpers import (  # noqa: F401
     wait_identical_journals,
     wait_until,
 )
-from replica.replication_server import count_frames
+from replica.link_journal import count_frames
 from statemachine.events import OrderAccepted
 
 MEMBERS = ("M1", "M2", "M3")

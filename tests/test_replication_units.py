@@ -344,3 +344,59 @@ def test_a_read_that_fails_its_check_once_is_read_again_and_twice_is_corruption(
 
     with pytest.raises(journal.JournalIOError):
         read_verified(broken)  # only a failed check is read again, never an I/O error
+
+
+def _journal_of(directory, records: int) -> None:
+    writer = journal.JournalWriter.open(directory, 1, durability="none", segment_size_bytes_max=4096)
+    for index in range(records):
+        writer.append(0, 1_000 + index, bytes([index % 251]) * (20 + index % 13))
+    writer.commit()
+    writer.close()
+
+
+def test_catch_up_chunks_read_past_a_read_error_and_stop_at_corruption(tmp_path, monkeypatch):
+    import journal.cursor
+    from replica.link_journal import catch_up_chunks, count_frames
+
+    directory = tmp_path / "j"
+    _journal_of(directory, 400)
+    expected = list(catch_up_chunks(str(directory), 1, 400, 2048))
+    assert expected[0][0] == 1 and sum(count_frames(chunk) for _, chunk in expected) == 400
+    assert [first for first, _ in expected] == sorted({first for first, _ in expected})
+
+    real_read_at = journal.cursor.read_at
+    reads = {"count": 0}
+
+    def read_at_flipping(fd, path, size, offset, *, every: bool):
+        data = real_read_at(fd, path, size, offset)
+        reads["count"] += 1
+        if (every or reads["count"] == 5) and len(data) > 40:
+            flipped = bytearray(data)
+            flipped[len(data) // 2] ^= 0x01
+            return bytes(flipped)
+        return data
+
+    def stream_of(chunks) -> bytes:
+        following = 1
+        for first, chunk in chunks:
+            assert first == following, "each chunk starts where the one before ended"
+            following = first + count_frames(chunk)
+        assert following == 401
+        return b"".join(chunk for _, chunk in chunks)
+
+    # One read error in the middle of the stream: the same frames as a clean read (the
+    # fresh reader after the error may cut the chunks at other places).
+    def counting(fd, path, size, offset):
+        reads["count"] += 1
+        return real_read_at(fd, path, size, offset)
+
+    monkeypatch.setattr(journal.cursor, "read_at", counting)
+    list(catch_up_chunks(str(directory), 1, 400, 2048))
+    clean_reads, reads["count"] = reads["count"], 0
+    monkeypatch.setattr(journal.cursor, "read_at", lambda *a: read_at_flipping(*a, every=False))
+    assert stream_of(list(catch_up_chunks(str(directory), 1, 400, 2048))) == stream_of(expected)
+    assert reads["count"] > clean_reads, "the read error made the reader start again"
+    # Every read bad (corruption at rest): the second failure at the same place raises.
+    monkeypatch.setattr(journal.cursor, "read_at", lambda *a: read_at_flipping(*a, every=True))
+    with pytest.raises(journal.JournalCorruptError):
+        list(catch_up_chunks(str(directory), 1, 400, 2048))

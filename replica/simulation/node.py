@@ -31,7 +31,7 @@ import journal
 import snapshots
 from replica.data_directory import DataDirectory
 from replica.errors import ReplicaError
-from replica.link_journal import catch_up_chunk, chain_values, recent_pairs
+from replica.link_journal import catch_up_chunk, chain_values, count_frames, recent_pairs
 from replica.primary import PrimaryCore
 from replica.recovery import recover_exchange
 from replica.replication import (
@@ -45,7 +45,7 @@ from replica.replication import (
     decide_hello,
     link_decoder,
 )
-from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS, count_frames
+from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS
 from journal.segment import list_segments
 from replica.simulation.disk import SimulatedDisk
 from replica.snapshotter import drop_snapshots_after, write_snapshot
