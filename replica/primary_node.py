@@ -592,6 +592,9 @@ class PrimaryNode:
             "cluster_id": self.config.cluster_id,
             "epoch": core.epoch,
             "last_sequence": self.writer.last_sequence,
+            # The highest sequence assigned, journaled or not: it only grows, so the
+            # watchdog can tell a late status from a newer one.
+            "sequenced_sequence": core.next_sequence - 1,
             "durable_sequence": self.writer.durable_sequence,
             "applied_sequence": core.exchange.last_sequence,
             "state_digest": core.exchange.state_digest(),

@@ -51,6 +51,8 @@ class WatchdogCore:
         self.primary_released_sequence = 0
         self.primary_epoch = 0
         self.primary_degraded = False
+        self.primary_process = None  # the pid of the newest status
+        self.primary_newness = (0, 0)  # its (epoch, sequenced sequence)
         self.standby: Optional[dict] = None
         self.standby_seen_ms: Optional[int] = None
         self.promoted = False
@@ -58,6 +60,18 @@ class WatchdogCore:
     def primary_seen(self, status: dict, now_ms: int) -> None:
         if status.get("role") != "primary":
             return
+        # A status older than one already seen from the same process (a late answer)
+        # must not undo what a newer one said: a degrade announced at sequenced s + 1
+        # must not be taken back by an answer given at s (the simulator's seed 953
+        # promoted a stale standby that way). A degrade always sequences a checkpoint,
+        # so it always moves this. A restarted process (another pid) starts afresh: it
+        # may have lost an unsynced tail and sequence below its predecessor.
+        process = status.get("pid")
+        newness = (status.get("epoch", 0), status.get("sequenced_sequence", 0))
+        if process == self.primary_process and newness < self.primary_newness:
+            return
+        self.primary_process = process
+        self.primary_newness = newness
         self.primary_last_seen_ms = now_ms
         self.primary_released_sequence = max(self.primary_released_sequence, status.get("released_sequence", 0))
         self.primary_epoch = max(self.primary_epoch, status.get("epoch", 0))

@@ -400,3 +400,21 @@ def test_catch_up_chunks_read_past_a_read_error_and_stop_at_corruption(tmp_path,
     monkeypatch.setattr(journal.cursor, "read_at", lambda *a: read_at_flipping(*a, every=True))
     with pytest.raises(journal.JournalCorruptError):
         list(catch_up_chunks(str(directory), 1, 400, 2048))
+
+
+def test_watchdog_does_not_let_a_late_status_undo_a_degrade():
+    # Seed 953: the operator degraded the primary (sequencing a checkpoint at 436); an
+    # answer the primary had given just before (at 435, not degraded) arrived after it.
+    # Applied, it would have let the watchdog promote the stale standby.
+    core = WatchdogCore(400)
+    degraded = {"role": "primary", "epoch": 0, "released_sequence": 403, "degraded": True,
+                "sequenced_sequence": 436, "pid": 7}
+    core.primary_seen(degraded, 1_000)
+    core.primary_seen({**degraded, "degraded": False, "sequenced_sequence": 435}, 1_030)
+    core.standby_seen(standby_status(403), 1_390)
+    decision = core.decide(1_400)
+    assert decision.action == "refuse" and "degraded" in decision.reason
+    # A restarted primary (another process) may sequence below its predecessor: its
+    # statuses count.
+    core.primary_seen({**degraded, "degraded": False, "sequenced_sequence": 420, "pid": 8}, 1_500)
+    assert core.primary_last_seen_ms == 1_500 and not core.primary_degraded
