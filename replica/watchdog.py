@@ -79,7 +79,11 @@ class WatchdogCore:
 
     def standby_seen(self, status: dict, now_ms: int) -> None:
         if status.get("role") == "primary":
-            if status.get("epoch", 0) > self.primary_epoch:
+            # Only against a primary already seen can "newer epoch" be judged: a
+            # watchdog (re)started after a failover may hear the old, unfenced primary
+            # at the standby's address before it has heard the new one (the simulator's
+            # seed 2309 fenced the newest primary that way).
+            if self.primary_last_seen_ms is not None and status.get("epoch", 0) > self.primary_epoch:
                 self.promoted = True
                 self.standby = status
                 self.standby_seen_ms = now_ms

@@ -259,6 +259,11 @@ def test_watchdog_does_not_take_an_unfenced_old_primary_for_a_promoted_standby()
     assert core.decide(1_500).action == "refuse"
     core.standby_seen(standby_status(role="primary", epoch=2), 1_500)
     assert core.decide(1_600).action == "done"
+    # Seed 2309: before the watched primary has answered at all, a primary at the
+    # standby's address cannot be judged newer; it is not taken for a promotion.
+    fresh = WatchdogCore(400)
+    fresh.standby_seen(standby_status(role="primary", epoch=1), 1_000)
+    assert not fresh.promoted and fresh.decide(1_100).action == "wait"
 
 
 def test_watchdog_refuses_when_the_standby_is_silent_too():
