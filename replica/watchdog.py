@@ -17,8 +17,9 @@ drill can be read afterwards). It promotes only when all of these hold:
   watchdog saw: its durable sequence is at least the primary's last *polled* released
   sequence. In sync mode that is exact (nothing is acknowledged before the standby has
   it). In async mode it is best effort: the primary may have acknowledged more after the
-  last poll, and those records can be lost by a promotion. After `degrade` the standby
-  is stale and only `--force` promotes.
+  last poll, and those records can be lost by a promotion. A sync primary that
+  acknowledges alone (after `degrade`, or promoted or fresh with no standby live since)
+  is like async mode, so only `--force` promotes then.
 
 The adapter (`run_watchdog`) polls both admin endpoints every `timeout_ms / 5`, and sends
 `promote` to the standby when the core says so, at most once.
@@ -51,6 +52,7 @@ class WatchdogCore:
         self.primary_released_sequence = 0
         self.primary_epoch = 0
         self.primary_degraded = False
+        self.primary_standalone = False
         self.primary_process = None  # the pid of the newest status
         self.primary_newness = (0, 0)  # its (epoch, sequenced sequence)
         self.standby: Optional[dict] = None
@@ -76,6 +78,10 @@ class WatchdogCore:
         self.primary_released_sequence = max(self.primary_released_sequence, status.get("released_sequence", 0))
         self.primary_epoch = max(self.primary_epoch, status.get("epoch", 0))
         self.primary_degraded = bool(status.get("degraded"))
+        # A sync primary that does not wait for a standby (promoted, or fresh, and no
+        # standby live since; or degraded) acknowledges what no standby may hold: like
+        # async mode, a promotion can lose it (the simulator's seed 3255).
+        self.primary_standalone = status.get("replication") == "sync" and not status.get("standby_required", True)
 
     def standby_seen(self, status: dict, now_ms: int) -> None:
         if status.get("role") == "primary":
@@ -118,9 +124,13 @@ class WatchdogCore:
             # as standby while the new one was down, looked caught up by sequence).
             return Decision("refuse", f"primary silent {silent_ms} ms; standby epoch {standby.get('epoch', 0)} "
                                       f"is below the primary's {self.primary_epoch}: it holds another history")
-        if durable < self.primary_released_sequence or self.primary_degraded:
-            why = (f"standby durable {durable} < primary acknowledged {self.primary_released_sequence}"
-                   if durable < self.primary_released_sequence else "the primary ran degraded (standalone)")
+        if durable < self.primary_released_sequence or self.primary_degraded or self.primary_standalone:
+            if durable < self.primary_released_sequence:
+                why = f"standby durable {durable} < primary acknowledged {self.primary_released_sequence}"
+            elif self.primary_degraded:
+                why = "the primary ran degraded (standalone)"
+            else:
+                why = "the primary acknowledged without a standby (none live since it started or was promoted)"
             if not self.force:
                 return Decision("refuse", f"primary silent {silent_ms} ms; standby is stale ({why}); use --force")
             return Decision("promote", f"primary silent {silent_ms} ms; FORCED although {why}")

@@ -423,3 +423,27 @@ def test_watchdog_does_not_let_a_late_status_undo_a_degrade():
     # statuses count.
     core.primary_seen({**degraded, "degraded": False, "sequenced_sequence": 420, "pid": 8}, 1_500)
     assert core.primary_last_seen_ms == 1_500 and not core.primary_degraded
+
+
+def test_watchdog_refuses_while_a_sync_primary_acknowledges_without_a_standby_unless_forced():
+    # Seed 3255: a promoted primary acknowledged alone while its new standby was still
+    # catching up, then died; the standby covered the last polled acknowledgement but
+    # not the two that followed. Until a standby has been live, that is async mode.
+    alone = {"role": "primary", "epoch": 2, "released_sequence": 100, "replication": "sync",
+             "standby_required": False, "sequenced_sequence": 120, "pid": 3}
+    for force, action in ((False, "refuse"), (True, "promote")):
+        core = WatchdogCore(400, force=force)
+        core.primary_seen(alone, 1_000)
+        core.standby_seen({**standby_status(100), "epoch": 2}, 1_390)
+        decision = core.decide(1_400)
+        assert decision.action == action and "without a standby" in decision.reason, decision
+    # Once a standby is live (standby_required), the sync check is exact again.
+    core = WatchdogCore(400)
+    core.primary_seen({**alone, "standby_required": True}, 1_000)
+    core.standby_seen({**standby_status(100), "epoch": 2}, 1_390)
+    assert core.decide(1_400).action == "promote"
+    # Async mode never waits for a standby; the check stays best effort there.
+    core = WatchdogCore(400)
+    core.primary_seen({**alone, "replication": "async"}, 1_000)
+    core.standby_seen({**standby_status(100), "epoch": 2}, 1_390)
+    assert core.decide(1_400).action == "promote"

@@ -567,7 +567,8 @@ class SimulatedNode:
         if self.role == "primary":
             return {"role": "primary", "epoch": self.epoch, "released_sequence": self.core.released_sequence,
                     "degraded": self.release.degraded, "last_sequence": self.last_sequence,
-                    "sequenced_sequence": self.core.next_sequence - 1, "pid": self.incarnation}
+                    "sequenced_sequence": self.core.next_sequence - 1, "pid": self.incarnation,
+                    "replication": self.release.mode, "standby_required": self.release.standby_required}
         if self.role == "standby":
             return self.standby.status(self.epoch, self.last_sequence, self.durable_sequence)
         return None
