@@ -9,7 +9,8 @@ with the reader's `live` mode, since a writer holds the journal open meanwhile.
 
 Each read is tried twice (`read_verified`): a frame that fails its check once may be a
 read error of the moment (a bad page in the cache, a bus error), which the second read
-does not repeat; a frame that fails twice is corruption at rest in this node's own
+does not repeat (a live read that stops before a sequence known to be written counts as
+such a failure: a flipped length field makes a whole frame look cut short); a frame that fails twice is corruption at rest in this node's own
 journal, and the JournalCorruptError (naming file and offset) goes to the caller, whose
 node must stop. Never more than twice: a persistent corruption must not become a loop.
 """
@@ -60,8 +61,11 @@ def recent_pairs(writer: journal.JournalWriter) -> list[tuple[int, int]]:
     first = max(writer.recovery.first_sequence or 1, last - RECENT_PAIRS_MAX + 1)
 
     def read() -> list[tuple[int, int]]:
-        return [(record.sequence, record.crc)
-                for record in journal.read_records(writer.directory, first, last, live=True)]
+        pairs = [(record.sequence, record.crc)
+                 for record in journal.read_records(writer.directory, first, last, live=True)]
+        if len(pairs) != last - first + 1:
+            raise _ended_early(writer.directory, first + len(pairs), last)
+        return pairs
 
     return read_verified(read)
 
@@ -78,9 +82,18 @@ def catch_up_chunk(directory: str, first_sequence: int, last_sequence: int, size
         for chunk in journal.read_frames(directory, first_sequence, last_sequence,
                                          batch_size_bytes_max=size_bytes_max, live=True):
             return chunk
-        raise journal.JournalUsageError(directory, None, f"no frame at {first_sequence} to catch up from")
+        raise _ended_early(directory, first_sequence, last_sequence)
 
     return read_verified(read)
+
+
+def _ended_early(directory: str, next_sequence: int, last_sequence: int) -> journal.JournalFrameError:
+    """A live read that stopped before a sequence the caller knows is written: its frame
+    looked cut short, which a record already written can only do when its bytes (or
+    the read of them) are bad."""
+    return journal.JournalFrameError(
+        directory, None, f"the journal read ended before sequence {next_sequence}, "
+                         f"though {last_sequence} is written: a bad length field or a bad read")
 
 
 def catch_up_chunks(directory: str, first_sequence: int, last_sequence: int,
@@ -101,6 +114,8 @@ def catch_up_chunks(directory: str, first_sequence: int, last_sequence: int,
                 yield next_sequence, chunk
                 next_sequence += count
                 retried = False
+            if next_sequence <= last_sequence:
+                raise _ended_early(directory, next_sequence, last_sequence)
             return
         except journal.JournalCorruptError:
             if retried:

@@ -447,3 +447,27 @@ def test_watchdog_refuses_while_a_sync_primary_acknowledges_without_a_standby_un
     core.primary_seen({**alone, "replication": "async"}, 1_000)
     core.standby_seen({**standby_status(100), "epoch": 2}, 1_390)
     assert core.decide(1_400).action == "promote"
+
+
+def test_a_catch_up_that_ends_before_a_written_sequence_is_a_corrupt_read(tmp_path):
+    # Seed 4361: a read fault flipped a length field, so a whole, written frame looked
+    # cut short and the live reader stopped quietly before it; the catch-up found no
+    # frame where the writer said there was one. That is a bad read, retried once and
+    # then raised, never "nothing to send".
+    from pathlib import Path
+
+    from journal.format import SEGMENT_HEADER_SIZE_BYTES
+    from replica.link_journal import catch_up_chunk, catch_up_chunks
+
+    directory = tmp_path / "j"
+    _journal_of(directory, 50)
+    last_segment = sorted(Path(directory).glob("*.journal"))[-1]
+    data = bytearray(last_segment.read_bytes())
+    data[SEGMENT_HEADER_SIZE_BYTES + 1] ^= 0x40  # the first frame's length: 16 KiB past the end
+    last_segment.write_bytes(bytes(data))
+    first = int(last_segment.name.split(".")[0])
+    with pytest.raises(journal.JournalFrameError) as caught:
+        list(catch_up_chunks(str(directory), 1, 50, 2048))
+    assert f"before sequence {first}" in str(caught.value)
+    with pytest.raises(journal.JournalFrameError):
+        catch_up_chunk(str(directory), first, 50, 2048)
