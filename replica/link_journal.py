@@ -4,15 +4,18 @@
 the chain value of each of those sequences its journal holds. `recent_pairs(writer)`
 is what a standby's Hello describes its tail with: (sequence, crc) of its last
 RECENT_PAIRS_MAX records. `catch_up_chunks(directory, first, last, size_bytes_max)`
-streams verified frames for a standby catching up (`catch_up_chunk`: just one run). All of them read verified records
-with the reader's `live` mode, since a writer holds the journal open meanwhile.
+streams verified frames for a standby catching up, in one pass. All of them read
+verified records with the reader's `live` mode, since a writer holds the journal open
+meanwhile.
 
-Each read is tried twice (`read_verified`): a frame that fails its check once may be a
-read error of the moment (a bad page in the cache, a bus error), which the second read
-does not repeat (a live read that stops before a sequence known to be written counts as
-such a failure: a flipped length field makes a whole frame look cut short); a frame that fails twice is corruption at rest in this node's own
-journal, and the JournalCorruptError (naming file and offset) goes to the caller, whose
-node must stop. Never more than twice: a persistent corruption must not become a loop.
+Each read is tried twice (`read_verified`; `catch_up_chunks` reads on from where the
+failure was): a frame that fails its check once may be a read error of the moment (a
+bad page in the cache, a bus error), which the second read does not repeat. A live read
+that stops before a sequence known to be written counts as such a failure too: a
+flipped length field makes a whole frame look cut short. A frame that fails twice is
+corruption at rest in this node's own journal, and the JournalCorruptError (naming file
+and offset) goes to the caller, whose node must stop. Never more than twice: a
+persistent corruption must not become a loop.
 """
 
 from __future__ import annotations
@@ -66,23 +69,6 @@ def recent_pairs(writer: journal.JournalWriter) -> list[tuple[int, int]]:
         if len(pairs) != last - first + 1:
             raise _ended_early(writer.directory, first + len(pairs), last)
         return pairs
-
-    return read_verified(read)
-
-
-def catch_up_chunk(directory: str, first_sequence: int, last_sequence: int, size_bytes_max: int) -> bytes:
-    """Verified frames from `first_sequence` on, at most `size_bytes_max` bytes (always at
-    least one frame) and never past `last_sequence`. Each call verifies from the start of
-    the segment holding `first_sequence`: for a long catch-up, `catch_up_chunks` reads on
-    instead of starting over."""
-    if first_sequence > last_sequence:
-        raise ValueError(f"catch-up range {first_sequence}..{last_sequence} is empty")
-
-    def read() -> bytes:
-        for chunk in journal.read_frames(directory, first_sequence, last_sequence,
-                                         batch_size_bytes_max=size_bytes_max, live=True):
-            return chunk
-        raise _ended_early(directory, first_sequence, last_sequence)
 
     return read_verified(read)
 

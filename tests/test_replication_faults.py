@@ -19,6 +19,7 @@ from node_helpers import (  # noqa: F401
     connect,
     journal_segments,
     link_proxies,
+    place_orders,
     run,
     twinbook_command,
     wait_caught_up,
@@ -506,3 +507,26 @@ def test_a_standby_link_whose_write_fails_is_dropped_not_raised_into_the_commit_
         assert not link.live
         assert closed == [True]
         assert any("write failed" in line and type(failure).__name__ in line for line in logs)
+
+
+def test_a_standby_whose_journal_rots_under_it_stops_naming_the_file_instead_of_blaming_the_primary(
+        cluster, link_proxies):
+    # A bit flips at rest in the running standby's newest record. Its next hello reads
+    # its recent pairs: the record fails its check twice, which is corruption of its
+    # own journal, so the standby stops with exit 3 naming the file. (It used to log
+    # "refusing frames from the primary" and dial again for ever.)
+    primary = cluster.primary("primary")
+    proxy = link_proxies(primary.replication)
+    standby = cluster.standby("standby", proxy.address)
+    assert run(place_orders(primary, 50), timeout=60) == 50
+    wait_caught_up(primary, standby)
+    segment = sorted((standby.data_dir / "journal").glob("*.journal"))[-1]
+    data = bytearray(segment.read_bytes())
+    data[-3] ^= 0x04  # inside the last record's payload
+    with open(segment, "r+b") as handle:
+        handle.write(bytes(data))
+    proxy.drop_connections()
+    assert standby.process.wait(timeout=20) == 3, standby.log()
+    log = standby.log()
+    assert segment.name in log and "journal failed, stopping" in log, log
+    assert "refusing frames from the primary" not in log and "Traceback" not in log, log

@@ -457,7 +457,7 @@ def test_a_catch_up_that_ends_before_a_written_sequence_is_a_corrupt_read(tmp_pa
     from pathlib import Path
 
     from journal.format import SEGMENT_HEADER_SIZE_BYTES
-    from replica.link_journal import catch_up_chunk, catch_up_chunks
+    from replica.link_journal import catch_up_chunks
 
     directory = tmp_path / "j"
     _journal_of(directory, 50)
@@ -470,4 +470,4 @@ def test_a_catch_up_that_ends_before_a_written_sequence_is_a_corrupt_read(tmp_pa
         list(catch_up_chunks(str(directory), 1, 50, 2048))
     assert f"before sequence {first}" in str(caught.value)
     with pytest.raises(journal.JournalFrameError):
-        catch_up_chunk(str(directory), first, 50, 2048)
+        next(catch_up_chunks(str(directory), first, 50, 2048))

@@ -31,7 +31,7 @@ import journal
 import snapshots
 from replica.data_directory import DataDirectory
 from replica.errors import ReplicaError
-from replica.link_journal import catch_up_chunk, chain_values, count_frames, recent_pairs
+from replica.link_journal import catch_up_chunks, chain_values, count_frames, recent_pairs
 from replica.primary import PrimaryCore
 from replica.recovery import recover_exchange
 from replica.replication import (
@@ -407,7 +407,8 @@ class SimulatedNode:
             return
         first, written = span
         with self._maybe_read_fault():
-            chunk = catch_up_chunk(self.directory.journal, first, written, CATCH_UP_CHUNK_BYTES_MAX)
+            # One chunk per step, so that commits interleave with the catch-up.
+            _, chunk = next(catch_up_chunks(self.directory.journal, first, written, CATCH_UP_CHUNK_BYTES_MAX))
         count = count_frames(chunk)
         chunk = self.simulator.faults.corrupt_in_flight(self, chunk)
         link.frames_sent(first, first + count - 1, self.simulator.now_ns)
