@@ -43,7 +43,10 @@ from replica.protocol import (
     PlaceRequest,
     ReplaceRequest,
     RequestRejected,
+    Heartbeat,
+    MassCancelCompleted,
     ServerHeartbeat,
+    ServerTestRequest,
     encode_frame,
     encode_frames,
     server_message_decoder,
@@ -90,6 +93,7 @@ class OrderClient:
         self._reader: Optional[asyncio.StreamReader] = None
         self._writer: Optional[asyncio.StreamWriter] = None
         self._receiver: Optional[asyncio.Task] = None
+        self._heartbeater: Optional[asyncio.Task] = None
         self._closed = False
         self._connected = asyncio.Event()
         self.last_session_sequence = 0
@@ -131,6 +135,8 @@ class OrderClient:
             self.last_session_sequence = 0
             self._reader, self._writer = reader, writer
             self._receiver = asyncio.get_running_loop().create_task(self._receive(frames))
+            if self._heartbeater is None or self._heartbeater.done():
+                self._heartbeater = asyncio.get_running_loop().create_task(self._heartbeats())
             self._connected.set()
             # Resubmit whatever had not been answered, in the order it was sent.
             for request in self.core.resubmissions():
@@ -146,6 +152,13 @@ class OrderClient:
             return
         rounds = attempt // len(self.endpoints)
         await asyncio.sleep(RECONNECT_BACKOFF_SECONDS[min(rounds, len(RECONNECT_BACKOFF_SECONDS) - 1)])
+
+    async def _heartbeats(self) -> None:
+        """A Heartbeat every negotiated interval, so an idle session is not cut."""
+        while not self._closed:
+            await asyncio.sleep(self.heartbeat_interval_ms / 1000)
+            if self._connected.is_set() and self._writer is not None:
+                self._writer.write(encode_frame(Heartbeat()))
 
     async def _receive(self, frames: FrameReader) -> None:
         reader = self._reader
@@ -179,11 +192,15 @@ class OrderClient:
                 self.on_report(event)
             if message.request_id:
                 self._resolve(self.core.answer(message))
-        elif kind is RequestRejected or kind is OrderStatus:
+        elif kind is RequestRejected or kind is OrderStatus or kind is MassCancelCompleted:
             self.last_session_sequence = message.session_sequence
             self._resolve(self.core.answer(message))
         elif kind is ServerHeartbeat:
             self.last_session_sequence = message.session_sequence
+        elif kind is ServerTestRequest:
+            self.last_session_sequence = message.session_sequence
+            if self._writer is not None:
+                self._writer.write(encode_frame(Heartbeat()))
         elif kind is Disconnect:
             self.last_session_sequence = message.session_sequence or self.last_session_sequence
 
@@ -204,10 +221,12 @@ class OrderClient:
             except (OSError, RuntimeError):
                 pass
             self._writer.close()
-        if self._receiver is not None:
-            self._receiver.cancel()
+        for task in (self._receiver, self._heartbeater):
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._receiver
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
 
@@ -259,12 +278,11 @@ class OrderClient:
     async def order_status(self, order_id: int) -> OrderStatus:
         return await self._request(OrderStatusRequest(self.core.next_request_id(), order_id))
 
-    async def mass_cancel(self, symbol: Optional[str] = None) -> None:
-        """Send a mass cancel; its cancels arrive as unsolicited reports."""
-        request = MassCancelRequest(self.core.next_request_id(), symbol)
-        if self._writer is not None:
-            self._writer.write(encode_frame(request))
-            await self._writer.drain()
+    async def mass_cancel(self, symbol: Optional[str] = None):
+        """Cancel all of this member's orders (in `symbol`); the answer is a
+        MassCancelCompleted with the count cancelled (possibly 0), after the cancels'
+        own reports."""
+        return await self._request(MassCancelRequest(self.core.next_request_id(), symbol))
 
     async def drain(self) -> None:
         if self._writer is not None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from replica.protocol import ExecutionReport, OrderStatus, RequestRejected
+from replica.protocol import ExecutionReport, MassCancelCompleted, MassCancelRequest, OrderStatus, RequestRejected
 from statemachine.events import OrderRejected
 
 # A bound on requests waiting for an answer: a client that sends without reading
@@ -67,17 +67,19 @@ class ClientCore:
         """(request id, answer) when `message` answers a waiting request, else None.
 
         The answer to a place, cancel or replace is the first execution report naming
-        its request id (the event); a gateway refusal (RequestRejected: throttled,
-        malformed, busy) or an order status answers it too. Anything else (fills of
-        resting orders, heartbeats, answers to requests no longer waiting) answers
-        nothing."""
+        its request id (the event); a mass cancel's is its MassCancelCompleted (its
+        cancels' reports come before it); a gateway refusal (RequestRejected:
+        throttled, malformed, busy) or an order status answers a request too. Anything
+        else (fills of resting orders, heartbeats, answers to requests no longer
+        waiting) answers nothing."""
         kind = type(message)
         if kind is ExecutionReport:
             request_id = message.request_id
-            if request_id and self.waiting.pop(request_id, None) is not None:
-                return request_id, message.event
+            if request_id and type(self.waiting.get(request_id)) is not MassCancelRequest:
+                if self.waiting.pop(request_id, None) is not None:
+                    return request_id, message.event
             return None
-        if kind is RequestRejected or kind is OrderStatus:
+        if kind is RequestRejected or kind is OrderStatus or kind is MassCancelCompleted:
             if self.waiting.pop(message.request_id, None) is not None:
                 return message.request_id, message
         return None

@@ -16,12 +16,24 @@ A config file overrides any part of the defaults:
     snapshot_every_seconds = 300
     snapshot_retention = 3
     [limits]
-    messages_per_second = 20000   # per session, token bucket
+    messages_per_second = 20000   # per member (all its sessions together), token bucket
     burst_messages = 40000
-    sessions_max = 1000
-    feed_subscribers_max = 1000
+    sessions_max = 1000           # logged-on sessions (pending logons: [gateway])
+    feed_subscribers_max = 1000   # subscribed connections (pending: [gateway])
     feed_buffer_bytes_max = 4194304   # a subscriber further behind is cut off
     session_buffer_bytes_max = 16777216
+    [gateway]                     # defences of the trading and feed ports (replica/gateway.py)
+    logon_timeout_ms = 5000       # a connection must log on within this
+    pending_logons_max = 64       # connections not yet logged on, in all ...
+    pending_logons_per_peer_max = 8   # ... and per peer address
+    subscribe_timeout_ms = 5000   # the same three on the feed port, before a Subscribe
+    pending_subscribers_max = 64
+    pending_subscribers_per_peer_max = 8
+    logon_failure_delay_ms = 250  # a failed logon holds its address's next attempt, doubling
+    logon_failure_delay_max_ms = 4000
+    logon_failures_per_refusal = 10   # every 10th failure refuses the address ...
+    logon_refusal_ms = 60000      # ... for this long
+    logon_failure_log_interval_ms = 10000   # failures logged once per peer per interval
     [[instruments]]
     symbol = "AAPL"
     tick_size = 1
@@ -114,6 +126,34 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class GatewayConfig:
+    logon_timeout_ms: int = 5000
+    pending_logons_max: int = 64
+    pending_logons_per_peer_max: int = 8
+    subscribe_timeout_ms: int = 5000
+    pending_subscribers_max: int = 64
+    pending_subscribers_per_peer_max: int = 8
+    logon_failure_delay_ms: int = 250
+    logon_failure_delay_max_ms: int = 4000
+    logon_failures_per_refusal: int = 10
+    logon_refusal_ms: int = 60_000
+    logon_failure_log_interval_ms: int = 10_000
+
+
+def parse_gateway(table, source: str) -> GatewayConfig:
+    """The [gateway] table: every key a positive integer, unknown keys refused."""
+    where = f"{source}: gateway"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    known = set(GatewayConfig.__dataclass_fields__)
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    base = GatewayConfig()
+    return GatewayConfig(**{name: _positive_int(table, name, where, getattr(base, name)) for name in sorted(known)})
+
+
+@dataclass(frozen=True)
 class MulticastConfig:
     group: str = "239.255.0.1"
     port: int = 7705
@@ -144,6 +184,7 @@ class NodeConfig:
     instruments: tuple[InstrumentConfig, ...] = ()
     members: tuple[MemberConfig, ...] = ()
     multicast: Optional[MulticastConfig] = None
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     def member(self, name: str) -> Optional[MemberConfig]:
         for member in self.members:
@@ -312,6 +353,7 @@ def parse_config(text: str, source: str = "<config>") -> NodeConfig:
         instruments=instruments,
         members=members,
         multicast=parse_multicast(data["multicast"], source) if "multicast" in data else None,
+        gateway=parse_gateway(data.get("gateway", {}), source),
     )
 
 

@@ -1,7 +1,8 @@
 """The market-data feed's logic, sans-I/O: subscriptions in, encoded frames out.
 
 A subscriber asks for a symbol and gets a `BookSnapshot` (L2 from the exchange as of the
-last released record), then a `MarketDataUpdate` for every released record that changed
+last released record, in `parts` consecutive frames of at most SNAPSHOT_LEVELS_PER_FRAME
+levels, bids then asks, so a book of any size stays within the 64 KiB frame bound), then a `MarketDataUpdate` for every released record that changed
 that symbol's book, traded in it or changed its status. Updates are numbered by the
 journal: each carries the sequence of its record and the sequence of the symbol's
 previous update, so gaps are detectable and the numbering continues across a failover
@@ -16,7 +17,15 @@ never waits for one).
 
 from __future__ import annotations
 
-from replica.protocol import BookLevel, BookSnapshot, FeedRejected, MarketDataUpdate, encode_frame
+from replica.protocol import (
+    FRAME_PAYLOAD_BYTES_MAX,
+    SNAPSHOT_LEVELS_PER_FRAME,
+    BookLevel,
+    BookSnapshot,
+    FeedRejected,
+    MarketDataUpdate,
+    encode_frame,
+)
 from statemachine import Exchange
 
 
@@ -48,24 +57,40 @@ class FeedCore:
             return
         self.subscriptions.setdefault(subscriber_id, set()).add(symbol)
         self.by_symbol.setdefault(symbol, set()).add(subscriber_id)
-        queue.append(encode_frame(self.snapshot(symbol)))
+        queue.extend(self.snapshot_frames(symbol))
 
     def unsubscribe(self, subscriber_id: int, symbol: str) -> None:
         self.subscriptions.get(subscriber_id, set()).discard(symbol)
         self.by_symbol.get(symbol, set()).discard(subscriber_id)
 
-    def snapshot(self, symbol: str) -> BookSnapshot:
+    def snapshot_frames(self, symbol: str) -> list[bytes]:
+        """The symbol's book as encoded BookSnapshot frames, parts 1..parts."""
         book = self.exchange.books[symbol]
         depth = self.exchange.depth(symbol)
-        return BookSnapshot(
-            symbol,
-            self.exchange.last_sequence,
-            self.last_update_sequence.get(symbol, 0),
-            "halted" if book.halted else "trading",
-            [BookLevel(*row) for row in depth["bids"]],
-            [BookLevel(*row) for row in depth["asks"]],
-            book.last_trade_price,
-        )
+        bids = [BookLevel(*row) for row in depth["bids"]]
+        asks = [BookLevel(*row) for row in depth["asks"]]
+        per_frame = SNAPSHOT_LEVELS_PER_FRAME
+        parts = max(1, -(-(len(bids) + len(asks)) // per_frame))
+        frames = []
+        for part in range(parts):
+            start = part * per_frame
+            end = start + per_frame
+            frame = encode_frame(BookSnapshot(
+                symbol,
+                self.exchange.last_sequence,
+                self.last_update_sequence.get(symbol, 0),
+                "halted" if book.halted else "trading",
+                bids[start:end],
+                asks[max(0, start - len(bids)) : max(0, end - len(bids))],
+                book.last_trade_price,
+                part + 1,
+                parts,
+            ))
+            if len(frame) - 4 > FRAME_PAYLOAD_BYTES_MAX:
+                # The level bound is computed to fit; a frame over it is a bug here.
+                raise RuntimeError(f"snapshot frame of {symbol} is {len(frame)} bytes, over the frame bound")
+            frames.append(frame)
+        return frames
 
     def publish(self, sequence: int, events: list) -> None:
         """Market-data events of one released record (level changes, trades, status)."""

@@ -1,6 +1,7 @@
 """The market-data subscriber: a local L2 book kept from a snapshot plus updates.
 
-`BookView.apply(message)` takes a BookSnapshot or MarketDataUpdate and returns False when
+`BookView.apply(message)` takes a BookSnapshot (one of its `parts`: the view is
+synchronised once the last part arrived) or MarketDataUpdate and returns False when
 an update does not link to the last one seen (its `previous_journal_sequence` is not the
 view's `journal_sequence`): something was missed, and the caller asks for a new
 snapshot. Updates at or before the snapshot's sequence are already in it and are skipped.
@@ -15,18 +16,20 @@ import time
 from typing import Callable, Optional
 
 from replica.errors import ReplicaError
+from replica.market_data import PublicTrade
 from replica.protocol import (
     BookSnapshot,
     Disconnect,
     FeedRejected,
     FrameReader,
+    FrameTooLargeError,
     MarketDataUpdate,
     Subscribe,
     Unsubscribe,
     encode_frame,
     feed_message_decoder,
 )
-from statemachine.events import InstrumentStatusChanged, LevelChanged, TradeExecuted
+from statemachine.events import InstrumentStatusChanged, LevelChanged
 
 TRADES_KEPT = 20
 
@@ -44,20 +47,15 @@ class BookView:
         self.synchronised = False
         self.status = "unknown"
         self.last_trade_price: Optional[int] = None
-        self.trades: list[TradeExecuted] = []
+        self.trades: list[PublicTrade] = []
         self.snapshots = 0
         self.gaps = 0
+        # The parts of a snapshot being received: (next part expected, bids, asks).
+        self._partial: Optional[tuple[int, dict, dict]] = None
 
     def apply(self, message) -> bool:
         if type(message) is BookSnapshot:
-            self.bids = {level.price: (level.qty, level.orders) for level in message.bids}
-            self.asks = {level.price: (level.qty, level.orders) for level in message.asks}
-            self.journal_sequence = message.journal_sequence
-            self.status = message.status
-            self.last_trade_price = message.last_trade_price
-            self.synchronised = True
-            self.snapshots += 1
-            return True
+            return self._apply_snapshot_part(message)
         if type(message) is not MarketDataUpdate or not self.synchronised:
             return True
         if message.journal_sequence <= self.journal_sequence:
@@ -68,6 +66,34 @@ class BookView:
             return False
         self._apply_events(message.events)
         self.journal_sequence = message.journal_sequence
+        return True
+
+    def _apply_snapshot_part(self, message: BookSnapshot) -> bool:
+        if message.part == 1:
+            self._partial = (1, {}, {})
+            self.synchronised = False
+        if self._partial is None or message.part != self._partial[0]:
+            # A part out of order (a reconnection mid-snapshot): ask for a new one.
+            self._partial = None
+            self.synchronised = False
+            self.gaps += 1
+            return False
+        _, bids, asks = self._partial
+        for level in message.bids:
+            bids[level.price] = (level.qty, level.orders)
+        for level in message.asks:
+            asks[level.price] = (level.qty, level.orders)
+        if message.part < message.parts:
+            self._partial = (message.part + 1, bids, asks)
+            return True
+        self._partial = None
+        self.bids = bids
+        self.asks = asks
+        self.journal_sequence = message.journal_sequence
+        self.status = message.status
+        self.last_trade_price = message.last_trade_price
+        self.synchronised = True
+        self.snapshots += 1
         return True
 
     def start_empty(self) -> None:
@@ -96,7 +122,7 @@ class BookView:
                     side[event.price] = (event.qty, event.orders)
                 else:
                     side.pop(event.price, None)
-            elif kind is TradeExecuted:
+            elif kind is PublicTrade:
                 self.last_trade_price = event.price
                 self.trades.append(event)
                 del self.trades[:-TRADES_KEPT]
@@ -150,7 +176,11 @@ async def follow_feed(
                 return
             if not data:
                 raise FeedError(f"feed {endpoint[0]}:{endpoint[1]} closed the connection")
-            for payload in frames.feed(data):
+            try:
+                payloads = frames.feed(data)
+            except FrameTooLargeError as error:
+                raise FeedError(f"feed {endpoint[0]}:{endpoint[1]} sent a frame over the bound: {error}") from None
+            for payload in payloads:
                 message = feed_message_decoder.decode(payload)
                 if type(message) is FeedRejected:
                     raise FeedError(f"feed refused {message.symbol}: {message.reason}")

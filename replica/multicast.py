@@ -33,9 +33,10 @@ its last applied one), and lets any past message be rebuilt by replaying the jou
 (replica/retransmission.py). The cost is a 2-byte empty message per record without
 market data.
 
-A message body is msgpack of `[[symbol, [event, ...]], ...]`: the record's market-data
-events (level changes, trades, instrument status: the same events as the TCP feed's
-MarketDataUpdate), grouped by symbol in order of first appearance. Its bytes depend only
+A message body is msgpack of `[[symbol, [event, ...]], ...]`: the record's public
+market-data events (level changes, anonymous trades, instrument status: the same events
+as the TCP feed's MarketDataUpdate, replica/market_data.py; no member, client order id
+or order id), grouped by symbol in order of first appearance. Its bytes depend only
 on the record and the state before it, so a rebuilt message is byte-identical to the one
 sent live.
 
@@ -58,12 +59,12 @@ import hashlib
 import random
 import struct
 from collections import deque
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional
 
 import msgspec
 
 from replica.errors import ReplicaError
-from statemachine.events import InstrumentStatusChanged, LevelChanged, TradeExecuted
+from replica.market_data import MarketDataEvent
 
 HEADER = struct.Struct(">10sQH")
 HEADER_SIZE_BYTES = HEADER.size
@@ -81,10 +82,6 @@ _EMPTY_MESSAGE = LENGTH.pack(0)
 # and a useful message.
 PACKET_BYTES_MAX_LIMIT = 65507
 PACKET_BYTES_MAX_MINIMUM = 64
-
-MARKET_DATA_KINDS = (LevelChanged, TradeExecuted, InstrumentStatusChanged)
-MarketDataEvent = Union[LevelChanged, TradeExecuted, InstrumentStatusChanged]
-
 
 class SymbolUpdate(msgspec.Struct, array_like=True, frozen=True, gc=False):
     symbol: str
@@ -135,11 +132,6 @@ def decode_market_data(body: bytes) -> list[SymbolUpdate]:
     if not body:
         return []
     return _message_decoder.decode(body)
-
-
-def market_data_of(events) -> list:
-    """The market-data events among a record's events, in order."""
-    return [event for event in events if type(event) in MARKET_DATA_KINDS]
 
 
 class Packet(NamedTuple):

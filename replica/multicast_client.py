@@ -302,19 +302,24 @@ class MulticastSubscriber:
             for symbol in self.books:
                 writer.write(encode_frame(Subscribe(symbol)))
             frames = FrameReader()
-            found: dict[str, BookSnapshot] = {}
-            while len(found) < len(self.books):
+            # symbol -> its snapshot's parts, in order; complete once the last part came.
+            found: dict[str, list[BookSnapshot]] = {}
+            complete: set[str] = set()
+            while len(complete) < len(self.books):
                 data = await reader.read(1 << 20)
                 if not data:
                     raise ConnectionError("the feed closed the connection during a snapshot")
                 for payload in frames.feed(data):
                     message = feed_message_decoder.decode(payload)
                     if type(message) is BookSnapshot and message.symbol in self.books:
-                        found.setdefault(message.symbol, message)
+                        if message.symbol not in complete:
+                            found.setdefault(message.symbol, []).append(message)
+                            if message.part == message.parts:
+                                complete.add(message.symbol)
                     elif type(message) is FeedRejected:
                         raise FeedError(f"feed refused {message.symbol}: {message.reason}")
                     elif type(message) is Disconnect:
                         raise ConnectionError(f"feed disconnected: {message.reason}")
-            return list(found.values())
+            return [part for parts in found.values() for part in parts]
         finally:
             writer.close()

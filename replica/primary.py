@@ -35,6 +35,8 @@ import msgspec
 
 from replica.config import NodeConfig, token_matches
 from replica.feed import FeedCore
+from replica.gateway import AdmissionGate, LogonGuard, LogonGuardSettings, request_problem
+from replica.market_data import public_trade
 from replica.replication import DIGEST_INTERVAL_RECORDS, DigestHistory
 from replica.protocol import (
     PROTOCOL_VERSION,
@@ -46,6 +48,7 @@ from replica.protocol import (
     LogonAccepted,
     LogonRejected,
     Logout,
+    MassCancelCompleted,
     MassCancelRequest,
     OrderStatus,
     OrderStatusRequest,
@@ -53,6 +56,7 @@ from replica.protocol import (
     ReplaceRequest,
     RequestRejected,
     ServerHeartbeat,
+    ServerTestRequest,
     client_message_decoder,
 )
 from statemachine import (
@@ -76,6 +80,22 @@ from statemachine.version import RULES_VERSION
 # Records that may wait for durability at once: a bound on memory and on how much a
 # stalled disk or standby can pile up before the gateway pushes back (throttles).
 UNRELEASED_RECORDS_MAX = 200_000
+# Idle sessions (FIX's rule): a logged-on session silent for TEST_REQUEST_AFTER_INTERVALS
+# of its negotiated heartbeat interval gets a ServerTestRequest; silent for
+# IDLE_CUT_AFTER_INTERVALS, it is cut (`idle_timeout`). Any inbound frame counts.
+TEST_REQUEST_AFTER_INTERVALS = 2
+IDLE_CUT_AFTER_INTERVALS = 4
+HEARTBEAT_INTERVAL_MS_MIN = 100
+HEARTBEAT_INTERVAL_MS_MAX = 60_000
+
+
+@dataclass
+class RateBucket:
+    """One member's token bucket, shared by all of its sessions (five sessions do not
+    get five budgets). A float may decide throttling, never a trade."""
+
+    tokens: float
+    updated_ns: int
 
 
 @dataclass
@@ -83,11 +103,14 @@ class Session:
     session_id: int
     member: Optional[str] = None
     outbound_sequence: int = 0
-    tokens: float = 0.0  # rate limiter; a float may decide throttling, never a trade
-    tokens_updated_ns: int = 0
+    bucket: Optional[RateBucket] = None  # the member's, from logon
     cancel_on_disconnect: bool = True
     heartbeat_interval_ms: int = 1000
     closing: bool = False  # a Disconnect / LogonRejected is queued: read nothing more from it
+    peer: str = ""
+    last_inbound_ns: int = 0
+    next_heartbeat_ns: int = 0
+    test_request_sent: bool = False
 
 
 class PrimaryCore:
@@ -123,20 +146,47 @@ class PrimaryCore:
         self.digests = DigestHistory()
         self._rate = config.limits.messages_per_second
         self._burst = config.limits.burst_messages
+        self.buckets: dict[str, RateBucket] = {}
+        self.logged_on = 0
+        gateway = config.gateway
+        self.gate = AdmissionGate(gateway.pending_logons_max, gateway.pending_logons_per_peer_max,
+                                  gateway.logon_timeout_ms * 1_000_000)
+        self.logon_guard = LogonGuard(LogonGuardSettings(
+            delay_base_ns=gateway.logon_failure_delay_ms * 1_000_000,
+            delay_max_ns=gateway.logon_failure_delay_max_ms * 1_000_000,
+            failures_per_refusal=gateway.logon_failures_per_refusal,
+            refusal_ns=gateway.logon_refusal_ms * 1_000_000,
+            log_interval_ns=gateway.logon_failure_log_interval_ms * 1_000_000,
+        ))
+        # Logons held while their address is blocked after failures (in arrival order).
+        self.held_logons: dict[int, Logon] = {}
+        # Lines for the operator's log (failed logons), taken by the adapter.
+        self.log_lines: list[str] = []
 
     # ------------------------------------------------------------ sessions
 
-    def session_opened(self, session_id: int, now_ns: int) -> bool:
-        if len(self.sessions) >= self.config.limits.sessions_max:
-            return False
-        self.sessions[session_id] = Session(session_id, tokens=float(self._burst), tokens_updated_ns=now_ns)
-        return True
+    def session_opened(self, session_id: int, now_ns: int, peer: str = "") -> Optional[str]:
+        """Admit a new connection (not logged on yet) from address `peer`; the refusal
+        reason when it is not admitted. Admitting may evict another pending connection
+        (queued to close with `evicted`)."""
+        refusal, evicted = self.gate.admit(session_id, peer, now_ns)
+        if refusal is not None:
+            return refusal
+        if evicted is not None:
+            victim = self.sessions.get(evicted)
+            if victim is not None:
+                self._close(victim, "evicted_before_logon")
+        self.sessions[session_id] = Session(session_id, peer=peer, last_inbound_ns=now_ns)
+        return None
 
     def session_closed(self, session_id: int, now_ns: int) -> None:
         session = self.sessions.pop(session_id, None)
         self.outbox.pop(session_id, None)
+        self.gate.leave(session_id)
+        self.held_logons.pop(session_id, None)
         if session is None or session.member is None:
             return
+        self.logged_on -= 1
         others = self.member_sessions.get(session.member, [])
         if session_id in others:
             others.remove(session_id)
@@ -165,6 +215,40 @@ class PrimaryCore:
         if session is not None and session.member is not None:
             self._send(session, ServerHeartbeat, self.released_sequence)
 
+    def tick(self, now_ns: int) -> None:
+        """The gateway's timers, called often by the adapter: logon timeouts, held
+        logons whose address is no longer blocked, heartbeats at each session's
+        negotiated interval, test requests and idle cuts, failed-logon log lines."""
+        for session_id in self.gate.expired(now_ns):
+            # A logon held behind its address's block counts too: an address cannot
+            # pile up held connections beyond its pending bound.
+            self.held_logons.pop(session_id, None)
+            session = self.sessions.get(session_id)
+            if session is not None and not session.closing:
+                self._close(session, "logon_timeout")
+        for session_id, message in list(self.held_logons.items()):
+            session = self.sessions.get(session_id)
+            if session is None or session.closing:
+                self.held_logons.pop(session_id, None)
+            elif self.logon_guard.check(session.peer, now_ns)[0] != "wait":
+                del self.held_logons[session_id]
+                self._logon(session, message, now_ns)
+        for session in self.sessions.values():
+            if session.member is None or session.closing:
+                continue
+            interval_ns = session.heartbeat_interval_ms * 1_000_000
+            silent_ns = now_ns - session.last_inbound_ns
+            if silent_ns >= IDLE_CUT_AFTER_INTERVALS * interval_ns:
+                self._close(session, "idle_timeout")
+                continue
+            if silent_ns >= TEST_REQUEST_AFTER_INTERVALS * interval_ns and not session.test_request_sent:
+                session.test_request_sent = True
+                self._send(session, ServerTestRequest)
+            if now_ns >= session.next_heartbeat_ns:
+                session.next_heartbeat_ns = now_ns + interval_ns
+                self._send(session, ServerHeartbeat, self.released_sequence)
+        self.log_lines.extend(self.logon_guard.due_log_lines(now_ns))
+
     # ------------------------------------------------------------ inbound
 
     def client_payload(self, session_id: int, payload: bytes, now_ns: int) -> None:
@@ -173,6 +257,8 @@ class PrimaryCore:
             # Frames that arrived behind a logout (or a refused logon) in the same read
             # are not acted on: nothing may be journaled for a session being closed.
             return
+        session.last_inbound_ns = now_ns
+        session.test_request_sent = False
         try:
             message = client_message_decoder.decode(payload)
         except msgspec.MsgspecError as error:
@@ -196,17 +282,24 @@ class PrimaryCore:
         if kind is Logon:
             self._send(session, RequestRejected, 0, "already_logged_on")
             return
-        # Token bucket: refill by elapsed time, one token per message.
-        elapsed_ns = now_ns - session.tokens_updated_ns
+        # The member's token bucket: refill by elapsed time, one token per message.
+        bucket = session.bucket
+        elapsed_ns = now_ns - bucket.updated_ns
         if elapsed_ns > 0:
-            session.tokens = min(float(self._burst), session.tokens + elapsed_ns * self._rate / 1e9)
-            session.tokens_updated_ns = now_ns
-        if session.tokens < 1.0:
+            bucket.tokens = min(float(self._burst), bucket.tokens + elapsed_ns * self._rate / 1e9)
+            bucket.updated_ns = now_ns
+        if bucket.tokens < 1.0:
             self._send(session, RequestRejected, message.request_id, "throttled")
             return
-        session.tokens -= 1.0
+        bucket.tokens -= 1.0
         if len(self.unreleased) + len(self.pending) >= UNRELEASED_RECORDS_MAX:
             self._send(session, RequestRejected, message.request_id, "busy", "too many records awaiting durability")
+            return
+        # Bounded text fields, checked before a sequence is assigned: a 60 KB client
+        # order id is refused here and never journaled.
+        problem = request_problem(message)
+        if problem is not None:
+            self._send(session, RequestRejected, message.request_id, problem[0], problem[1])
             return
         member = session.member
         if kind is PlaceRequest:
@@ -232,13 +325,37 @@ class PrimaryCore:
         if message.protocol_version != PROTOCOL_VERSION:
             self._reject_logon(session, "unsupported_protocol_version")
             return
+        # An address blocked after failed logons: hold the attempt until the block ends
+        # (evaluated by `tick`), or refuse it unseen during a refusal.
+        verdict, _until_ns = self.logon_guard.check(session.peer, now_ns)
+        if verdict == "wait":
+            self.held_logons[session.session_id] = message
+            return
+        if verdict == "refuse":
+            self._reject_logon(session, "logon_refused")
+            return
         member = self.config.member(message.member)
         if member is None or not token_matches(message.token, member.token_hash):
+            line = self.logon_guard.failed(session.peer, message.member, now_ns)
+            if line is not None:
+                self.log_lines.append(line)
             self._reject_logon(session, "bad_credentials")
             return
+        if self.logged_on >= self.config.limits.sessions_max:
+            self._reject_logon(session, "too_many_sessions")
+            return
+        self.logon_guard.succeeded(session.peer)
+        self.gate.leave(session.session_id)
+        self.logged_on += 1
         session.member = member.name
         session.cancel_on_disconnect = member.cancel_on_disconnect
-        session.heartbeat_interval_ms = max(100, min(60_000, message.heartbeat_interval_ms))
+        session.heartbeat_interval_ms = max(HEARTBEAT_INTERVAL_MS_MIN,
+                                            min(HEARTBEAT_INTERVAL_MS_MAX, message.heartbeat_interval_ms))
+        session.next_heartbeat_ns = now_ns + session.heartbeat_interval_ms * 1_000_000
+        bucket = self.buckets.get(member.name)
+        if bucket is None:
+            bucket = self.buckets[member.name] = RateBucket(float(self._burst), now_ns)
+        session.bucket = bucket
         self.member_sessions.setdefault(member.name, []).append(session.session_id)
         self.outbox.setdefault(session.session_id, []).append(
             LogonAccepted(session.session_id, member.name, PROTOCOL_VERSION, self.epoch, self.released_sequence)
@@ -319,13 +436,18 @@ class PrimaryCore:
                     members = (event.maker_member, event.taker_member)
                     if market_data is None:
                         market_data = []
-                    market_data.append(event)
+                    # The feeds get the anonymous trade (replica/market_data.py).
+                    market_data.append(public_trade(event))
                 elif kind is OrderAccepted or kind is OrderCancelled or kind is OrderReplaced or kind is StopTriggered:
                     members = (event.member,)
                 elif kind is OrderRejected:
                     if event.member is None:
                         continue
                     members = (event.member,)
+                    if event.reason == "not_owner":
+                        # Another member's order is answered like an order that does not
+                        # exist, so order ids cannot be probed; the journal keeps the truth.
+                        event = msgspec.structs.replace(event, reason="unknown_order")
                 else:
                     if market_data is None:
                         market_data = []
@@ -343,6 +465,13 @@ class PrimaryCore:
                         ))
                     if len(members) == 2 and members[0] == members[1]:
                         break
+            if session_id and type(command) is MassCancel:
+                # Always answered, with the count cancelled (possibly 0: the engine then
+                # emits nothing), after the cancels' own reports.
+                session = sessions.get(session_id)
+                if session is not None:
+                    cancelled = sum(1 for event in events if type(event) is OrderCancelled)
+                    self._send(session, MassCancelCompleted, request_id, cancelled)
             if market_data is not None:
                 publish(sequence, market_data)
             if multicast is not None:

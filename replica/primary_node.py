@@ -10,6 +10,9 @@
     multicast ◄─ MulticastPublisherCore packets (opt-in; replica/multicast_node.py), with
                  its TCP retransmission server
     admin TCP ◄─ one JSON object per line: status, snapshot
+    gateway tick (every GATEWAY_TICK_SECONDS): PrimaryCore.tick (logon timeouts, held
+                 logons, heartbeats, test requests, idle cuts) and the feed port's
+                 subscribe timeouts (replica/gateway.py's AdmissionGate)
 
 Everything here is I/O and timing; every decision is in the cores. Durability: with
 policy `always` a record is released only once fdatasync covered it; with `interval` or
@@ -37,6 +40,7 @@ import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
 from replica.data_directory import DataDirectory
+from replica.gateway import AdmissionGate
 from replica.multicast import MulticastPublisherCore
 from replica.multicast import session_id as multicast_session_id
 from replica.multicast_node import MulticastPublisher
@@ -58,7 +62,12 @@ from replica.snapshotter import Snapshotter
 from statemachine import AddInstrument, Checkpoint, Exchange
 from statemachine.version import RULES_VERSION
 
-HEARTBEAT_PERIOD_SECONDS = 1.0
+# How often the gateway's timers run: logon / subscribe timeouts and failed-logon delays
+# are this precise; heartbeats go out at each session's negotiated interval.
+GATEWAY_TICK_SECONDS = 0.1
+# The listen backlog of the client and feed ports: a burst of connections waits in the
+# kernel for the accept loop instead of being dropped (a SYN retry costs a member 1 s).
+LISTEN_BACKLOG = 1024
 MAINTENANCE_PERIOD_SECONDS = 0.5
 # A digest checkpoint (`twinbook verify` checks them) after at least this many records.
 DIGEST_CHECKPOINT_EVERY_RECORDS = 10_000
@@ -76,7 +85,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        self.session_id = self.node.open_session(self)
+        self.session_id = self.node.open_session(self, peer_host(transport))
 
     def data_received(self, data: bytes) -> None:
         node = self.node
@@ -120,7 +129,7 @@ class FeedConnection(asyncio.Protocol):
                 )
             except OSError:
                 pass
-        self.subscriber_id = self.node.open_subscriber(self)
+        self.subscriber_id = self.node.open_subscriber(self, peer_host(transport))
 
     def data_received(self, data: bytes) -> None:
         feed = self.node.core.feed
@@ -136,6 +145,8 @@ class FeedConnection(asyncio.Protocol):
                 self.node.drop_subscriber(self.subscriber_id, "malformed")
                 return
             if type(request) is Subscribe:
+                if not self.node.subscriber_subscribed(self.subscriber_id):
+                    return
                 feed.subscribe(self.subscriber_id, request.symbol)
             elif type(request) is Unsubscribe:
                 feed.unsubscribe(self.subscriber_id, request.symbol)
@@ -143,6 +154,12 @@ class FeedConnection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.node.close_subscriber(self.subscriber_id)
+
+
+def peer_host(transport) -> str:
+    """The peer's address (the unit the gateway bounds and slows), "" if unknown."""
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if peer else ""
 
 
 class PrimaryNode:
@@ -154,6 +171,12 @@ class PrimaryNode:
         self.writer: Optional[journal.JournalWriter] = None
         self.connections: dict[int, ClientConnection] = {}
         self.subscribers: dict[int, FeedConnection] = {}
+        # Feed connections that have not subscribed yet are bounded apart from the
+        # subscribed ones (feed_subscribers_max), like logons on the trading port.
+        gateway = config.gateway
+        self.feed_gate = AdmissionGate(gateway.pending_subscribers_max, gateway.pending_subscribers_per_peer_max,
+                                       gateway.subscribe_timeout_ms * 1_000_000)
+        self.subscribed: set[int] = set()
         self._next_connection_id = 1
         self._work = asyncio.Event()
         self._stopping = False
@@ -260,8 +283,10 @@ class PrimaryNode:
             self.core.release(self.writer.written_sequence if self._release_written else self.writer.durable_sequence)
             self.log(f"journal continued under rules version {RULES_VERSION} from sequence {exchange.last_sequence}")
         loop = asyncio.get_running_loop()
-        client_server = await loop.create_server(lambda: ClientConnection(self), config.host, config.client_port)
-        feed_server = await loop.create_server(lambda: FeedConnection(self), config.host, config.feed_port)
+        client_server = await loop.create_server(lambda: ClientConnection(self), config.host, config.client_port,
+                                                 backlog=LISTEN_BACKLOG)
+        feed_server = await loop.create_server(lambda: FeedConnection(self), config.host, config.feed_port,
+                                               backlog=LISTEN_BACKLOG)
         admin_server = await asyncio.start_server(self._admin_client, config.host, config.admin_port)
         replication_server = await serve_replication(self, config.host, config.replication_port)
         self._servers = [client_server, feed_server, admin_server, replication_server]
@@ -279,7 +304,7 @@ class PrimaryNode:
         self._write_node_file()
         self._commit_task = loop.create_task(self._commit_loop())
         self._commit_task.add_done_callback(self._commit_loop_ended)
-        self._tasks = [loop.create_task(self._heartbeats()), loop.create_task(self._maintenance())]
+        self._tasks = [loop.create_task(self._gateway_ticks()), loop.create_task(self._maintenance())]
         if config.durability == "interval":
             self._tasks.append(loop.create_task(self._interval_syncs()))
         self.wake()
@@ -410,6 +435,10 @@ class PrimaryNode:
                 if transport.get_write_buffer_size() > limit:
                     transport.write(encode_frame(Disconnect("slow_consumer")))
                     transport.abort()
+        if core.log_lines:
+            for line in core.log_lines:
+                self.log(line)
+            core.log_lines.clear()
         if core.closing:
             for session_id, _reason in core.take_closing():
                 connection = self.connections.get(session_id)
@@ -437,12 +466,15 @@ class PrimaryNode:
         self._next_connection_id += 1
         return connection_id
 
-    def open_session(self, connection: ClientConnection) -> int:
+    def open_session(self, connection: ClientConnection, peer: str) -> int:
         session_id = self._new_id()
         self.connections[session_id] = connection
-        if not self.core.session_opened(session_id, time.time_ns()):
-            connection.transport.write(encode_frame(Disconnect("too_many_sessions")))
+        refusal = self.core.session_opened(session_id, time.time_ns(), peer)
+        if refusal is not None:
+            connection.transport.write(encode_frame(Disconnect(refusal)))
             connection.transport.close()
+        else:
+            self.flush()  # a pending connection it evicted
         return session_id
 
     def close_session(self, session_id: int) -> None:
@@ -451,18 +483,37 @@ class PrimaryNode:
             self.core.session_closed(session_id, time.time_ns())
             self.wake()
 
-    def open_subscriber(self, connection: FeedConnection) -> int:
+    def open_subscriber(self, connection: FeedConnection, peer: str) -> int:
         subscriber_id = self._new_id()
-        if len(self.subscribers) >= self.config.limits.feed_subscribers_max:
-            connection.transport.write(encode_frame(Disconnect("too_many_subscribers")))
+        refusal, evicted = self.feed_gate.admit(subscriber_id, peer, time.time_ns())
+        if refusal is not None:
+            connection.transport.write(encode_frame(Disconnect(refusal)))
             connection.transport.close()
             return subscriber_id
+        if evicted is not None:
+            self.drop_subscriber(evicted, "evicted_before_subscribe")
         self.subscribers[subscriber_id] = connection
         self.core.feed.subscriber_opened(subscriber_id)
         return subscriber_id
 
+    def subscriber_subscribed(self, subscriber_id: int) -> bool:
+        """A Subscribe arrived: the connection leaves the pending bound and counts
+        against feed_subscribers_max (False: over it, and it was dropped)."""
+        if subscriber_id in self.subscribed:
+            return True
+        if subscriber_id not in self.subscribers:
+            return False
+        if len(self.subscribed) >= self.config.limits.feed_subscribers_max:
+            self.drop_subscriber(subscriber_id, "too_many_subscribers")
+            return False
+        self.feed_gate.leave(subscriber_id)
+        self.subscribed.add(subscriber_id)
+        return True
+
     def close_subscriber(self, subscriber_id: int) -> None:
         self.subscribers.pop(subscriber_id, None)
+        self.subscribed.discard(subscriber_id)
+        self.feed_gate.leave(subscriber_id)
         if self.core is not None:
             self.core.feed.subscriber_closed(subscriber_id)
 
@@ -475,11 +526,13 @@ class PrimaryNode:
 
     # ------------------------------------------------------------ periodic work
 
-    async def _heartbeats(self) -> None:
+    async def _gateway_ticks(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_PERIOD_SECONDS)
-            for session_id in list(self.connections):
-                self.core.heartbeat(session_id)
+            await asyncio.sleep(GATEWAY_TICK_SECONDS)
+            now_ns = time.time_ns()
+            self.core.tick(now_ns)
+            for subscriber_id in self.feed_gate.expired(now_ns):
+                self.drop_subscriber(subscriber_id, "subscribe_timeout")
             self.flush()
 
     async def _interval_syncs(self) -> None:
@@ -606,7 +659,11 @@ class PrimaryNode:
             "degraded": self.release.degraded,
             "divergence": self.divergence,
             "sessions": len(core.sessions),
+            "sessions_logged_on": core.logged_on,
+            "pending_logons": len(core.gate.pending),
+            "logon_failures": core.logon_guard.failures_total,
             "subscribers": len(self.subscribers),
+            "pending_subscribers": len(self.feed_gate.pending),
             "multicast": self.multicast.status() if self.multicast is not None else None,
             "pid": os.getpid(),
         }

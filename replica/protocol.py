@@ -22,12 +22,19 @@ the member is the one the session logged on as.
 Server -> client (trading port): LogonAccepted, LogonRejected, ExecutionReport (one
 state-machine event concerning this member, with the journal sequence inside the event),
 RequestRejected (refused before reaching the journal: throttled, malformed, not logged
-on), OrderStatus, Heartbeat, Disconnect. Every server message after the logon carries
+on, a client order id or symbol that is not at most 64 / 16 printable ASCII characters),
+OrderStatus, MassCancelCompleted (always answers a mass cancel, with the count
+cancelled), ServerHeartbeat (at the interval the Logon negotiated), ServerTestRequest
+(the session was silent for two intervals; silent for four, it is cut), Disconnect.
+A connection must log on within the gateway's logon timeout (replica/gateway.py). Every server message after the logon carries
 `session_sequence`, the per-session outbound sequence number (1, 2, 3, ...), so a client
 can tell it missed nothing.
 
-Feed port: client sends Subscribe / Unsubscribe; the server answers BookSnapshot, then
-MarketDataUpdate messages. An update carries the journal sequence of the record that
+Feed port: client sends Subscribe / Unsubscribe (the first within the subscribe
+timeout); the server answers BookSnapshot, split into `parts` frames of at most
+SNAPSHOT_LEVELS_PER_FRAME levels each (so any book fits the 64 KiB frame bound; the
+parts are consecutive on the connection and the book is complete at part == parts),
+then MarketDataUpdate messages. Trades on the feed are anonymous (replica/market_data.py). An update carries the journal sequence of the record that
 caused it and the journal sequence of the previous update for that symbol: a subscriber
 whose last seen sequence differs from `previous_journal_sequence` missed something and
 asks for a new snapshot. The numbering comes from the journal, so it continues unchanged
@@ -42,13 +49,18 @@ from typing import Optional, Union
 import msgspec
 
 from statemachine.commands import OrderType, SelfTradePrevention, Side, TimeInForce
-from statemachine.events import Event, InstrumentStatusChanged, LevelChanged, TradeExecuted
+from replica.market_data import MarketDataEvent
+from statemachine.events import Event
 
 PROTOCOL_VERSION = 1
 FRAME_HEADER = struct.Struct("<I")
 FRAME_HEADER_SIZE_BYTES = FRAME_HEADER.size
 # No legitimate message comes near this; a bigger length means a broken or hostile peer.
 FRAME_PAYLOAD_BYTES_MAX = 64 * 1024
+# Levels in one BookSnapshot frame: a level is at most 1 + 3 * 9 bytes of msgpack (three
+# u64), so 2,000 levels take at most 56,000 bytes, leaving room for the header fields
+# (a symbol of at most 16 bytes) within FRAME_PAYLOAD_BYTES_MAX.
+SNAPSHOT_LEVELS_PER_FRAME = 2000
 
 
 class _Message(msgspec.Struct, frozen=True, gc=False, omit_defaults=True, tag_field="type"):
@@ -163,13 +175,30 @@ class ServerHeartbeat(_Message, tag="server_heartbeat"):
     last_sequence: int
 
 
+class ServerTestRequest(_Message, tag="test_request"):
+    """The session was silent for two heartbeat intervals: answer (any frame, a
+    Heartbeat will do) or be cut after four (`idle_timeout`)."""
+
+    session_sequence: int
+
+
+class MassCancelCompleted(_Message, tag="mass_cancel_completed"):
+    """The answer to a MassCancelRequest, always sent, after the OrderCancelled reports
+    of the orders it cancelled: how many (possibly 0)."""
+
+    session_sequence: int
+    request_id: int
+    cancelled_count: int
+
+
 class Disconnect(_Message, tag="disconnect"):
     reason: str
     session_sequence: int = 0
 
 
 ServerMessage = Union[
-    LogonAccepted, LogonRejected, ExecutionReport, RequestRejected, OrderStatus, ServerHeartbeat, Disconnect
+    LogonAccepted, LogonRejected, ExecutionReport, RequestRejected, OrderStatus, ServerHeartbeat, ServerTestRequest,
+    MassCancelCompleted, Disconnect,
 ]
 
 # ---------------------------------------------------------------- market data
@@ -200,9 +229,8 @@ class BookSnapshot(_Message, tag="book_snapshot"):
     bids: list[BookLevel]
     asks: list[BookLevel]
     last_trade_price: Optional[int] = None
-
-
-MarketDataEvent = Union[LevelChanged, TradeExecuted, InstrumentStatusChanged]
+    part: int = 1
+    parts: int = 1
 
 
 class MarketDataUpdate(_Message, tag="md"):

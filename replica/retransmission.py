@@ -42,7 +42,8 @@ import msgspec
 import journal
 import snapshots
 from replica.data_directory import DataDirectory
-from replica.multicast import encode_market_data, market_data_of
+from replica.market_data import market_data_of
+from replica.multicast import encode_market_data
 from replica.protocol import _Message
 from replica.recovery import load_newest_snapshot
 from statemachine import Exchange

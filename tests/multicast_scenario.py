@@ -27,6 +27,7 @@ from pathlib import Path
 import msgspec
 
 from node_helpers import Cluster, connect, free_ports
+from replica.market_data import PublicTrade
 from replica.multicast import PacketFaults, SubscriberCore
 from replica.multicast_client import MulticastSubscriber
 from replica.protocol import FRAME_HEADER
@@ -57,7 +58,7 @@ class Recorder:
         self.digest.update(sequence.to_bytes(8, "big") + msgspec.msgpack.encode(updates))
         for update in updates:
             for event in update.events:
-                if type(event) is TradeExecuted:
+                if type(event) is PublicTrade:
                     self.trades.append((event.seq, event.trade_id, event.symbol, event.price, event.qty))
 
 

@@ -62,7 +62,8 @@ def _toml_value(value) -> str:
 
 
 def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: Optional[dict] = None,
-                cluster_id: Optional[int] = None, multicast: Optional[dict] = None) -> str:
+                cluster_id: Optional[int] = None, multicast: Optional[dict] = None,
+                gateway: Optional[dict] = None) -> str:
     """A node config: the demo instruments and members, these ports, these overrides
     (and a [multicast] table when given)."""
     node_table = {"host": HOST, **ports, **(node or {})}
@@ -72,6 +73,8 @@ def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: O
         lines += ["[limits]"] + [f"{key} = {_toml_value(value)}" for key, value in limits.items()]
     if multicast:
         lines += ["[multicast]"] + [f"{key} = {_toml_value(value)}" for key, value in multicast.items()]
+    if gateway:
+        lines += ["[gateway]"] + [f"{key} = {_toml_value(value)}" for key, value in gateway.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -93,7 +96,7 @@ class NodeProcess:
 
     def __init__(self, data_dir: Path, *, node: Optional[dict] = None, limits: Optional[dict] = None,
                  launcher: Optional[list[str]] = None, cluster_id: Optional[int] = None,
-                 multicast: Optional[dict] = None) -> None:
+                 multicast: Optional[dict] = None, gateway: Optional[dict] = None) -> None:
         # `launcher`: the command that runs the CLI (default `python -c "...main()"`);
         # the primary's arguments are appended to it.
         self.launcher = launcher or twinbook_command()
@@ -108,7 +111,7 @@ class NodeProcess:
             multicast = {**multicast, "retransmit_port": free_ports(1)[0]}
         self.multicast = multicast
         self.config_path.write_text(config_text(self.ports, node=node, limits=limits, cluster_id=cluster_id,
-                                                multicast=multicast))
+                                                multicast=multicast, gateway=gateway))
         self.process: Optional[subprocess.Popen] = None
         self.info: dict = {}
         self.starts = 0
@@ -290,8 +293,9 @@ def start_node(tmp_path):
     """
     nodes: list[NodeProcess] = []
 
-    def start(name: str = "node", *, node: Optional[dict] = None, limits: Optional[dict] = None) -> NodeProcess:
-        process = NodeProcess(tmp_path / name, node=node, limits=limits)
+    def start(name: str = "node", *, node: Optional[dict] = None, limits: Optional[dict] = None,
+              gateway: Optional[dict] = None) -> NodeProcess:
+        process = NodeProcess(tmp_path / name, node=node, limits=limits, gateway=gateway)
         nodes.append(process)
         return process.start()
 

@@ -20,10 +20,10 @@ from replica.multicast import (
     decode_market_data,
     decode_packet,
     encode_market_data,
-    market_data_of,
     pack_messages,
     session_id,
 )
+from replica.market_data import PublicTrade, market_data_of
 from replica.retransmission import (
     JournalRebuilder,
     Rebuild,
@@ -35,7 +35,7 @@ from replica.retransmission import (
 )
 from replica.workload import generate_commands, write_journal
 from statemachine import Exchange
-from statemachine.events import LevelChanged, TradeExecuted
+from statemachine.events import LevelChanged
 
 SESSION = session_id(1)
 NOW = 1_000_000_000
@@ -341,7 +341,7 @@ def test_rebuilt_messages_are_byte_identical_to_the_live_ones(tmp_path):
     live = []
     for sequence, command in enumerate(commands, 1):
         live.append(encode_market_data(market_data_of(exchange.apply(sequence, sequence * 1000, command))))
-    assert any(type(event) is TradeExecuted for body in live for update in decode_market_data(body) for event in update.events)
+    assert any(type(event) is PublicTrade for body in live for update in decode_market_data(body) for event in update.events)
     write_journal(str(tmp_path / "journal"), commands)
     rebuilder = JournalRebuilder(str(tmp_path))
     assert rebuilder.base_for(100, 200) == 0

@@ -37,7 +37,8 @@ import sys
 import tempfile
 import time
 
-from replica.multicast import MulticastPublisherCore, market_data_of, session_id
+from replica.market_data import market_data_of
+from replica.multicast import MulticastPublisherCore, session_id
 from replica.workload import generate_commands
 from statemachine import Exchange
 

@@ -585,7 +585,9 @@ class SimulatedNode:
         if self.role != "primary":
             return False
         if connection.kind == "client":
-            if not self.core.session_opened(connection.connection_id, self.simulator.now_ns):
+            # Each simulated connection is its own peer: the simulator has no addresses.
+            if self.core.session_opened(connection.connection_id, self.simulator.now_ns,
+                                        f"simulated-{connection.connection_id}") is not None:
                 return False
             self.sessions[connection.connection_id] = connection
         elif connection.kind == "link":
