@@ -292,3 +292,16 @@ def test_a_hundred_thousand_order_book_is_served_in_frames_and_reconstructed_exa
         assert "BIG  trading" in shown.stdout
     finally:
         node.kill()
+
+
+def test_the_ioc_memory_benchmark_reports_its_figures(tmp_path):
+    # A smoke run of `twinbook bench ioc-memory` (no figure is asserted: it is a benchmark).
+    shown = subprocess.run(
+        twinbook_command("bench", "ioc-memory", "--orders", "2000", "--clients", "2", "--window", "100", "--workdir", str(tmp_path),
+                         "--json"),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    figures = msgspec.json.decode(shown.stdout.strip().splitlines()[-1])
+    assert figures["orders"] == 2000 and figures["rss_end_mib"] > 0 and figures["rss_after_restart_mib"] > 0
+    assert len(figures["rss_samples_mib"]) == 10 and figures["node_cpu_us_per_order"] > 0

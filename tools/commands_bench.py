@@ -74,6 +74,23 @@ def recovery(resting_orders: int, replay_records: int, seed: int, workdir: str |
     _emit(run_recovery_benchmark(resting_orders, replay_records, seed, workdir), as_json, results)
 
 
+@bench.command(name="ioc-memory")
+@click.option("--orders", default=1_000_000, show_default=True, type=click.IntRange(100, 50_000_000))
+@click.option("--clients", default=4, show_default=True, type=click.IntRange(1, 4), help="Members sending at once.")
+@click.option("--window", default=2000, show_default=True, type=click.IntRange(1, 100_000), help="Orders in flight per client.")
+@click.option("--client-order-id-bytes", default=16, show_default=True, type=click.IntRange(12, 64))
+@click.option("--restart/--no-restart", default=True, show_default=True, help="Also measure RSS after a restart on the journal.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the node's data (default: the system temp dir).")
+@_json_option
+@_results_option
+def ioc_memory(orders: int, clients: int, window: int, client_order_id_bytes: int, restart: bool, workdir: str | None,
+               as_json: bool, results: str | None) -> None:
+    """A real node's RSS after N IOC orders that never rest (and after a restart)."""
+    from tools.bench_memory import run_ioc_memory_benchmark
+
+    _emit(run_ioc_memory_benchmark(orders, clients, window, client_order_id_bytes, workdir, restart), as_json, results)
+
+
 @bench.command(name="journal")
 @click.option("--records", default=1_000_000, show_default=True, type=click.IntRange(1_000, 50_000_000))
 @click.option("--body-size-bytes", default=64, show_default=True, type=click.IntRange(0, 1024 * 1024))
