@@ -140,15 +140,21 @@ class GatewayConfig:
     logon_failure_log_interval_ms: int = 10_000
 
 
-def parse_gateway(table, source: str) -> GatewayConfig:
-    """The [gateway] table: every key a positive integer, unknown keys refused."""
-    where = f"{source}: gateway"
+def _check_table(table, where: str, settings_class) -> set[str]:
+    """A config table that must be a table with only `settings_class`'s keys; its keys."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where} must be a table")
-    known = set(GatewayConfig.__dataclass_fields__)
+    known = set(settings_class.__dataclass_fields__)
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return known
+
+
+def parse_gateway(table, source: str) -> GatewayConfig:
+    """The [gateway] table: every key a positive integer, unknown keys refused."""
+    where = f"{source}: gateway"
+    known = _check_table(table, where, GatewayConfig)
     base = GatewayConfig()
     return GatewayConfig(**{name: _positive_int(table, name, where, getattr(base, name)) for name in sorted(known)})
 
@@ -243,12 +249,7 @@ def parse_multicast(table, source: str) -> MulticastConfig:
     """The [multicast] table, every value checked (the group must be multicast, the
     interface a unicast IPv4 address, the packet bound a UDP payload size)."""
     where = f"{source}: multicast"
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
-    known = set(MulticastConfig.__dataclass_fields__)
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    _check_table(table, where, MulticastConfig)
     base = MulticastConfig()
     group = table.get("group", base.group)
     try:
