@@ -132,6 +132,31 @@ def test_ten_thousand_wrong_tokens_cost_an_attacker_hours_by_the_policys_arithme
     assert guard.failures_total == 10_000
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3 * SECOND_NS), st.booleans()), max_size=150))
+def test_no_address_gets_two_evaluations_closer_than_its_delay_and_clean_addresses_always_go(steps):
+    guard = LogonGuard()
+    now = 0
+    last_failure: dict[str, tuple[int, int]] = {}  # peer -> (time, failures then)
+    for peer_index, advance, right_token in steps:
+        now += advance
+        peer = f"10.0.0.{peer_index}"
+        assert guard.check("192.0.2.1", now) == ("go", 0)  # never failed: never slowed
+        verdict, until_ns = guard.check(peer, now)
+        if verdict != "go":
+            assert until_ns > now
+            continue
+        if peer in last_failure:
+            failed_at, failures = last_failure[peer]
+            assert now - failed_at >= guard.delay_after_ns(failures)
+        if right_token:
+            guard.succeeded(peer)
+            last_failure.pop(peer, None)
+        else:
+            guard.failed(peer, "M1", now)
+            last_failure[peer] = (now, guard.peers[peer].failures)
+
+
 def test_failed_logons_do_not_slow_another_address():
     guard = LogonGuard()
     attack_cost_ns(guard, 25, "10.0.0.1")
