@@ -5,6 +5,8 @@ per-address bounds see them as the distinct peers they would be on a network:
 
 * 2,000 silent connections do not stop a member from logging on and trading;
 * a slow-loris logon (one byte at a time) is cut at the logon timeout;
+* a silent session gets heartbeats at its negotiated interval, a test request, then is
+  cut, while a client that sends its heartbeats stays (and gets its mass cancel answered);
 * wrong tokens hold the next attempt of their address (growing delays, then a refusal),
   are logged once with a counter, and do not slow a member at another address;
 * a 60 KB client order id is refused with its reason and never journaled;
@@ -136,6 +138,38 @@ def test_a_slow_loris_logon_is_cut_at_the_logon_timeout(start_node):
         elapsed = time.monotonic() - started
     assert type(answer) is Disconnect and answer.reason == "logon_timeout", answer
     assert 0.9 <= elapsed < 6.0, elapsed
+
+
+def test_an_idle_session_is_heartbeated_tested_then_cut_while_a_live_client_stays(start_node):
+    node = start_node()
+    with socket.create_connection(node.client, timeout=10) as sock:
+        sock.sendall(encode_frame(Logon(PROTOCOL_VERSION, "M1", TOKENS["M1"], heartbeat_interval_ms=200)))
+        started = time.monotonic()
+        frames = FrameReader()
+        received = []
+        sock.settimeout(10)
+        while not received or type(received[-1]) is not Disconnect:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += [server_message_decoder.decode(payload) for payload in frames.feed(data)]
+        elapsed = time.monotonic() - started
+    kinds = [type(message).__name__ for message in received]
+    assert kinds[0] == "LogonAccepted" and "ServerHeartbeat" in kinds and "ServerTestRequest" in kinds, kinds
+    assert kinds.index("ServerTestRequest") < kinds.index("Disconnect") and received[-1].reason == "idle_timeout"
+    assert 0.7 <= elapsed < 5.0, elapsed  # 4 intervals of 200 ms, at the gateway tick's precision
+
+    async def live_client():
+        client = await connect(node, "M2", heartbeat_interval_ms=200)
+        try:
+            await asyncio.sleep(1.5)  # silent but for its heartbeats: never cut
+            assert client.reconnects == 0
+            answer = await client.mass_cancel()  # nothing to cancel: answered all the same
+            assert type(answer).__name__ == "MassCancelCompleted" and answer.cancelled_count == 0
+        finally:
+            await close_all(client)
+
+    run(live_client())
 
 
 def test_wrong_tokens_are_slowed_per_address_refused_then_and_logged_once(start_node):
