@@ -150,7 +150,6 @@ class LogonGuard:
         # peer -> its failures; order is least recently failed first (the first forgotten).
         self.peers: OrderedDict[str, _PeerFailures] = OrderedDict()
         self.failures_total = 0
-        self.refused_total = 0
 
     def delay_after_ns(self, failures: int) -> int:
         """How long an address is blocked after its `failures`-th failure."""
@@ -171,7 +170,6 @@ class LogonGuard:
         if state is None or now_ns >= state.blocked_until_ns:
             return "go", 0
         if state.refusing:
-            self.refused_total += 1
             return "refuse", state.blocked_until_ns
         return "wait", state.blocked_until_ns
 
