@@ -6,6 +6,11 @@
     # report: the first event answering the request (accepted / rejected / ...), or a
     # RequestRejected from the gateway (throttled, malformed, busy)
 
+The client sends a Heartbeat every `heartbeat_interval_ms` (the interval its Logon
+negotiates) and answers a ServerTestRequest at once, so the gateway never cuts an idle
+but healthy session (`idle_timeout` after four silent intervals). `mass_cancel()` awaits
+the gateway's MassCancelCompleted (the count cancelled, possibly 0).
+
 Every ExecutionReport also lands in `client.reports` (an asyncio.Queue of events), fills of
 resting orders and other unsolicited reports included, and `on_report` is called for each.
 
