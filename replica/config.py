@@ -26,6 +26,7 @@ A config file overrides any part of the defaults:
     logon_timeout_ms = 5000       # a connection must log on within this
     pending_logons_max = 64       # connections not yet logged on, in all ...
     pending_logons_per_peer_max = 8   # ... and per peer address
+    sessions_per_member_max = 100 # one member cannot take every one of sessions_max
     subscribe_timeout_ms = 5000   # the same three on the feed port, before a Subscribe
     pending_subscribers_max = 64
     pending_subscribers_per_peer_max = 8
@@ -130,6 +131,7 @@ class GatewayConfig:
     logon_timeout_ms: int = 5000
     pending_logons_max: int = 64
     pending_logons_per_peer_max: int = 8
+    sessions_per_member_max: int = 100
     subscribe_timeout_ms: int = 5000
     pending_subscribers_max: int = 64
     pending_subscribers_per_peer_max: int = 8

@@ -344,6 +344,9 @@ class PrimaryCore:
         if self.logged_on >= self.config.limits.sessions_max:
             self._reject_logon(session, "too_many_sessions")
             return
+        if len(self.member_sessions.get(member.name, ())) >= self.config.gateway.sessions_per_member_max:
+            self._reject_logon(session, "too_many_sessions_for_member")
+            return
         self.logon_guard.succeeded(session.peer)
         self.gate.leave(session.session_id)
         self.logged_on += 1

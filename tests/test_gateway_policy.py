@@ -265,6 +265,13 @@ def test_sessions_max_counts_logged_on_sessions_and_pending_ones_are_bounded_apa
     assert len(core.gate.pending) <= 4 and core.logged_on == 2
 
 
+def test_one_member_cannot_take_every_session():
+    core = make_core(sessions_per_member_max=1)
+    assert type(log_on(core, 1, "M1", peer="a")[0]) is LogonAccepted
+    assert log_on(core, 2, "M1", peer="a") == [LogonRejected("too_many_sessions_for_member")]
+    assert type(log_on(core, 3, "M2", peer="b")[0]) is LogonAccepted
+
+
 def test_a_connection_that_does_not_log_on_in_time_is_cut():
     core = make_core(logon_timeout_ms=5000)
     core.session_opened(7, 0, "slow")
