@@ -394,3 +394,26 @@ def test_no_feed_or_multicast_message_names_a_member_or_client_order_id_after_a_
         keys, strings = keys_and_strings(msgspec.msgpack.decode(raw))
         assert not SECRET_FIELDS & keys, keys
         assert not strings & (members | client_order_ids), strings & (members | client_order_ids)
+
+
+def test_a_big_book_is_split_into_frames_within_the_bound_and_rebuilt_and_a_lost_part_is_noticed():
+    from replica.feed import FeedCore
+    from replica.feed_client import BookView
+    from replica.protocol import FRAME_PAYLOAD_BYTES_MAX
+    from statemachine import PlaceOrder
+
+    exchange = Exchange(book_updates=True)
+    exchange.apply(1, 1, AddInstrument("BIG", 1, 1, 0, None))
+    for index in range(5000):
+        # Prices and quantities over 2**32: 9 bytes of msgpack each, the largest frames.
+        side, price = ("buy", 5 * 10**9 + index) if index % 2 else ("sell", 6 * 10**9 + index)
+        exchange.apply(index + 2, index + 2, PlaceOrder("M1", f"o{index}", "BIG", side, "limit", 10**11, price))
+    frames = FeedCore(exchange).snapshot_frames("BIG")
+    assert len(frames) == 3 and all(len(frame) - 4 <= FRAME_PAYLOAD_BYTES_MAX for frame in frames)
+    parts = [feed_message_decoder.decode(frame[4:]) for frame in frames]
+    view = BookView("BIG")
+    assert all(view.apply(part) for part in parts) and view.synchronised
+    depth = exchange.depth("BIG")
+    assert view.depth() == {"bids": depth["bids"], "asks": depth["asks"]}
+    lost = BookView("BIG")
+    assert lost.apply(parts[0]) and not lost.apply(parts[2]) and not lost.synchronised
