@@ -76,6 +76,7 @@ class LoadParams:
     seed: int = 1
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     reference_prices: Optional[dict] = None  # symbol -> (reference price, tick, lot)
+    ssl_context: Optional[object] = None  # TLS to the gateway (replica.tls.member_client_context)
 
 
 @dataclass
@@ -392,7 +393,7 @@ async def run_load(params: LoadParams) -> LoadResult:
         for index in range(params.clients):
             member = params.members[index % len(params.members)]
             token = (params.tokens or {}).get(member, f"demo-{member}")
-            client = OrderClient([params.endpoint], member, token)
+            client = OrderClient([params.endpoint], member, token, ssl_context=params.ssl_context)
             load = _ClientLoad(index, client, params, result, prices, random.Random(rng.random()), window_open)
             client.on_report = load.on_report
             client.reports = _DiscardQueue()
@@ -433,10 +434,13 @@ def run_async(coroutine):
 # -------------------------------------------------------------------- bench e2e
 
 
-def _bench_config_text(durability: str, ports: dict, limits: dict) -> str:
+def _bench_config_text(durability: str, ports: dict, limits: dict, certs: Optional[str]) -> str:
     lines = ["[node]", 'host = "127.0.0.1"', f'durability = "{durability}"']
     lines += [f"{name} = {port}" for name, port in ports.items()]
     lines += ["[limits]"] + [f"{name} = {value}" for name, value in limits.items()]
+    # With certificates: TLS everywhere, the members' gateway included (what is measured).
+    lines += ["[tls]", "enabled = false"] if certs is None else ["[tls]", f"directory = {json.dumps(certs)}",
+                                                                 'node = "a"', "members = true"]
     return "\n".join(lines) + "\n"
 
 
@@ -444,13 +448,14 @@ class NodeUnderTest:
     """A primary run as a child process for the benchmark (always stopped by `stop`)."""
 
     def __init__(self, workdir: str, durability: str, profile_path: Optional[str] = None,
-                 limits: Optional[dict] = None) -> None:
+                 limits: Optional[dict] = None, certs: Optional[str] = None) -> None:
+        # `certs`: a `certs init` directory: TLS on every port, members' included; None: plain TCP.
         self.data = os.path.join(workdir, "node")
         self.config_path = os.path.join(workdir, "node.toml")
         self.log_path = os.path.join(workdir, "node.log")
         ports = {"client_port": 0, "feed_port": 0, "replication_port": 0, "admin_port": 0}
         with open(self.config_path, "w", encoding="utf-8") as handle:
-            handle.write(_bench_config_text(durability, ports, limits or BENCH_LIMITS))
+            handle.write(_bench_config_text(durability, ports, limits or BENCH_LIMITS, certs))
         arguments = ["primary", "--data", self.data, "--config", self.config_path]
         if profile_path:
             code = (
@@ -530,8 +535,12 @@ def run_e2e_benchmark(
     profile_path: Optional[str] = None,
     in_flight_max: int = 1000,
     seed: int = 1,
+    tls: bool = True,
 ) -> dict:
     """Start a primary (durability `always`), measure throughput then latency, stop it.
+
+    `tls`: the node's certificates are created in the temporary directory and the clients
+    reach the gateway over TLS (members = true); False: plain TCP, to measure the cost.
 
     Figures: orders (places + cancels) per second sustained in the throughput phase
     (unthrottled, or at `throughput_rate`), and the ack latency percentiles of places
@@ -540,15 +549,23 @@ def run_e2e_benchmark(
     base = tempfile.mkdtemp(prefix="twinbook-e2e-", dir=workdir)
     node = None
     try:
-        node = NodeUnderTest(base, durability, profile_path)
+        certs = ssl_context = None
+        if tls:
+            from replica.certs import create_cluster_certificates
+            from replica.tls import member_client_context
+
+            certs = os.path.join(base, "certs")
+            create_cluster_certificates(certs, 1, ("a",))
+            ssl_context = member_client_context(os.path.join(certs, "ca.pem"))
+        node = NodeUnderTest(base, durability, profile_path, certs=certs)
         endpoint = node.client_endpoint
         throughput = run_async(run_load(LoadParams(
             endpoint, clients=clients, rate=throughput_rate, seconds=seconds, symbols=symbols,
-            in_flight_max=in_flight_max, seed=seed, run_id=f"tp{seed}",
+            in_flight_max=in_flight_max, seed=seed, run_id=f"tp{seed}", ssl_context=ssl_context,
         )))
         latency = run_async(run_load(LoadParams(
             endpoint, clients=latency_clients or clients, rate=latency_rate, seconds=seconds, symbols=symbols,
-            in_flight_max=in_flight_max, seed=seed + 1, run_id=f"lat{seed}",
+            in_flight_max=in_flight_max, seed=seed + 1, run_id=f"lat{seed}", ssl_context=ssl_context,
         )))
         exit_code = node.stop()
         node_log = node.log_tail()
@@ -562,6 +579,7 @@ def run_e2e_benchmark(
     return {
         "benchmark": "e2e",
         "durability": durability,
+        "tls": tls,
         "clients": clients,
         "seconds": seconds,
         "symbols": ",".join(symbols),
