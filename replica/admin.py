@@ -44,7 +44,7 @@ async def serve_admin_connection(
             refusal = admin_refusal(identity, request) if isinstance(request, dict) else None
             if refusal is not None:
                 if refusals is not None:
-                    refusals.refused(peer, f"admin request {request.get('command')!r}", f"{identity}: {refusal}")
+                    refusals.refused(peer, f"admin request {request.get('command')!r} from", f"{identity}: {refusal}")
                 reply = {"error": f"refused: {refusal}", "refused": "not_permitted"}
             elif isinstance(request, dict):
                 reply = await answer(request)

@@ -268,7 +268,7 @@ class PrimaryNode:
         feed_server = await loop.create_server(lambda: FeedConnection(self), config.host, config.feed_port,
                                                ssl=self.tls.members)
         admin_server = await self.tls.serve(self._admin_client, config.host, config.admin_port,
-                                            roles=ADMIN_ROLES, where="admin connection")
+                                            roles=ADMIN_ROLES, where="admin connection from")
         replication_server = await serve_replication(self, config.host, config.replication_port)
         self._servers = [client_server, feed_server, admin_server, replication_server]
         self.addresses = {

@@ -243,4 +243,4 @@ async def serve_replication(node, host: str, port: int):
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _identity) -> None:
         await StandbyLink(node, reader, writer).run()
 
-    return await node.tls.serve(handle, host, port, roles=LINK_ROLES, where="replication connection")
+    return await node.tls.serve(handle, host, port, roles=LINK_ROLES, where="replication connection from")

@@ -148,7 +148,7 @@ class StandbyNode:
                 f"journal ends at {self.writer.last_sequence} but recovery reached {self.exchange.last_sequence}",
             )
         self._admin_server = await self.tls.serve(self._admin_client, self.config.host, self.config.admin_port,
-                                                  roles=ADMIN_ROLES, where="admin connection")
+                                                  roles=ADMIN_ROLES, where="admin connection from")
         self._write_node_file()
         self._link_task = asyncio.get_running_loop().create_task(self._replicate_forever())
         self._link_task.add_done_callback(self._link_task_ended)

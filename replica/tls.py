@@ -182,6 +182,7 @@ class RefusalLog:
         self._last: dict[tuple, list] = {}  # key -> [time logged, refusals since]
 
     def refused(self, address, where: str, reason: str) -> None:
+        """`where` reads before the address: "replication connection from", ..."""
         host = address[0] if address else "?"
         port = address[1] if address and len(address) > 1 else "?"
         key = (host, where, reason)
@@ -194,7 +195,7 @@ class RefusalLog:
             self._last.clear()  # a scan from many addresses: forget, rather than grow
         suppressed = entry[1] if entry is not None else 0
         self._last[key] = [now, 0]
-        self._log(f"REFUSED {where} from {host}:{port}: {reason}"
+        self._log(f"REFUSED {where} {host}:{port}: {reason}"
                   + (f" ({suppressed} more from {host} not logged since)" if suppressed else ""))
 
 
@@ -345,7 +346,7 @@ class NodeTls:
                 address, self.client, cluster_id=self.cluster_id, roles=LINK_ROLES, timeout=timeout,
             )
         except PeerRefusedError as error:
-            self.refusals.refused(address, "replication link to the primary", str(error).partition(": ")[2])
+            self.refusals.refused(address, "replication link to the primary at", str(error).partition(": ")[2])
             raise
         return reader, writer
 
