@@ -234,16 +234,22 @@ def _bounded_int(table: dict, key: str, where: str, default: int, minimum: int, 
     return value
 
 
+def _check_table_keys(table, where: str, kind) -> set:
+    """A table of the dataclass `kind`'s fields and no others; returns the field names."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    known = set(kind.__dataclass_fields__)
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return known
+
+
 def parse_multicast(table, source: str) -> MulticastConfig:
     """The [multicast] table, every value checked (the group must be multicast, the
     interface a unicast IPv4 address, the packet bound a UDP payload size)."""
     where = f"{source}: multicast"
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
-    known = set(MulticastConfig.__dataclass_fields__)
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    _check_table_keys(table, where, MulticastConfig)
     base = MulticastConfig()
     group = table.get("group", base.group)
     try:
@@ -276,12 +282,7 @@ def parse_multicast(table, source: str) -> MulticastConfig:
 def parse_tls(table, source: str) -> TlsConfig:
     """The [tls] table; relative paths are kept as written (load_config anchors them)."""
     where = f"{source}: tls"
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
-    known = set(TlsConfig.__dataclass_fields__)
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    known = _check_table_keys(table, where, TlsConfig)
     values = {}
     for name in known:
         if name not in table:
