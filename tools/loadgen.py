@@ -434,6 +434,16 @@ def run_async(coroutine):
 # -------------------------------------------------------------------- bench e2e
 
 
+def process_cpu_seconds(pid: int) -> Optional[float]:
+    """User + system CPU time of a running process so far (Linux /proc; 10 ms ticks), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _bench_config_text(durability: str, ports: dict, limits: dict, certs: Optional[str]) -> str:
     lines = ["[node]", 'host = "127.0.0.1"', f'durability = "{durability}"']
     lines += [f"{name} = {port}" for name, port in ports.items()]
@@ -559,10 +569,12 @@ def run_e2e_benchmark(
             ssl_context = member_client_context(os.path.join(certs, "ca.pem"))
         node = NodeUnderTest(base, durability, profile_path, certs=certs)
         endpoint = node.client_endpoint
+        cpu_before = process_cpu_seconds(node.process.pid)
         throughput = run_async(run_load(LoadParams(
             endpoint, clients=clients, rate=throughput_rate, seconds=seconds, symbols=symbols,
             in_flight_max=in_flight_max, seed=seed, run_id=f"tp{seed}", ssl_context=ssl_context,
         )))
+        cpu_after = process_cpu_seconds(node.process.pid)
         latency = run_async(run_load(LoadParams(
             endpoint, clients=latency_clients or clients, rate=latency_rate, seconds=seconds, symbols=symbols,
             in_flight_max=in_flight_max, seed=seed + 1, run_id=f"lat{seed}", ssl_context=ssl_context,
@@ -574,6 +586,7 @@ def run_e2e_benchmark(
             node.stop()
         shutil.rmtree(base, ignore_errors=True)
     tp = throughput.figures()
+    answered = throughput.places_answered + throughput.cancels_answered
     lat_pct = latency.percentiles()
     tp_pct = throughput.percentiles()
     return {
@@ -590,6 +603,10 @@ def run_e2e_benchmark(
         "throughput_places_answered": throughput.places_answered,
         "throughput_cancels_answered": throughput.cancels_answered,
         "throughput_unanswered": throughput.unanswered,
+        # The node's CPU (user + system) over the throughput phase (logons included) per
+        # order answered; None where /proc is missing.
+        "node_cpu_us_per_order": (round((cpu_after - cpu_before) * 1e6 / answered, 1)
+                                  if None not in (cpu_before, cpu_after) and answered else None),
         "throughput_ack_p50_ns": tp_pct["p50"],
         "throughput_ack_p99_ns": tp_pct["p99"],
         "latency_target_rate": latency_rate,
