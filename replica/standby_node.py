@@ -53,7 +53,7 @@ from replica.replication import (
     PrimaryBeat,
     link_decoder,
 )
-from replica.tls import ADMIN_ROLES, NodeTls
+from replica.tls import ADMIN_ROLES, NodeTls, handshake_failure
 from replica.standby import PRIMARY_ALIVE_NS, CutTail, LinkRefused, StandbyCore
 from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS
 from statemachine import Exchange
@@ -214,6 +214,12 @@ class StandbyNode:
                 self.log(f"refusing frames from the primary: {error}")
             except (ConnectionError, OSError, asyncio.IncompleteReadError, FrameTooLargeError, msgspec.MsgspecError,
                     LinkProtocolError) as error:
+                if not self.core.connected and self._link_writer is not None and self.tls.client is not None:
+                    # In TLS 1.3 a primary that refuses our certificate says so only after
+                    # the handshake seemed to succeed here (a closed link or an alert at
+                    # the first read): say so, rate-limited.
+                    self.tls.refusals.refused(self.primary_address, "replication link: no answer from the primary at",
+                                              f"{handshake_failure(error)} (does it trust this node's certificate?)")
                 if self.core.connected:
                     self.log(f"replication link lost: {str(error) or type(error).__name__}")
             finally:

@@ -163,6 +163,30 @@ def test_a_fake_standby_without_a_valid_certificate_is_refused_and_receives_no_j
     assert "did not start with a hello" not in log and "stepping down" not in log, log
 
 
+@pytest.mark.parametrize("credential", ["another cluster's CA", "an expired certificate"])
+def test_a_real_standby_with_a_bad_certificate_is_refused_and_journals_nothing(cluster, tmp_path, credential):
+    # The real `twinbook standby`, trusting this cluster's CA (so it accepts the primary)
+    # but presenting a certificate the primary must refuse.
+    primary = cluster.primary("primary")
+    assert run(place_orders(primary, 20), timeout=60) == 20
+    if credential == "an expired certificate":
+        now = datetime.datetime.now(datetime.timezone.utc)
+        files = _issued(tmp_path, "expired", load_authority(str(certificates(1))), "node", "x",
+                        not_before=now - datetime.timedelta(days=10), not_after=now - datetime.timedelta(days=1))
+    else:
+        files = _files(certificates(2), "node-a")
+    standby = cluster.node("standby", tls={"ca_file": str(certificates(1) / "ca.pem"),
+                                           "certificate_file": files.certificate_file, "key_file": files.key_file})
+    standby.start_standby(primary.replication)
+    wait_until(lambda: "no answer from the primary at" in standby.log(), 20, what="the standby telling why")
+    wait_until(lambda: "REFUSED replication connection from 127.0.0.1:" in primary.log(), 10,
+               what="the primary's refusal logged")
+    # (Its admin port presents the same bad certificate, so the journal on disk tells.)
+    assert not primary.status()["standby_attached"] and "attached" not in primary.log()
+    standby.kill()
+    assert list(journal.read_records(standby.data_dir / "journal")) == []
+
+
 def test_each_refusal_is_logged_once_with_the_peer_address_not_once_per_attempt(cluster):
     primary = cluster.primary("primary")
     ports = []
