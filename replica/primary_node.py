@@ -264,9 +264,9 @@ class PrimaryNode:
             self.log(f"journal continued under rules version {RULES_VERSION} from sequence {exchange.last_sequence}")
         loop = asyncio.get_running_loop()
         client_server = await loop.create_server(lambda: ClientConnection(self), config.host, config.client_port,
-                                                 ssl=self.tls.members)
+                                                 **self.tls.member_server_options())
         feed_server = await loop.create_server(lambda: FeedConnection(self), config.host, config.feed_port,
-                                               ssl=self.tls.members)
+                                               **self.tls.member_server_options())
         admin_server = await self.tls.serve(self._admin_client, config.host, config.admin_port,
                                             roles=ADMIN_ROLES, where="admin connection from")
         replication_server = await serve_replication(self, config.host, config.replication_port)

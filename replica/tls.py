@@ -334,6 +334,13 @@ class NodeTls:
             if tls_config.members:
                 self.members = member_server_context(files)
 
+    def member_server_options(self) -> dict:
+        """`loop.create_server` keywords of the client gateway and the feed: TLS with a
+        bounded handshake when [tls] members = true, else none."""
+        if self.members is None:
+            return {}
+        return {"ssl": self.members, "ssl_handshake_timeout": HANDSHAKE_TIMEOUT_SECONDS}
+
     async def serve(self, handle: Handler, host: str, port: int, *, roles: frozenset, where: str):
         return await start_authenticated_server(handle, host, port, self.server, cluster_id=self.cluster_id,
                                                 roles=roles, where=where, refusals=self.refusals)
