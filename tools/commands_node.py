@@ -174,6 +174,10 @@ def watchdog(primary_admin: str, standby_admin: str, timeout_ms: int, force: boo
     A watchdog certificate may promote, not force: with --force, pass --identity operator."""
     from replica.watchdog import run_watchdog
 
+    if force and not no_tls and identity == "watchdog":
+        # Refused at every poll otherwise: the admin port lets only an operator force.
+        raise click.UsageError("--force needs an operator's certificate: add --identity operator")
+
     sys.exit(_run(run_watchdog(_endpoint(primary_admin), _endpoint(standby_admin), timeout_ms,
                                force=force, log=_log, seconds=seconds,
                                credentials=admin_credentials(certs, identity, no_tls))))
