@@ -245,6 +245,7 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
     try:
         say(f"data in {root}; node A ports {first.port_base}-{first.port_base + 3}, "
             f"node B ports {second.port_base}-{second.port_base + 3}")
+        say(f"mutual TLS on the replication link and the admin ports: cluster certificates in {certs}")
         first.start("primary", "--data", first.data, "--port-base", str(first.port_base), "--replication", "sync")
         await _wait_for(lambda: _status(first.admin, credentials), START_TIMEOUT_SECONDS, "the primary")
         say("primary A up")
