@@ -5,13 +5,20 @@ arguments), the node answers one JSON object. What a command does is the node's 
 (`answer(request) -> reply`); this module only reads, parses and writes, so both roles
 speak the same protocol. A line that is not a JSON object is answered with an error and
 the connection stays open.
+
+Who may ask what: with TLS on, the connection arrives with the peer's verified identity
+and each request is checked against replica/tls.py's ADMIN_PERMISSIONS before the node
+sees it; a refused request is answered `{"error": ..., "refused": "not_permitted"}` (a
+stable code) and logged (rate-limited), and the connection stays open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Optional
+
+from replica.tls import PeerIdentity, RefusalLog, admin_refusal
 
 # A request line longer than this is refused: asyncio's readline limit would raise.
 ADMIN_LINE_BYTES_MAX = 64 * 1024
@@ -21,7 +28,10 @@ async def serve_admin_connection(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     answer: Callable[[dict], Awaitable[dict]],
+    identity: Optional[PeerIdentity] = None,
+    refusals: Optional[RefusalLog] = None,
 ) -> None:
+    peer = writer.get_extra_info("peername")
     try:
         while True:
             line = await reader.readline()
@@ -31,7 +41,12 @@ async def serve_admin_connection(
                 request = json.loads(line)
             except ValueError:
                 request = None
-            if isinstance(request, dict):
+            refusal = admin_refusal(identity, request) if isinstance(request, dict) else None
+            if refusal is not None:
+                if refusals is not None:
+                    refusals.refused(peer, f"admin request {request.get('command')!r} from", f"{identity}: {refusal}")
+                reply = {"error": f"refused: {refusal}", "refused": "not_permitted"}
+            elif isinstance(request, dict):
                 reply = await answer(request)
             else:
                 reply = {"error": "an admin request is one JSON object per line, e.g. {\"command\": \"status\"}"}

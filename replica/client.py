@@ -79,7 +79,10 @@ class OrderClient:
         *,
         on_report: Optional[Callable[[object], None]] = None,
         heartbeat_interval_ms: int = 1000,
+        ssl_context=None,
     ) -> None:
+        """`ssl_context`: TLS to the gateway (replica.tls.member_client_context) when the
+        node runs [tls] members = true; the token then never crosses the network in clear."""
         if not endpoints:
             raise ClientError("at least one endpoint is needed")
         self.endpoints = list(endpoints)
@@ -87,6 +90,7 @@ class OrderClient:
         self.token = token
         self.on_report = on_report
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.ssl_context = ssl_context
         self.reports: asyncio.Queue = asyncio.Queue()
         self.logon: Optional[LogonAccepted] = None
         self.reconnects = 0
@@ -110,7 +114,9 @@ class OrderClient:
         for attempt in range(CONNECT_ATTEMPTS_MAX):
             host, port = self.endpoints[self._endpoint_index % len(self.endpoints)]
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                    host, port, **({"ssl": self.ssl_context, "server_hostname": ""} if self.ssl_context else {}),
+                ), 2.0)
             except (OSError, asyncio.TimeoutError):
                 self._endpoint_index += 1
                 await self._pause_before(attempt)

@@ -55,6 +55,21 @@ A config file overrides any part of the defaults:
     heartbeat_interval_ms = 200   # a heartbeat after this long without a packet
     window_messages = 100000      # recent messages kept in memory for retransmission
     window_bytes_max = 33554432
+    [tls]                         # on by default, also when the table is absent
+    enabled = true                # false: plain TCP everywhere (benchmark comparisons only)
+    directory = "certs"           # a `twinbook certs init` directory (relative: to this file)
+    node = "a"                    # this node's certificate there: node-a.pem, node-a.key
+    ca_file = "certs/ca.pem"      # or name each file (relative: to this file); each
+    certificate_file = "..."      #   overrides what directory + node would give
+    key_file = "..."
+    members = false               # TLS on the client gateway and the feed too
+
+With TLS on, the replication link and the admin port take mutual TLS only (replica/tls.py
+says who may speak where). The embedded defaults, and a config whose [tls] names no
+directory, look in $TWINBOOK_CERTS, else ./twinbook-certs (relative to the working
+directory); a node with no `node` name takes `a` as `twinbook primary` and `b` as
+`twinbook standby` (the names `twinbook certs init` creates by default). `--certs DIR`
+and `--node-name NAME` on the command line override both.
 
 Tokens are never stored, only salted SHA-256 hashes (`hash_token`); tokens are long
 random secrets, so a fast hash with a salt is enough, and the check compares in constant
@@ -175,6 +190,26 @@ class MulticastConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    enabled: bool = True
+    directory: str = ""  # "": $TWINBOOK_CERTS, else ./twinbook-certs
+    node: str = ""  # "": the command's default (a: primary, b: standby)
+    ca_file: str = ""  # "": directory/ca.pem
+    certificate_file: str = ""  # "": directory/node-<node>.pem
+    key_file: str = ""  # "": directory/node-<node>.key
+    members: bool = False
+
+    def files(self, default_node: str = "a"):
+        """The CA, certificate and key paths this table names (replica.tls.TlsFiles)."""
+        from replica.tls import TlsFiles, default_certificates_directory
+
+        directory = self.directory or default_certificates_directory()
+        stem = os.path.join(directory, f"node-{self.node or default_node}")
+        return TlsFiles(self.ca_file or os.path.join(directory, "ca.pem"),
+                        self.certificate_file or stem + ".pem", self.key_file or stem + ".key")
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     cluster_id: int = 1
     host: str = "127.0.0.1"
@@ -193,6 +228,7 @@ class NodeConfig:
     members: tuple[MemberConfig, ...] = ()
     multicast: Optional[MulticastConfig] = None
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
     def member(self, name: str) -> Optional[MemberConfig]:
         for member in self.members:
@@ -281,6 +317,36 @@ def parse_multicast(table, source: str) -> MulticastConfig:
     )
 
 
+def parse_tls(table, source: str) -> TlsConfig:
+    """The [tls] table; relative paths are kept as written (load_config anchors them)."""
+    where = f"{source}: tls"
+    known = _check_table(table, where, TlsConfig)
+    values = {}
+    for name in known:
+        if name not in table:
+            continue
+        expected = bool if name in ("enabled", "members") else str
+        if type(table[name]) is not expected:
+            raise ConfigError(f"{where}.{name} must be a {'boolean' if expected is bool else 'string'}, "
+                              f"not {table[name]!r}")
+        values[name] = table[name]
+    if "/" in values.get("node", ""):
+        raise ConfigError(f"{where}.node must be a certificate name like \"a\", not a path")
+    tls = TlsConfig(**values)
+    if tls.members and not tls.enabled:
+        raise ConfigError(f"{where}.members needs TLS enabled")
+    return tls
+
+
+def anchor_tls(tls: TlsConfig, base_directory: str) -> TlsConfig:
+    """The [tls] paths of a config file made absolute against the file's directory."""
+    def anchored(path: str) -> str:
+        return path if not path or os.path.isabs(path) else os.path.join(base_directory, path)
+
+    return replace(tls, directory=anchored(tls.directory), ca_file=anchored(tls.ca_file),
+                   certificate_file=anchored(tls.certificate_file), key_file=anchored(tls.key_file))
+
+
 def parse_config(text: str, source: str = "<config>") -> NodeConfig:
     try:
         data = tomllib.loads(text)
@@ -357,6 +423,7 @@ def parse_config(text: str, source: str = "<config>") -> NodeConfig:
         members=members,
         multicast=parse_multicast(data["multicast"], source) if "multicast" in data else None,
         gateway=parse_gateway(data.get("gateway", {}), source),
+        tls=parse_tls(data["tls"], source) if "tls" in data else TlsConfig(),
     )
 
 
@@ -368,4 +435,5 @@ def load_config(path: Optional[str]) -> NodeConfig:
             text = handle.read()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config: {error.strerror}") from None
-    return parse_config(text, path)
+    config = parse_config(text, path)
+    return replace(config, tls=anchor_tls(config.tls, os.path.dirname(os.path.abspath(path))))

@@ -24,3 +24,12 @@ class SnapshotTakeError(ReplicaError):
 class LinkProtocolError(ReplicaError):
     """A replication peer sent something the protocol does not allow (an ack beyond what
     was sent, a reply out of turn); the link is cut and the peer named."""
+
+
+class PeerRefusedError(ReplicaError, ConnectionError):
+    """A peer failed mutual TLS or presented a certificate that may not speak here (another
+    cluster, another role); nothing it sent was read. Names the peer's address."""
+
+
+class TlsSetupError(ReplicaError):
+    """This node's own TLS files (CA, certificate, key) cannot be loaded; names the file."""

@@ -160,8 +160,11 @@ async def follow_feed(
     view: BookView,
     on_message: Callable[[object], None],
     seconds: Optional[float] = None,
+    ssl_context=None,
 ) -> None:
-    reader, writer = await asyncio.open_connection(*endpoint)
+    """`ssl_context`: TLS to the feed port (replica.tls.member_client_context)."""
+    reader, writer = await asyncio.open_connection(
+        *endpoint, **({"ssl": ssl_context, "server_hostname": ""} if ssl_context else {}))
     writer.write(encode_frame(Subscribe(view.symbol)))
     frames = FrameReader()
     deadline = None if seconds is None else time.monotonic() + seconds

@@ -9,7 +9,7 @@
     feed TCP  ◄─ FeedCore outbox (one encoded frame per update, shared by subscribers)
     multicast ◄─ MulticastPublisherCore packets (opt-in; replica/multicast_node.py), with
                  its TCP retransmission server
-    admin TCP ◄─ one JSON object per line: status, snapshot
+    admin TCP ◄─ one JSON object per line: status, snapshot (mutual TLS: replica/tls.py)
     gateway tick (every GATEWAY_TICK_SECONDS): PrimaryCore.tick (logon timeouts, held
                  logons, heartbeats, test requests, idle cuts) and the feed port's
                  subscribe timeouts (replica/gateway.py's AdmissionGate)
@@ -59,6 +59,7 @@ from replica.recovery import recover_exchange
 from replica.replication import ReleasePolicy
 from replica.replication_server import serve_replication
 from replica.snapshotter import Snapshotter
+from replica.tls import ADMIN_ROLES, NodeTls
 from statemachine import AddInstrument, Checkpoint, Exchange
 from statemachine.version import RULES_VERSION
 
@@ -167,6 +168,8 @@ class PrimaryNode:
         self.config = config
         self.directory = DataDirectory.create(data_root)
         self.log = log
+        # Loaded now: a missing certificate stops the node before it recovers anything.
+        self.tls = NodeTls(config.tls, config.cluster_id, log, default_node="a")
         self.core: Optional[PrimaryCore] = None
         self.writer: Optional[journal.JournalWriter] = None
         self.connections: dict[int, ClientConnection] = {}
@@ -284,10 +287,11 @@ class PrimaryNode:
             self.log(f"journal continued under rules version {RULES_VERSION} from sequence {exchange.last_sequence}")
         loop = asyncio.get_running_loop()
         client_server = await loop.create_server(lambda: ClientConnection(self), config.host, config.client_port,
-                                                 backlog=LISTEN_BACKLOG)
+                                                 backlog=LISTEN_BACKLOG, **self.tls.member_server_options())
         feed_server = await loop.create_server(lambda: FeedConnection(self), config.host, config.feed_port,
-                                               backlog=LISTEN_BACKLOG)
-        admin_server = await asyncio.start_server(self._admin_client, config.host, config.admin_port)
+                                               backlog=LISTEN_BACKLOG, **self.tls.member_server_options())
+        admin_server = await self.tls.serve(self._admin_client, config.host, config.admin_port,
+                                            roles=ADMIN_ROLES, where="admin connection from")
         replication_server = await serve_replication(self, config.host, config.replication_port)
         self._servers = [client_server, feed_server, admin_server, replication_server]
         self.addresses = {
@@ -668,8 +672,8 @@ class PrimaryNode:
             "pid": os.getpid(),
         }
 
-    async def _admin_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_admin_connection(reader, writer, self._admin_reply)
+    async def _admin_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, identity) -> None:
+        await serve_admin_connection(reader, writer, self._admin_reply, identity, self.tls.refusals)
 
     async def _admin_reply(self, request: dict) -> dict:
         command = request.get("command")

@@ -1,6 +1,7 @@
 """The primary's end of the replication link (asyncio adapter).
 
-One standby at a time. On connect: read the standby's Hello, answer with `decide_hello`
+One standby at a time, and only one holding a node certificate of this cluster (mutual
+TLS, replica/tls.py; with TLS off, anyone). On connect: read the standby's Hello, answer with `decide_hello`
 (Accepted / Diverged / Refused; a Hello from a higher epoch makes this primary step down
 at once). Accepted: stream catch-up frames from the journal on disk (bounded batches,
 `journal.read_frames`), then switch to live: from then on the commit loop hands every
@@ -29,6 +30,7 @@ import journal
 from replica.errors import LinkProtocolError
 from replica.link_journal import catch_up_chunks, chain_values, count_frames
 from replica.protocol import FrameTooLargeError, encode_frame
+from replica.tls import LINK_ROLES
 from replica.replication import (
     CATCH_UP_BATCH_BYTES_MAX,
     StandbyLinkCore,
@@ -235,8 +237,10 @@ class StandbyLink:
             await asyncio.sleep(BEAT_PERIOD_SECONDS)
 
 
-async def serve_replication(node, host: str, port: int) -> asyncio.AbstractServer:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def serve_replication(node, host: str, port: int):
+    """The replication port; with TLS on, only a node certificate of this cluster gets a
+    StandbyLink (replica/tls.py): no message of another peer is read."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _identity) -> None:
         await StandbyLink(node, reader, writer).run()
 
-    return await asyncio.start_server(handle, host, port)
+    return await node.tls.serve(handle, host, port, roles=LINK_ROLES, where="replication connection from")

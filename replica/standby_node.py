@@ -29,6 +29,7 @@ turns this very process into a PrimaryNode over the same hot exchange and open j
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import time
@@ -52,6 +53,7 @@ from replica.replication import (
     PrimaryBeat,
     link_decoder,
 )
+from replica.tls import ADMIN_ROLES, NodeTls, handshake_failure
 from replica.standby import PRIMARY_ALIVE_NS, CutTail, LinkRefused, StandbyCore
 from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS
 from statemachine import Exchange
@@ -87,7 +89,10 @@ class StandbyNode:
     def __init__(
         self, config: NodeConfig, data_root: str, primary_address: tuple[str, int], *, log: Callable[[str], None] = print
     ) -> None:
-        self.config = config
+        # A standby's certificate is node-b unless its config names one; the primary it
+        # may become keeps that name (the promoted PrimaryNode gets this config).
+        self.config = dataclasses.replace(config, tls=dataclasses.replace(config.tls, node=config.tls.node or "b"))
+        self.tls = NodeTls(self.config.tls, config.cluster_id, log)
         self.directory = DataDirectory.create(data_root)
         self.primary_address = primary_address
         self.log = log
@@ -142,7 +147,8 @@ class StandbyNode:
                 self.directory.journal, None,
                 f"journal ends at {self.writer.last_sequence} but recovery reached {self.exchange.last_sequence}",
             )
-        self._admin_server = await asyncio.start_server(self._admin_client, self.config.host, self.config.admin_port)
+        self._admin_server = await self.tls.serve(self._admin_client, self.config.host, self.config.admin_port,
+                                                  roles=ADMIN_ROLES, where="admin connection from")
         self._write_node_file()
         self._link_task = asyncio.get_running_loop().create_task(self._replicate_forever())
         self._link_task.add_done_callback(self._link_task_ended)
@@ -208,6 +214,12 @@ class StandbyNode:
                 self.log(f"refusing frames from the primary: {error}")
             except (ConnectionError, OSError, asyncio.IncompleteReadError, FrameTooLargeError, msgspec.MsgspecError,
                     LinkProtocolError) as error:
+                if not self.core.connected and self._link_writer is not None and self.tls.client is not None:
+                    # In TLS 1.3 a primary that refuses our certificate says so only after
+                    # the handshake seemed to succeed here (a closed link or an alert at
+                    # the first read): say so, rate-limited.
+                    self.tls.refusals.refused(self.primary_address, "replication link: no answer from the primary at",
+                                              f"{handshake_failure(error)} (does it trust this node's certificate?)")
                 if self.core.connected:
                     self.log(f"replication link lost: {str(error) or type(error).__name__}")
             finally:
@@ -251,7 +263,9 @@ class StandbyNode:
                 return
 
     async def _replicate_once(self) -> None:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.primary_address), CONNECT_TIMEOUT_SECONDS)
+        # Mutual TLS: a peer without a node certificate of this cluster is refused before
+        # the Hello goes out, so nothing it sends is ever read (replica/tls.py).
+        reader, writer = await self.tls.dial_node(self.primary_address, CONNECT_TIMEOUT_SECONDS)
         self._link_writer = writer
         self._link_waiting_since = None
         watch = asyncio.get_running_loop().create_task(self._watch_silence(writer))
@@ -391,8 +405,8 @@ class StandbyNode:
         self.exit_code = primary.exit_code
         self.stopped.set()
 
-    async def _admin_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_admin_connection(reader, writer, self._admin_reply)
+    async def _admin_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, identity) -> None:
+        await serve_admin_connection(reader, writer, self._admin_reply, identity, self.tls.refusals)
 
     async def _admin_reply(self, request: dict) -> dict:
         command = request.get("command")

@@ -138,8 +138,17 @@ class WatchdogCore:
                                    f"everything acknowledged ({self.primary_released_sequence})")
 
 
-async def admin_request(address: tuple[str, int], request: dict, timeout: float = ADMIN_TIMEOUT_SECONDS) -> dict:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), timeout)
+async def admin_request(address: tuple[str, int], request: dict, timeout: float = ADMIN_TIMEOUT_SECONDS,
+                        credentials=None) -> dict:
+    """One admin request; `credentials` (replica.tls.ClientCredentials: a watchdog,
+    operator or node certificate) for a node with TLS on, which must then show a node
+    certificate of the same cluster (PeerRefusedError otherwise). None: plain TCP."""
+    from replica.tls import LINK_ROLES, open_authenticated_connection
+
+    reader, writer, _identity = await open_authenticated_connection(
+        address, None if credentials is None else credentials.context,
+        cluster_id=None if credentials is None else credentials.cluster_id, roles=LINK_ROLES, timeout=timeout,
+    )
     try:
         writer.write(json.dumps(request).encode() + b"\n")
         line = await asyncio.wait_for(reader.readline(), timeout if request.get("command") != "promote" else 30)
@@ -158,6 +167,7 @@ async def run_watchdog(
     force: bool = False,
     log: Callable[[str], None] = print,
     seconds: Optional[float] = None,
+    credentials=None,
 ) -> int:
     """Watch until the standby is promoted (exit 0) or `seconds` pass (exit 0, nothing done)."""
     core = WatchdogCore(timeout_ms, force=force)
@@ -167,11 +177,11 @@ async def run_watchdog(
     while deadline is None or time.monotonic() < deadline:
         now_ms = time.monotonic_ns() // 1_000_000
         try:
-            core.primary_seen(await admin_request(primary, {"command": "status"}), now_ms)
+            core.primary_seen(await admin_request(primary, {"command": "status"}, credentials=credentials), now_ms)
         except (OSError, asyncio.TimeoutError, ValueError, ConnectionError):
             pass
         try:
-            core.standby_seen(await admin_request(standby, {"command": "status"}), now_ms)
+            core.standby_seen(await admin_request(standby, {"command": "status"}, credentials=credentials), now_ms)
         except (OSError, asyncio.TimeoutError, ValueError, ConnectionError):
             pass
         decision = core.decide(time.monotonic_ns() // 1_000_000)
@@ -185,7 +195,8 @@ async def run_watchdog(
         if decision.action == "promote":
             started = time.monotonic()
             try:
-                reply = await admin_request(standby, {"command": "promote", "force": force})
+                reply = await admin_request(standby, {"command": "promote", "force": force},
+                                            credentials=credentials)
             except (OSError, asyncio.TimeoutError, ValueError, ConnectionError) as error:
                 # Keep watching: the standby may yet report itself primary (then "done").
                 log(f"promote failed: {type(error).__name__}: {error}")

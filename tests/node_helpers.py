@@ -4,7 +4,10 @@
 config written here (fixed loopback ports chosen free at first start, so a restart on
 the same data directory comes back on the same ports and the client library can
 reconnect), waits for DIR/node.json to name the new pid, and kills every node it
-started at teardown. Everything is bounded in time: starting, stopping, admin requests,
+started at teardown. TLS is on, as in production: every config gets a [tls] table naming
+the session's certificates (`certificates`, created once per cluster id per session:
+tests/conftest.py points it at a session temp dir), and the admin helpers present the
+operator certificate. Everything is bounded in time: starting, stopping, admin requests,
 and `run()` which drives a coroutine under a deadline. A node also dies with the test
 process (PR_SET_PDEATHSIG), so an interrupted run leaves nothing behind.
 """
@@ -12,13 +15,17 @@ process (PR_SET_PDEATHSIG), so an interrupted run leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import ctypes
+import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -33,6 +40,55 @@ ADMIN_TIMEOUT_SECONDS = 10.0
 PORT_NAMES = ("client_port", "feed_port", "replication_port", "admin_port")
 TOKENS = {name: f"demo-{name}" for name in ("M1", "M2", "M3", "M4")}
 _PR_SET_PDEATHSIG = 1
+# Node certificate names each cluster's CA signs (nodes take them in turn).
+CERTIFICATE_NODES = ("a", "b", "c")
+# Where `certificates` creates the session's cluster directories (set by conftest.py; a
+# temp dir of this process otherwise, e.g. a scenario run in a network namespace).
+CERTIFICATES_ROOT: Optional[Path] = None
+_node_names = itertools.cycle(CERTIFICATE_NODES)
+
+
+def certificates(cluster_id: int = 1) -> Path:
+    """The `twinbook certs init` directory of `cluster_id` for this session (made once)."""
+    global CERTIFICATES_ROOT
+    from replica.certs import create_cluster_certificates
+
+    if CERTIFICATES_ROOT is None:
+        CERTIFICATES_ROOT = Path(tempfile.mkdtemp(prefix="twinbook-test-certs-"))
+        atexit.register(shutil.rmtree, CERTIFICATES_ROOT, True)
+    directory = CERTIFICATES_ROOT / f"cluster-{cluster_id}"
+    if not (directory / "operator.pem").exists():
+        create_cluster_certificates(str(directory), cluster_id, CERTIFICATE_NODES)
+    return directory
+
+
+def tls_table(cluster_id: int = 1, node: Optional[str] = None) -> dict:
+    """A [tls] table for a node of `cluster_id` (the next node certificate by default)."""
+    return {"directory": str(certificates(cluster_id)), "node": node or next(_node_names)}
+
+
+def tls_config(cluster_id: int = 1, node: Optional[str] = None):
+    """The same as a TlsConfig, for nodes run inside the test process."""
+    from replica.config import TlsConfig
+
+    return TlsConfig(**tls_table(cluster_id, node))
+
+
+def credentials(holder: str = "operator", cluster_id: int = 1):
+    """ClientCredentials of a holder of the session's certificates (admin clients)."""
+    from replica.tls import ClientCredentials
+
+    return ClientCredentials.load(str(certificates(cluster_id)), holder)
+
+
+def node_server_ssl(cluster_id: int = 1, node: str = "c"):
+    """A server context with a node certificate of the cluster: what a test's own fake
+    primary presents (the link's protocol tests, which trust it by construction)."""
+    from replica.tls import TlsFiles, mutual_server_context
+
+    directory = certificates(cluster_id)
+    return mutual_server_context(TlsFiles(str(directory / "ca.pem"), str(directory / f"node-{node}.pem"),
+                                          str(directory / f"node-{node}.key")))
 
 
 def run(coroutine, timeout: float = 30.0):
@@ -63,9 +119,9 @@ def _toml_value(value) -> str:
 
 def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: Optional[dict] = None,
                 cluster_id: Optional[int] = None, multicast: Optional[dict] = None,
-                gateway: Optional[dict] = None) -> str:
+                gateway: Optional[dict] = None, tls: Optional[dict] = None) -> str:
     """A node config: the demo instruments and members, these ports, these overrides
-    (and a [multicast] table when given)."""
+    (and [multicast] and [tls] tables when given)."""
     node_table = {"host": HOST, **ports, **(node or {})}
     lines = [] if cluster_id is None else [f"cluster_id = {cluster_id}"]
     lines += ["[node]"] + [f"{key} = {_toml_value(value)}" for key, value in node_table.items()]
@@ -75,6 +131,8 @@ def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: O
         lines += ["[multicast]"] + [f"{key} = {_toml_value(value)}" for key, value in multicast.items()]
     if gateway:
         lines += ["[gateway]"] + [f"{key} = {_toml_value(value)}" for key, value in gateway.items()]
+    if tls:
+        lines += ["[tls]"] + [f"{key} = {_toml_value(value)}" for key, value in tls.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -96,7 +154,10 @@ class NodeProcess:
 
     def __init__(self, data_dir: Path, *, node: Optional[dict] = None, limits: Optional[dict] = None,
                  launcher: Optional[list[str]] = None, cluster_id: Optional[int] = None,
-                 multicast: Optional[dict] = None, gateway: Optional[dict] = None) -> None:
+                 multicast: Optional[dict] = None, gateway: Optional[dict] = None,
+                 tls: Optional[dict] = None) -> None:
+        # `tls`: the [tls] table (default: a node certificate of the session's certificates
+        # of this cluster id; {"enabled": False} for plain TCP).
         # `launcher`: the command that runs the CLI (default `python -c "...main()"`);
         # the primary's arguments are appended to it.
         self.launcher = launcher or twinbook_command()
@@ -110,8 +171,10 @@ class NodeProcess:
         if multicast is not None and multicast.get("retransmit_port") is None:
             multicast = {**multicast, "retransmit_port": free_ports(1)[0]}
         self.multicast = multicast
+        self.tls = tls_table(cluster_id or 1) if tls is None else tls
+        self.cluster_id = cluster_id or 1
         self.config_path.write_text(config_text(self.ports, node=node, limits=limits, cluster_id=cluster_id,
-                                                multicast=multicast, gateway=gateway))
+                                                multicast=multicast, gateway=gateway, tls=self.tls))
         self.process: Optional[subprocess.Popen] = None
         self.info: dict = {}
         self.starts = 0
@@ -264,8 +327,22 @@ class NodeProcess:
 
     # ------------------------------------------------------------ admin port
 
-    def admin(self, request: dict) -> dict:
-        with socket.create_connection(self.admin_address, timeout=ADMIN_TIMEOUT_SECONDS) as sock:
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls.get("enabled", True)
+
+    def admin_credentials(self, holder: str = "operator"):
+        """What an admin client of this node presents (None: its TLS is off)."""
+        return credentials(holder, self.cluster_id) if self.tls_enabled else None
+
+    def admin_arguments(self, holder: str = "operator") -> list[str]:
+        """The certificate options of an admin CLI command (`twinbook promote ...`) for this node."""
+        return ["--certs", str(certificates(self.cluster_id)), "--identity", holder] if self.tls_enabled else ["--no-tls"]
+
+    def admin(self, request: dict, holder: str = "operator") -> dict:
+        raw = socket.create_connection(self.admin_address, timeout=ADMIN_TIMEOUT_SECONDS)
+        holder_credentials = self.admin_credentials(holder)
+        with (raw if holder_credentials is None else holder_credentials.context.wrap_socket(raw)) as sock:
             sock.sendall(json.dumps(request).encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):
@@ -361,12 +438,17 @@ class WatchdogProcess:
     """A `twinbook watchdog` process watching a primary's and a standby's admin ports."""
 
     def __init__(self, log_path: Path, primary_admin: tuple[str, int], standby_admin: tuple[str, int], *,
-                 timeout_ms: int = 400, force: bool = False, seconds: Optional[float] = None) -> None:
+                 timeout_ms: int = 400, force: bool = False, seconds: Optional[float] = None,
+                 tls_enabled: bool = True, cluster_id: int = 1) -> None:
         self.log_path = Path(log_path)
         arguments = ["watchdog", "--primary", f"{primary_admin[0]}:{primary_admin[1]}",
                      "--standby", f"{standby_admin[0]}:{standby_admin[1]}", "--timeout-ms", str(timeout_ms)]
         if force:
             arguments.append("--force")
+        # A watchdog certificate may promote but not force: a forcing watchdog is an
+        # operator's act, so it presents the operator certificate.
+        arguments += (["--certs", str(certificates(cluster_id)), "--identity", "operator" if force else "watchdog"]
+                      if tls_enabled else ["--no-tls"])
         if seconds is not None:
             arguments += ["--seconds", str(seconds)]
         log = open(self.log_path, "ab")
@@ -409,9 +491,11 @@ class Cluster:
         self.watchdogs: list[WatchdogProcess] = []
 
     def node(self, name: str, *, node: Optional[dict] = None, limits: Optional[dict] = None,
-             cluster_id: Optional[int] = None, multicast: Optional[dict] = None) -> NodeProcess:
+             cluster_id: Optional[int] = None, multicast: Optional[dict] = None,
+             tls: Optional[dict] = None) -> NodeProcess:
         """A node's data directory and config (free ports), not started."""
-        process = NodeProcess(self.root / name, node=node, limits=limits, cluster_id=cluster_id, multicast=multicast)
+        process = NodeProcess(self.root / name, node=node, limits=limits, cluster_id=cluster_id, multicast=multicast,
+                              tls=tls)
         self.nodes.append(process)
         return process
 
@@ -422,6 +506,8 @@ class Cluster:
         return self.node(name, **options).start_standby(primary_replication)
 
     def watchdog(self, primary: NodeProcess, standby: NodeProcess, **options) -> WatchdogProcess:
+        options.setdefault("tls_enabled", primary.tls_enabled)
+        options.setdefault("cluster_id", primary.cluster_id)
         watchdog = WatchdogProcess(self.root / f"watchdog{len(self.watchdogs)}.log",
                                    primary.admin_address, standby.admin_address, **options)
         self.watchdogs.append(watchdog)
@@ -580,7 +666,7 @@ async def async_admin(node: NodeProcess, request: dict, timeout: float = 2.0) ->
     """An admin request from inside an event loop (the blocking `node.admin` would stall it)."""
     from replica.watchdog import admin_request
 
-    return await admin_request(node.admin_address, request, timeout)
+    return await admin_request(node.admin_address, request, timeout, credentials=node.admin_credentials())
 
 
 class LinkProxy:

@@ -51,7 +51,7 @@ def promote(node) -> dict:
 
     wait_until(lambda: not node.status().get("primary_connected", True), timeout=15,
                what=f"{node.data_dir.name} seeing its primary's link go")
-    result = subprocess.run(twinbook_command("promote", f"{HOST}:{node.admin_address[1]}"), cwd=ROOT,
+    result = subprocess.run(twinbook_command("promote", f"{HOST}:{node.admin_address[1]}", *node.admin_arguments()), cwd=ROOT,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout)

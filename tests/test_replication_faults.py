@@ -6,6 +6,7 @@ for good)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 
 import pytest
@@ -19,8 +20,10 @@ from node_helpers import (  # noqa: F401
     connect,
     journal_segments,
     link_proxies,
+    node_server_ssl,
     place_orders,
     run,
+    tls_config,
     twinbook_command,
     wait_caught_up,
     wait_identical_journals,
@@ -87,7 +90,7 @@ def test_a_network_cut_pauses_acknowledgements_instead_of_losing_them(cluster, l
             assert status["standby_durable_sequence"] == status["released_sequence"], status
             assert not stalled.done()
             # ... and `degrade` refuses while the link is up: the standby may still get it.
-            code, output = await twinbook("degrade", f"{HOST}:{primary.admin_address[1]}")
+            code, output = await twinbook("degrade", f"{HOST}:{primary.admin_address[1]}", *primary.admin_arguments())
             assert code == 1 and "refusing" in output, output
             # 2. The link comes back: the held frames arrive, the ack follows.
             proxy.resume()
@@ -105,7 +108,7 @@ def test_a_network_cut_pauses_acknowledgements_instead_of_losing_them(cluster, l
             cut = client.send_place("cut-2", "AAPL", "buy", "limit", 3, price=18992)
             done, _ = await asyncio.wait([cut], timeout=PAUSED_SECONDS)
             assert not done, f"acknowledged without the standby in sync mode: {cut.result()}"
-            code, output = await twinbook("degrade", f"{HOST}:{primary.admin_address[1]}")
+            code, output = await twinbook("degrade", f"{HOST}:{primary.admin_address[1]}", *primary.admin_arguments())
             assert code == 0 and '"degraded": true' in output, output
             assert type(await asyncio.wait_for(cut, 5)) is OrderAccepted
             status = await async_admin(primary, {"command": "status"})
@@ -132,7 +135,7 @@ def test_a_network_cut_pauses_acknowledgements_instead_of_losing_them(cluster, l
             silent = client.send_place("cut-5", "AAPL", "buy", "limit", 6, price=18995)
             status = await poll(detached, STANDBY_ACK_TIMEOUT_SECONDS + 5, "the silent standby cut off")
             assert not silent.done() and status["standby_required"], status
-            code, output = await twinbook("degrade", f"{HOST}:{primary.admin_address[1]}")
+            code, output = await twinbook("degrade", f"{HOST}:{primary.admin_address[1]}", *primary.admin_arguments())
             assert code == 0 and '"degraded": true' in output, output
             assert type(await asyncio.wait_for(silent, 5)) is OrderAccepted
             proxy.resume()
@@ -212,7 +215,7 @@ def test_a_standby_refuses_a_corrupted_frame_and_never_applies_it(cluster, tmp_p
             await connections.put((reader, writer, finished))
             await finished.wait()
 
-        server = await asyncio.start_server(handle, sock=listener)
+        server = await asyncio.start_server(handle, sock=listener, ssl=node_server_ssl())
         try:
             # First connection: good frames, then a corrupted batch.
             reader, writer, finished = await asyncio.wait_for(connections.get(), 10)
@@ -260,8 +263,11 @@ def test_a_standby_refuses_a_corrupted_frame_and_never_applies_it(cluster, tmp_p
 
 
 def test_a_standby_of_another_cluster_is_refused_for_good(cluster):
-    primary = cluster.primary("primary")
-    stranger = cluster.standby("stranger", primary.replication, cluster_id=2)
+    # The Hello's own cluster check, behind TLS (with TLS on, another cluster's standby
+    # never gets this far: tests/test_control_plane_tls.py), so both run without TLS.
+    plain = {"enabled": False}
+    primary = cluster.primary("primary", tls=plain)
+    stranger = cluster.standby("stranger", primary.replication, cluster_id=2, tls=plain)
     status = wait_until(lambda: (lambda s: s["fatal"] and s)(stranger.status()), 10, what="the refusal")
     assert "cluster id 2" in status["fatal"] and not status["promotable"], status
     assert status["role"] == "standby" and status["applied_sequence"] == 0 and not status["primary_connected"]
@@ -314,9 +320,9 @@ def test_promotion_applies_a_batch_the_link_journaled_but_had_not_applied(tmp_pa
             while await next_link_message(reader, frames, backlog, timeout=30) is not None:
                 pass
 
-        server = await asyncio.start_server(fake_primary, HOST, 0)
+        server = await asyncio.start_server(fake_primary, HOST, 0, ssl=node_server_ssl())
         monkeypatch.setattr(journal.JournalWriter, "commit_async", commit_then_hold)
-        node = StandbyNode(default_config().with_ports(0), str(tmp_path / "standby"),
+        node = StandbyNode(dataclasses.replace(default_config().with_ports(0), tls=tls_config()), str(tmp_path / "standby"),
                            server.sockets[0].getsockname()[:2], log=logs.append)
         await node.start()
         try:
@@ -378,9 +384,9 @@ def test_a_link_lost_while_a_batch_is_journaled_is_dialled_again_under_uvloop(tm
             while await next_link_message(reader, frames, backlog, timeout=30) is not None:
                 pass
 
-        server = await asyncio.start_server(fake_primary, HOST, 0)
+        server = await asyncio.start_server(fake_primary, HOST, 0, ssl=node_server_ssl())
         monkeypatch.setattr(journal.JournalWriter, "commit_async", commit_while_the_link_dies)
-        node = StandbyNode(default_config().with_ports(0), str(tmp_path / "standby"),
+        node = StandbyNode(dataclasses.replace(default_config().with_ports(0), tls=tls_config()), str(tmp_path / "standby"),
                            server.sockets[0].getsockname()[:2], log=logs.append)
         await node.start()
         try:

@@ -80,8 +80,15 @@ def _free_ports(count: int) -> list[int]:
 class _Node:
     """One node's data directory, config, log and (while running) process."""
 
-    def __init__(self, root: Path, name: str, *, durability: str = "always", replication: str = "sync") -> None:
+    def __init__(self, root: Path, name: str, *, durability: str = "always", replication: str = "sync",
+                 certs: Optional[Path] = None, node_name: str = "a") -> None:
+        # `certs`: the cluster's `certs init` directory (mutual TLS on the link and the admin
+        # port); None: the node runs with [tls] enabled = false.
+        from replica.tls import ClientCredentials
+
         self.name = name
+        self.certs = certs
+        self.credentials = None if certs is None else ClientCredentials.load(str(certs), "operator")
         self.data_dir = root / name
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = root / f"{name}.log"
@@ -96,8 +103,10 @@ class _Node:
             f"replication_port = {replication_port}\nadmin_port = {admin}\n"
             f'durability = "{durability}"\nreplication = "{replication}"\n'
             "[limits]\nmessages_per_second = 1000000\nburst_messages = 2000000\n"
+            + ("[tls]\nenabled = false\n" if certs is None else f'[tls]\ndirectory = "{certs}"\nnode = "{node_name}"\n')
         )
         self.process: Optional[subprocess.Popen] = None
+        self._admin_socket = None
 
     def launch(self, *arguments: str) -> None:
         with open(self.log_path, "ab") as log:
@@ -123,18 +132,44 @@ class _Node:
             time.sleep(0.01)
         raise RuntimeError(f"{self.name} did not start within {timeout} s:\n{self.log()}")
 
+    def admin_arguments(self, identity: str) -> list[str]:
+        """The certificate options of an admin CLI command for this node."""
+        return ["--no-tls"] if self.certs is None else ["--certs", str(self.certs), "--identity", identity]
+
     def status(self) -> dict:
-        with socket.create_connection(self.admin, timeout=10) as sock:
-            sock.sendall(b'{"command": "status"}\n')
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(1 << 16)
-                if not chunk:
-                    break
-                data += chunk
-        return json.loads(data)
+        # One admin connection, kept: the catch-up polls every 5 ms, and a TLS handshake
+        # per poll would be measured as the cost of TLS on the link.
+        for attempt in range(2):
+            try:
+                if self._admin_socket is None:
+                    raw = socket.create_connection(self.admin, timeout=10)
+                    self._admin_socket = raw if self.credentials is None else self.credentials.context.wrap_socket(raw)
+                self._admin_socket.sendall(b'{"command": "status"}\n')
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = self._admin_socket.recv(1 << 16)
+                    if not chunk:
+                        raise ConnectionError(f"{self.name}'s admin port closed the connection")
+                    data += chunk
+                return json.loads(data)
+            except (OSError, ValueError):
+                self.close_admin()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close_admin(self) -> None:
+        if self._admin_socket is not None:
+            self._admin_socket.close()
+            self._admin_socket = None
+
+    def cpu_seconds(self) -> Optional[float]:
+        from tools.loadgen import process_cpu_seconds
+
+        return process_cpu_seconds(self.process.pid)
 
     def kill(self) -> None:
+        self.close_admin()
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
         if self.process is not None:
@@ -189,10 +224,10 @@ def _journal_bytes(node: _Node) -> dict[str, bytes]:
 # ---------------------------------------------------------------- failover
 
 
-async def _admin(address: tuple[str, int], timeout: float = 1.0) -> dict:
+async def _admin(node: _Node, timeout: float = 1.0) -> dict:
     from replica.watchdog import admin_request
 
-    return await admin_request(address, {"command": "status"}, timeout)
+    return await admin_request(node.admin, {"command": "status"}, timeout, credentials=node.credentials)
 
 
 class _Load:
@@ -253,7 +288,7 @@ class _Load:
 async def _sample_lag(primary: _Node, standby: _Node, period_seconds: float, samples: list, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
-            mine, theirs = await asyncio.gather(_admin(primary.admin), _admin(standby.admin))
+            mine, theirs = await asyncio.gather(_admin(primary), _admin(standby))
             samples.append((mine["last_sequence"], mine["released_sequence"],
                             theirs["durable_sequence"], theirs["applied_sequence"]))
         except (OSError, asyncio.TimeoutError, ValueError, KeyError):
@@ -291,11 +326,11 @@ async def _probe_until_accepted(standby: _Node, deadline_seconds: float) -> Opti
 
 
 def _failover(root: Path, *, heartbeat_timeout_ms: int, load_seconds: float, after_seconds: float, clients: int,
-              in_flight_per_client: int, sample_period_ms: int, seed: int) -> dict:
+              in_flight_per_client: int, sample_period_ms: int, seed: int, certs: Optional[Path]) -> dict:
     from replica.client import OrderClient
 
-    primary = _Node(root, "primary")
-    standby = _Node(root, "standby")
+    primary = _Node(root, "primary", certs=certs, node_name="a")
+    standby = _Node(root, "standby", certs=certs, node_name="b")
     watchdog_log = root / "watchdog.log"
     watchdog: Optional[subprocess.Popen] = None
     try:
@@ -306,7 +341,7 @@ def _failover(root: Path, *, heartbeat_timeout_ms: int, load_seconds: float, aft
             watchdog = subprocess.Popen(
                 [sys.executable, "-c", "from tools.cli import main; main()", "watchdog",
                  "--primary", f"{HOST}:{primary.admin[1]}", "--standby", f"{HOST}:{standby.admin[1]}",
-                 "--timeout-ms", str(heartbeat_timeout_ms)],
+                 "--timeout-ms", str(heartbeat_timeout_ms), *primary.admin_arguments("watchdog")],
                 cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
             )
         _wait(lambda: "primary alive" in watchdog_log.read_text(errors="replace"), 30, "the watchdog watching")
@@ -336,7 +371,7 @@ def _failover(root: Path, *, heartbeat_timeout_ms: int, load_seconds: float, aft
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 try:
-                    if (await _admin(standby.admin, 0.2)).get("role") == "primary":
+                    if (await _admin(standby, 0.2)).get("role") == "primary":
                         marks["promoted_ns"] = time.monotonic_ns()
                         break
                 except (OSError, asyncio.TimeoutError, ValueError):
@@ -462,11 +497,11 @@ def _write_workload_journal(journal_directory: Path, records: int, seed: int) ->
         writer.close()
 
 
-def _catch_up(root: Path, *, records: int, seed: int) -> dict:
+def _catch_up(root: Path, *, records: int, seed: int, certs: Optional[Path]) -> dict:
     from replica.data_directory import DataDirectory
 
-    primary = _Node(root, "catchup-primary")
-    standby = _Node(root, "catchup-standby")
+    primary = _Node(root, "catchup-primary", certs=certs, node_name="a")
+    standby = _Node(root, "catchup-standby", certs=certs, node_name="b")
     try:
         written = _write_workload_journal(Path(DataDirectory.create(str(primary.data_dir)).journal), records, seed)
         primary.start("primary")
@@ -474,6 +509,7 @@ def _catch_up(root: Path, *, records: int, seed: int) -> dict:
         launched = time.monotonic_ns()
         standby.launch("standby", "--primary", f"{primary.replication[0]}:{primary.replication[1]}")
         admin_up = durable_at = applied_at = None
+        cpu_at_admin_up = None
         deadline = time.monotonic() + max(120.0, records / 5_000)
         while time.monotonic() < deadline and applied_at is None:
             if standby.process.poll() is not None:
@@ -486,10 +522,12 @@ def _catch_up(root: Path, *, records: int, seed: int) -> dict:
             now = time.monotonic_ns()
             if admin_up is None:
                 admin_up = now
+                cpu_at_admin_up = (primary.cpu_seconds(), standby.cpu_seconds())
             if durable_at is None and status["durable_sequence"] >= target:
                 durable_at = now
             if status["applied_sequence"] >= target:
                 applied_at = now
+                cpu_at_applied = (primary.cpu_seconds(), standby.cpu_seconds())
             time.sleep(0.005)
         if applied_at is None:
             raise RuntimeError(f"the standby did not catch up {target} records in time:\n{standby.log()}")
@@ -508,6 +546,12 @@ def _catch_up(root: Path, *, records: int, seed: int) -> dict:
         standby.kill()
     durable_seconds = (durable_at - admin_up) / 1e9
     applied_seconds = (applied_at - admin_up) / 1e9
+
+    def cpu_us_per_record(index: int) -> Optional[float]:
+        if None in (cpu_at_admin_up[index], cpu_at_applied[index]):
+            return None
+        return round((cpu_at_applied[index] - cpu_at_admin_up[index]) * 1e6 / target, 2)
+
     return {
         "catch_up_records": target,
         "catch_up_journal_written_records": written,
@@ -517,6 +561,11 @@ def _catch_up(root: Path, *, records: int, seed: int) -> dict:
         "catch_up_applied_records_per_second": round(target / applied_seconds, 1) if applied_seconds > 0 else None,
         "catch_up_from_launch_seconds": round((applied_at - launched) / 1e9, 3),
         "catch_up_identical": identical,
+        # CPU (user + system) from the standby's admin port first answering until it had
+        # applied everything, per record caught up (the clock-tick granularity, 10 ms,
+        # makes these approximate below a second of catch-up).
+        "catch_up_primary_cpu_us_per_record": cpu_us_per_record(0),
+        "catch_up_standby_cpu_us_per_record": cpu_us_per_record(1),
     }
 
 
@@ -535,9 +584,13 @@ def run_failover_benchmark(
     seed: int = 1,
     workdir: Optional[str] = None,
     keep: bool = False,
+    tls: bool = True,
 ) -> dict:
     """Run the failover and catch-up measurements; returns their figures and parameters.
 
+    `tls` (the default, as in production): the cluster's certificates are created in the
+    temporary directory and the link, the admin port and the watchdog use mutual TLS;
+    False runs everything in plain TCP, to measure what TLS costs.
     `catch_up_records=0` skips the catch-up part. `keep` leaves the temporary directory
     (data, configs, logs) in place and names it in the result.
     """
@@ -547,11 +600,17 @@ def run_failover_benchmark(
         raise ValueError("clients, in_flight_per_client and sample_period_ms must be >= 1, load_seconds > 0")
     root = Path(tempfile.mkdtemp(prefix="twinbook-bench-failover-", dir=workdir))
     try:
+        certs = None
+        if tls:
+            from replica.certs import create_cluster_certificates
+
+            certs = root / "certs"
+            create_cluster_certificates(str(certs), 1)
         figures = _failover(root, heartbeat_timeout_ms=heartbeat_timeout_ms, load_seconds=load_seconds,
                             after_seconds=after_seconds, clients=clients, in_flight_per_client=in_flight_per_client,
-                            sample_period_ms=sample_period_ms, seed=seed)
+                            sample_period_ms=sample_period_ms, seed=seed, certs=certs)
         if catch_up_records > 0:
-            figures.update(_catch_up(root, records=catch_up_records, seed=seed))
+            figures.update(_catch_up(root, records=catch_up_records, seed=seed, certs=certs))
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -564,6 +623,7 @@ def run_failover_benchmark(
         "sample_period_ms": sample_period_ms,
         "replication": "sync",
         "durability": "always",
+        "tls": tls,
         "seed": seed,
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
@@ -587,6 +647,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary data, configs and logs.")
+    parser.add_argument("--no-tls", action="store_false", dest="tls", help="Plain TCP (to measure what TLS costs).")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     arguments = vars(parser.parse_args(argv))
     as_json = arguments.pop("json")

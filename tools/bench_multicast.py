@@ -248,7 +248,9 @@ def feed_latency(rate: float, seconds: float, workdir: str) -> dict:
         handle.write("[node]\nhost = \"127.0.0.1\"\ndurability = \"none\"\nclient_port = 0\nfeed_port = 0\n"
                      "replication_port = 0\nadmin_port = 0\n[limits]\nmessages_per_second = 100000000\n"
                      "burst_messages = 100000000\n"
-                     f"[multicast]\ngroup = \"{GROUP}\"\nport = {port}\nretransmit_port = 0\n")
+                     f"[multicast]\ngroup = \"{GROUP}\"\nport = {port}\nretransmit_port = 0\n"
+                     # The multicast feed is what is measured; the control plane (unused here) is plain.
+                     "[tls]\nenabled = false\n")
     environment = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     log = open(os.path.join(workdir, "node.log"), "ab")
     node = subprocess.Popen([sys.executable, "-c", "from tools.cli import main; main()", "primary", "--data", data,

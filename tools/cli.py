@@ -30,6 +30,7 @@ def _register() -> None:
     from tools import (
         commands_audit,
         commands_bench,
+        commands_certs,
         commands_journal,
         commands_load,
         commands_node,
@@ -43,6 +44,7 @@ def _register() -> None:
     cli.add_command(commands_run.demo)
     cli.add_command(commands_run.examples)
     cli.add_command(commands_bench.bench)
+    cli.add_command(commands_certs.certs_group)
     cli.add_command(commands_journal.journal_group)
     cli.add_command(commands_snapshot.snapshot_group)
     cli.add_command(commands_node.primary)

@@ -83,10 +83,11 @@ def loadgen(endpoint, clients, rate, seconds, symbols, members, tokens, config_p
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the node's temporary data (default: the system temp dir).")
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False), help="Run the primary under cProfile; write its stats to this file.")
 @click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--tls/--no-tls", default=True, show_default=True, help="TLS on every port, the members' gateway included (--no-tls: plain TCP, to measure the cost).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of the figures.")
 @click.option("--results", type=click.Path(dir_okay=False), help="Append the JSON figures to this JSON-lines file.")
 def bench_e2e_command(clients, seconds, latency_rate, throughput_rate, symbols, durability, in_flight_max,
-                      workdir, profile_path, seed, as_json, results) -> None:
+                      workdir, profile_path, seed, tls, as_json, results) -> None:
     """End to end on loopback: client -> primary -> journal fsync -> ack."""
     import os
 
@@ -97,6 +98,6 @@ def bench_e2e_command(clients, seconds, latency_rate, throughput_rate, symbols, 
         clients=clients, seconds=seconds, latency_rate=latency_rate, throughput_rate=throughput_rate,
         symbols=_symbols(symbols), durability=durability, workdir=workdir,
         profile_path=os.path.abspath(profile_path) if profile_path else None,
-        in_flight_max=in_flight_max, seed=seed,
+        in_flight_max=in_flight_max, seed=seed, tls=tls,
     )
     _emit(figures, as_json, results)

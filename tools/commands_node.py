@@ -1,5 +1,10 @@
 """`twinbook primary`, `twinbook client ...`, `twinbook feed`, `twinbook hash-token`.
 
+`primary` and `standby` take `--certs DIR` (a `twinbook certs init` directory) and
+`--node-name NAME` (whose node-NAME.pem/.key it presents), overriding the config's [tls]
+table; the admin clients (`promote`, `degrade`, `watchdog`) take `--certs DIR` and
+`--identity` (operator, watchdog, node-a, ...), or `--no-tls` for a node run without TLS.
+
 `primary` runs a node on embedded defaults (loopback ports 7701-7704, demo instruments
 AAPL/MSFT/TSLA/BOND, demo members M1..M4 with tokens demo-M1..demo-M4) unless a TOML
 config says otherwise; SIGTERM shuts it down gracefully. `client` places, cancels,
@@ -18,6 +23,7 @@ import click
 import msgspec
 
 from replica.config import hash_token, load_config
+from replica.tls import default_certificates_directory
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -36,25 +42,66 @@ def _run(coroutine):
         return asyncio.run(coroutine)
 
 
+def _certificate_options(default_node: str):
+    """--certs and --node-name of `primary` and `standby`."""
+    def decorate(function):
+        function = click.option("--node-name", help=f"This node's certificate in the certificates directory: "
+                                                   f"node-NAME.pem/.key (default: the config's [tls] node, else {default_node}).")(function)
+        return click.option("--certs", type=click.Path(file_okay=False),
+                            help="A `twinbook certs init` directory (default: the config's [tls], else "
+                                 "$TWINBOOK_CERTS, else ./twinbook-certs).")(function)
+    return decorate
+
+
+def _admin_credentials_options(default_identity: str):
+    """--certs, --identity and --no-tls of the admin clients."""
+    def decorate(function):
+        function = click.option("--no-tls", is_flag=True, help="Plain TCP, for a node whose [tls] enabled = false.")(function)
+        function = click.option("--identity", default=default_identity, show_default=True,
+                                help="Whose certificate to present: operator, watchdog, node-a, ... "
+                                     "(IDENTITY.pem/.key in the certificates directory).")(function)
+        return click.option("--certs", type=click.Path(file_okay=False),
+                            help="A `twinbook certs init` directory (default: $TWINBOOK_CERTS, else ./twinbook-certs).")(function)
+    return decorate
+
+
+def admin_credentials(certs: str | None, identity: str, no_tls: bool):
+    """The ClientCredentials the admin options name (None with --no-tls)."""
+    from replica.tls import ClientCredentials
+
+    if no_tls:
+        return None
+    return ClientCredentials.load(certs or default_certificates_directory(), identity)
+
+
 @click.command()
 @click.option("--data", "data_root", required=True, type=click.Path(file_okay=False), help="The node's data directory.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML config (default: embedded demo config).")
 @click.option("--port-base", type=click.IntRange(0, 65532), help="Use ports PORT..PORT+3 for client, feed, replication, admin.")
 @click.option("--durability", type=click.Choice(["always", "interval", "none"]), help="Override the config's durability policy.")
 @click.option("--replication", type=click.Choice(["sync", "async"]), help="Override the config's replication mode.")
-def primary(data_root: str, config_path: str | None, port_base: int | None, durability: str | None, replication: str | None) -> None:
+@_certificate_options("a")
+def primary(data_root: str, config_path: str | None, port_base: int | None, durability: str | None, replication: str | None,
+            certs: str | None, node_name: str | None) -> None:
     """Run a primary node until SIGTERM."""
     from replica.primary_node import run_primary
 
-    config = _node_config(config_path, port_base, durability, replication)
+    config = _node_config(config_path, port_base, durability, replication, certs, node_name)
     log = _log
     sys.exit(_run(run_primary(config, data_root, log=log)) or 0)
 
 
-def _node_config(config_path, port_base, durability, replication):
+def _node_config(config_path, port_base, durability, replication, certs=None, node_name=None):
     import dataclasses
 
     config = load_config(config_path)
+    if certs is not None or node_name is not None:
+        config = dataclasses.replace(config, tls=dataclasses.replace(
+            config.tls, directory=certs or config.tls.directory, node=node_name or config.tls.node,
+            ca_file="" if certs else config.tls.ca_file,
+            certificate_file="" if certs or node_name else config.tls.certificate_file,
+            key_file="" if certs or node_name else config.tls.key_file,
+        ))
     if port_base is not None:
         config = config.with_ports(port_base)
     if durability is not None:
@@ -74,26 +121,29 @@ def _log(line: str) -> None:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML config (the ports it opens once promoted).")
 @click.option("--port-base", type=click.IntRange(0, 65532), help="Use ports PORT..PORT+3 (client, feed, replication, admin).")
 @click.option("--replication", type=click.Choice(["sync", "async"]), help="The mode it runs once promoted.")
-def standby(data_root: str, primary_address: str, config_path: str | None, port_base: int | None, replication: str | None) -> None:
+@_certificate_options("b")
+def standby(data_root: str, primary_address: str, config_path: str | None, port_base: int | None, replication: str | None,
+            certs: str | None, node_name: str | None) -> None:
     """Run a hot standby that follows a primary (and takes over when promoted)."""
     from replica.standby_node import run_standby
 
-    config = _node_config(config_path, port_base, None, replication)
+    config = _node_config(config_path, port_base, None, replication, certs, node_name)
     sys.exit(_run(run_standby(config, data_root, _endpoint(primary_address), log=_log)) or 0)
 
 
-def _admin(address: str, request: dict) -> dict:
+def _admin(address: str, request: dict, credentials) -> dict:
     from replica.watchdog import admin_request
 
-    return _run(admin_request(_endpoint(address), request, timeout=5.0))
+    return _run(admin_request(_endpoint(address), request, timeout=5.0, credentials=credentials))
 
 
 @click.command()
 @click.argument("admin_address")
-@click.option("--force", is_flag=True, help="Promote even with a divergence alarm.")
-def promote(admin_address: str, force: bool) -> None:
+@click.option("--force", is_flag=True, help="Promote even with a divergence alarm (needs an operator certificate).")
+@_admin_credentials_options("operator")
+def promote(admin_address: str, force: bool, certs: str | None, identity: str, no_tls: bool) -> None:
     """Promote the standby whose admin port is ADMIN_ADDRESS (a failover by hand)."""
-    reply = _admin(admin_address, {"command": "promote", "force": force})
+    reply = _admin(admin_address, {"command": "promote", "force": force}, admin_credentials(certs, identity, no_tls))
     click.echo(json.dumps(reply))
     if not reply.get("promoted"):
         sys.exit(1)
@@ -101,9 +151,10 @@ def promote(admin_address: str, force: bool) -> None:
 
 @click.command()
 @click.argument("admin_address")
-def degrade(admin_address: str) -> None:
-    """Let a sync-mode primary acknowledge without its standby (journaled, explicit)."""
-    reply = _admin(admin_address, {"command": "degrade"})
+@_admin_credentials_options("operator")
+def degrade(admin_address: str, certs: str | None, identity: str, no_tls: bool) -> None:
+    """Let a sync-mode primary acknowledge without its standby (journaled, explicit; operator only)."""
+    reply = _admin(admin_address, {"command": "degrade"}, admin_credentials(certs, identity, no_tls))
     click.echo(json.dumps(reply))
     if "error" in reply:
         sys.exit(1)
@@ -115,12 +166,21 @@ def degrade(admin_address: str) -> None:
 @click.option("--timeout-ms", default=500, show_default=True, type=click.IntRange(50, 600_000))
 @click.option("--force", is_flag=True, help="Promote even a standby that may be missing acknowledged records.")
 @click.option("--seconds", type=click.FloatRange(0.1), help="Give up after this long (default: watch until a promotion).")
-def watchdog(primary_admin: str, standby_admin: str, timeout_ms: int, force: bool, seconds: float | None) -> None:
-    """Watch both nodes; promote the standby when the primary has been silent for the timeout."""
+@_admin_credentials_options("watchdog")
+def watchdog(primary_admin: str, standby_admin: str, timeout_ms: int, force: bool, seconds: float | None,
+             certs: str | None, identity: str, no_tls: bool) -> None:
+    """Watch both nodes; promote the standby when the primary has been silent for the timeout.
+
+    A watchdog certificate may promote, not force: with --force, pass --identity operator."""
     from replica.watchdog import run_watchdog
 
+    if force and not no_tls and identity == "watchdog":
+        # Refused at every poll otherwise: the admin port lets only an operator force.
+        raise click.UsageError("--force needs an operator's certificate: add --identity operator")
+
     sys.exit(_run(run_watchdog(_endpoint(primary_admin), _endpoint(standby_admin), timeout_ms,
-                               force=force, log=_log, seconds=seconds)))
+                               force=force, log=_log, seconds=seconds,
+                               credentials=admin_credentials(certs, identity, no_tls))))
 
 
 @click.command(name="hash-token")
@@ -139,6 +199,9 @@ _connection_options = [
     click.option("--member", default="M1", show_default=True),
     click.option("--token", default="demo-M1", show_default=True),
     click.option("--wait-ms", default=300, show_default=True, type=click.IntRange(0, 60_000), help="How long to keep printing reports after the answer."),
+    click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), expose_value=False,
+                 callback=lambda context, _parameter, value: context.meta.__setitem__("tls_ca", value),
+                 help="TLS to the gateway, verified against this CA file (a node with [tls] members = true)."),
 ]
 
 
@@ -148,10 +211,17 @@ def _with_connection(function):
     return function
 
 
+def _member_context(ca_file: str | None):
+    from replica.tls import member_client_context
+
+    return None if ca_file is None else member_client_context(ca_file)
+
+
 async def _with_client(endpoints, member, token, wait_ms, action):
     from replica.client import OrderClient
 
-    client = OrderClient([_endpoint(text) for text in endpoints], member, token)
+    client = OrderClient([_endpoint(text) for text in endpoints], member, token,
+                         ssl_context=_member_context(click.get_current_context().meta.get("tls_ca")))
     await client.connect()
     try:
         answer = await asyncio.wait_for(action(client), 10)
@@ -233,8 +303,9 @@ def status(endpoints, member, token, wait_ms, order_id):
 @click.option("--multicast", "multicast_group", help="Follow the multicast feed GROUP:PORT instead of the TCP feed.")
 @click.option("--retransmit", "retransmit_addresses", multiple=True, help="Retransmission server HOST:PORT (with --multicast; repeat for failover order).")
 @click.option("--interface", default="127.0.0.1", show_default=True, help="Local address of the interface that joins the group.")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), help="TLS to the feed port, verified against this CA file.")
 def feed(endpoint: str, symbol: str, levels: int, seconds: int, raw: bool, multicast_group: str | None,
-         retransmit_addresses: tuple[str, ...], interface: str) -> None:
+         retransmit_addresses: tuple[str, ...], interface: str, tls_ca: str | None) -> None:
     """A live view of one symbol's book and trades (TCP feed, or multicast with gap repair)."""
     from replica.feed_client import BookView, follow_feed
 
@@ -253,7 +324,7 @@ def feed(endpoint: str, symbol: str, levels: int, seconds: int, raw: bool, multi
     if multicast_group is None:
         if retransmit_addresses:
             raise click.UsageError("--retransmit goes with --multicast")
-        _run(follow_feed(_endpoint(endpoint), view, show, seconds or None))
+        _run(follow_feed(_endpoint(endpoint), view, show, seconds or None, ssl_context=_member_context(tls_ca)))
         return
     if not retransmit_addresses:
         raise click.UsageError("--multicast needs --retransmit HOST:PORT (the node's retransmission server)")

@@ -1,7 +1,10 @@
 """The failover drill behind `twinbook demo`: a whole cluster, killed and healed, checked.
 
 1. A primary, a standby (sync replication) and a watchdog start as real processes on
-   loopback, in a temporary data directory, on free ports.
+   loopback, in a temporary data directory, on free ports, with mutual TLS on the link
+   and the admin ports: the cluster's certificates are created first (DIR/certs, as
+   `twinbook certs init` does), and the nodes, on embedded defaults, find them through
+   $TWINBOOK_CERTS (node A presents node-a, node B node-b, the watchdog its own).
 2. Three members trade for a while: limit, market, IOC, iceberg and stop orders, cancels
    and replaces on three instruments, paced, with a live progress line (throughput, ack
    latency, replication lag).
@@ -34,6 +37,8 @@ from typing import Callable, Optional
 
 import journal
 from replica.client import OrderClient
+from replica.certs import create_cluster_certificates
+from replica.tls import ClientCredentials
 from replica.watchdog import admin_request
 from statemachine import Exchange, OrderAccepted
 from statemachine.codec import decode_command
@@ -75,6 +80,7 @@ class DrillNode:
     port_base: int
     process: Optional[subprocess.Popen] = None
     log_path: str = ""
+    certs: str = ""  # the cluster's certificates, handed to the process as $TWINBOOK_CERTS
 
     @property
     def client(self) -> tuple[str, int]:
@@ -91,7 +97,8 @@ class DrillNode:
     def start(self, *arguments: str) -> None:
         self.log_path = os.path.join(os.path.dirname(self.data), f"{self.name}.log")
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(_twinbook(*arguments), stdout=log, stderr=log, start_new_session=True)
+        self.process = subprocess.Popen(_twinbook(*arguments), stdout=log, stderr=log, start_new_session=True,
+                                        env={**os.environ, "TWINBOOK_CERTS": self.certs})
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -107,9 +114,9 @@ class DrillNode:
                 self.kill()
 
 
-async def _status(address: tuple[str, int]) -> Optional[dict]:
+async def _status(address: tuple[str, int], credentials) -> Optional[dict]:
     try:
-        return await admin_request(address, {"command": "status"}, timeout=1.0)
+        return await admin_request(address, {"command": "status"}, timeout=1.0, credentials=credentials)
     except (OSError, asyncio.TimeoutError, ValueError, ConnectionError):
         return None
 
@@ -225,23 +232,28 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
                     say: Callable[[str], None] = print, progress: Callable[[str], None] = print) -> tuple[bool, dict]:
     root = keep or tempfile.mkdtemp(prefix="twinbook-demo-")
     os.makedirs(root, exist_ok=True)
-    first = DrillNode("node-a", os.path.join(root, "node-a"), _free_port_base())
-    second = DrillNode("node-b", os.path.join(root, "node-b"), _free_port_base())
-    watchdog = DrillNode("watchdog", os.path.join(root, "watchdog"), 0)
+    certs = os.path.join(root, "certs")
+    if not os.path.exists(os.path.join(certs, "ca.pem")):  # a --keep directory run again keeps its CA
+        create_cluster_certificates(certs, 1, ("a", "b"))
+    credentials = ClientCredentials.load(certs, "operator")
+    first = DrillNode("node-a", os.path.join(root, "node-a"), _free_port_base(), certs=certs)
+    second = DrillNode("node-b", os.path.join(root, "node-b"), _free_port_base(), certs=certs)
+    watchdog = DrillNode("watchdog", os.path.join(root, "watchdog"), 0, certs=certs)
     nodes = [first, second, watchdog]
     summary: dict = {"data": root}
     clients: list[OrderClient] = []
     try:
         say(f"data in {root}; node A ports {first.port_base}-{first.port_base + 3}, "
             f"node B ports {second.port_base}-{second.port_base + 3}")
+        say(f"mutual TLS on the replication link and the admin ports: cluster certificates in {certs}")
         first.start("primary", "--data", first.data, "--port-base", str(first.port_base), "--replication", "sync")
-        await _wait_for(lambda: _status(first.admin), START_TIMEOUT_SECONDS, "the primary")
+        await _wait_for(lambda: _status(first.admin, credentials), START_TIMEOUT_SECONDS, "the primary")
         say("primary A up")
         second.start("standby", "--data", second.data, "--primary", f"127.0.0.1:{first.port_base + 2}",
                      "--port-base", str(second.port_base))
 
         async def standby_attached():
-            status = await _status(first.admin)
+            status = await _status(first.admin, credentials)
             return status and status.get("standby_attached")
 
         await _wait_for(standby_attached, START_TIMEOUT_SECONDS, "the standby to attach")
@@ -276,12 +288,12 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
                 say(f"\nSIGKILL primary A at {now - started:.1f} s, with {len(load.acknowledged)} orders acknowledged")
             if killed and not rejoined and now >= rejoin_at:
                 first.start("standby", "--data", first.data, "--primary", f"127.0.0.1:{second.port_base + 2}",
-                            "--port-base", str(first.port_base))
+                            "--port-base", str(first.port_base), "--node-name", "a")
                 rejoined = True
                 say(f"\nrestarted A as a standby of B at {now - started:.1f} s")
             if now - last_line >= 0.5:
                 last_line = now
-                status = await _status(primary_admin)
+                status = await _status(primary_admin, credentials)
                 lag = "-"
                 role = "down"
                 if status:
@@ -304,8 +316,8 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
         clients = []
 
         async def caught_up():
-            a = await _status(first.admin)
-            b = await _status(second.admin)
+            a = await _status(first.admin, credentials)
+            b = await _status(second.admin, credentials)
             if a and b and a.get("role") == "standby" and b.get("role") == "primary":
                 if a["applied_sequence"] == b["last_sequence"] == b["applied_sequence"]:
                     return a, b
@@ -315,7 +327,7 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
             a_status, b_status = await _wait_for(caught_up, 60, "the old primary to rejoin and catch up")
         except RuntimeError as error:
             raise RuntimeError(f"{error}\n{_log_tails(nodes)}") from None
-        snapshot = await admin_request(second.admin, {"command": "snapshot"}, timeout=5)
+        snapshot = await admin_request(second.admin, {"command": "snapshot"}, timeout=5, credentials=credentials)
         await asyncio.sleep(0.5)
         counts, b_last = _accepted_in_journal(os.path.join(second.data, "journal"))
         missing = [key for key in load.acknowledged if counts.get(key, 0) == 0]

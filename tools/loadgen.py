@@ -76,6 +76,7 @@ class LoadParams:
     seed: int = 1
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     reference_prices: Optional[dict] = None  # symbol -> (reference price, tick, lot)
+    ssl_context: Optional[object] = None  # TLS to the gateway (replica.tls.member_client_context)
 
 
 @dataclass
@@ -392,7 +393,7 @@ async def run_load(params: LoadParams) -> LoadResult:
         for index in range(params.clients):
             member = params.members[index % len(params.members)]
             token = (params.tokens or {}).get(member, f"demo-{member}")
-            client = OrderClient([params.endpoint], member, token)
+            client = OrderClient([params.endpoint], member, token, ssl_context=params.ssl_context)
             load = _ClientLoad(index, client, params, result, prices, random.Random(rng.random()), window_open)
             client.on_report = load.on_report
             client.reports = _DiscardQueue()
@@ -433,10 +434,23 @@ def run_async(coroutine):
 # -------------------------------------------------------------------- bench e2e
 
 
-def _bench_config_text(durability: str, ports: dict, limits: dict) -> str:
+def process_cpu_seconds(pid: int) -> Optional[float]:
+    """User + system CPU time of a running process so far (Linux /proc; 10 ms ticks), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _bench_config_text(durability: str, ports: dict, limits: dict, certs: Optional[str]) -> str:
     lines = ["[node]", 'host = "127.0.0.1"', f'durability = "{durability}"']
     lines += [f"{name} = {port}" for name, port in ports.items()]
     lines += ["[limits]"] + [f"{name} = {value}" for name, value in limits.items()]
+    # With certificates: TLS everywhere, the members' gateway included (what is measured).
+    lines += ["[tls]", "enabled = false"] if certs is None else ["[tls]", f"directory = {json.dumps(certs)}",
+                                                                 'node = "a"', "members = true"]
     return "\n".join(lines) + "\n"
 
 
@@ -444,13 +458,14 @@ class NodeUnderTest:
     """A primary run as a child process for the benchmark (always stopped by `stop`)."""
 
     def __init__(self, workdir: str, durability: str, profile_path: Optional[str] = None,
-                 limits: Optional[dict] = None) -> None:
+                 limits: Optional[dict] = None, certs: Optional[str] = None) -> None:
+        # `certs`: a `certs init` directory: TLS on every port, members' included; None: plain TCP.
         self.data = os.path.join(workdir, "node")
         self.config_path = os.path.join(workdir, "node.toml")
         self.log_path = os.path.join(workdir, "node.log")
         ports = {"client_port": 0, "feed_port": 0, "replication_port": 0, "admin_port": 0}
         with open(self.config_path, "w", encoding="utf-8") as handle:
-            handle.write(_bench_config_text(durability, ports, limits or BENCH_LIMITS))
+            handle.write(_bench_config_text(durability, ports, limits or BENCH_LIMITS, certs))
         arguments = ["primary", "--data", self.data, "--config", self.config_path]
         if profile_path:
             code = (
@@ -530,8 +545,12 @@ def run_e2e_benchmark(
     profile_path: Optional[str] = None,
     in_flight_max: int = 1000,
     seed: int = 1,
+    tls: bool = True,
 ) -> dict:
     """Start a primary (durability `always`), measure throughput then latency, stop it.
+
+    `tls`: the node's certificates are created in the temporary directory and the clients
+    reach the gateway over TLS (members = true); False: plain TCP, to measure the cost.
 
     Figures: orders (places + cancels) per second sustained in the throughput phase
     (unthrottled, or at `throughput_rate`), and the ack latency percentiles of places
@@ -540,15 +559,25 @@ def run_e2e_benchmark(
     base = tempfile.mkdtemp(prefix="twinbook-e2e-", dir=workdir)
     node = None
     try:
-        node = NodeUnderTest(base, durability, profile_path)
+        certs = ssl_context = None
+        if tls:
+            from replica.certs import create_cluster_certificates
+            from replica.tls import member_client_context
+
+            certs = os.path.join(base, "certs")
+            create_cluster_certificates(certs, 1, ("a",))
+            ssl_context = member_client_context(os.path.join(certs, "ca.pem"))
+        node = NodeUnderTest(base, durability, profile_path, certs=certs)
         endpoint = node.client_endpoint
+        cpu_before = process_cpu_seconds(node.process.pid)
         throughput = run_async(run_load(LoadParams(
             endpoint, clients=clients, rate=throughput_rate, seconds=seconds, symbols=symbols,
-            in_flight_max=in_flight_max, seed=seed, run_id=f"tp{seed}",
+            in_flight_max=in_flight_max, seed=seed, run_id=f"tp{seed}", ssl_context=ssl_context,
         )))
+        cpu_after = process_cpu_seconds(node.process.pid)
         latency = run_async(run_load(LoadParams(
             endpoint, clients=latency_clients or clients, rate=latency_rate, seconds=seconds, symbols=symbols,
-            in_flight_max=in_flight_max, seed=seed + 1, run_id=f"lat{seed}",
+            in_flight_max=in_flight_max, seed=seed + 1, run_id=f"lat{seed}", ssl_context=ssl_context,
         )))
         exit_code = node.stop()
         node_log = node.log_tail()
@@ -557,11 +586,13 @@ def run_e2e_benchmark(
             node.stop()
         shutil.rmtree(base, ignore_errors=True)
     tp = throughput.figures()
+    answered = throughput.places_answered + throughput.cancels_answered
     lat_pct = latency.percentiles()
     tp_pct = throughput.percentiles()
     return {
         "benchmark": "e2e",
         "durability": durability,
+        "tls": tls,
         "clients": clients,
         "seconds": seconds,
         "symbols": ",".join(symbols),
@@ -572,6 +603,10 @@ def run_e2e_benchmark(
         "throughput_places_answered": throughput.places_answered,
         "throughput_cancels_answered": throughput.cancels_answered,
         "throughput_unanswered": throughput.unanswered,
+        # The node's CPU (user + system) over the throughput phase (logons included) per
+        # order answered; None where /proc is missing.
+        "node_cpu_us_per_order": (round((cpu_after - cpu_before) * 1e6 / answered, 1)
+                                  if None not in (cpu_before, cpu_after) and answered else None),
         "throughput_ack_p50_ns": tp_pct["p50"],
         "throughput_ack_p99_ns": tp_pct["p99"],
         "latency_target_rate": latency_rate,
