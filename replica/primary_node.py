@@ -36,7 +36,7 @@ import msgspec
 import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
-from replica.data_directory import DataDirectory
+from replica.data_directory import DataDirectory, record_primary_start
 from replica.multicast import MulticastPublisherCore
 from replica.multicast import session_id as multicast_session_id
 from replica.multicast_node import MulticastPublisher
@@ -207,6 +207,9 @@ class PrimaryNode:
                 self.directory.journal, None,
                 f"journal ends at {self.writer.last_sequence} but recovery reached {exchange.last_sequence}",
             )
+        # Before anything is sequenced: a standby holding records this journal lost may
+        # cut back to here when it rejoins (replica/replication.py).
+        record_primary_start(self.directory, self.writer.epoch, self.writer.last_sequence)
         self.core = PrimaryCore(
             exchange, config, self.writer.epoch, self.writer.last_sequence + 1, exchange.last_timestamp_ns
         )

@@ -5,10 +5,12 @@ frames as the client protocol (replica/protocol.py). The standby connects and sp
 first:
 
     standby                                      primary
-    Hello(cluster, epoch, last seq, last crc,
-          recent (seq, crc) pairs of its tail)  ─►
+    Hello(cluster, epoch, last seq, last crc)   ─►
                                                ◄─ Accepted(start at last seq + 1)
-                                                  | Diverged(common seq): cut after it
+                                                  | Diverged((seq, chain value) points,
+                                                    newest first): cut after the newest
+                                                    where your chain matches; none does:
+                                                    stop for an operator
                                                   | Refused(reason)
                                                ◄─ Frames(journal frames, byte for byte:
                                                     catch-up from disk, then live)
@@ -25,6 +27,23 @@ of DIGEST_INTERVAL_RECORDS records; beats and acks carry the latest (sequence, d
 pair, and a side holding a different digest for the same sequence raises the
 divergence alarm (the standby then refuses promotion).
 
+Rejoin by the epoch boundary. Records of epoch e are written only by the primary of
+epoch e, so a standby whose last record is not the primary's can differ from it only
+after the last record the primary holds of the standby's epoch or an older one: the
+boundary (`epoch_boundary`; for an old primary rejoining, the record just before the
+new primary's epoch-start record). One more way to part exists inside an epoch: a
+primary streams batches as it writes them, so a standby may hold records its primary
+lost in a crash, and the restarted primary writes others at those sequences. So the
+cut points are the boundary and the sequences where a primary started on this
+journal (DataDirectory's `primary-starts`). The primary answers Diverged(those
+points with its chain values, newest first); the standby cuts after the newest whose
+chain value equals its own there (the chain covers every record before it, so equal
+means the same history up to it). Its records after that point were never
+acknowledged by this primary, and are moved, however many, to a `.divergent` file
+before it catches up. None equal: the histories part before the boundary, which no
+failover can explain; the standby stops and names the sequence and the command that
+rebuilds it (`twinbook standby --rebuild`).
+
 The decisions are pure functions here (`decide_hello`, `DigestHistory.compare`); the
 asyncio adapters in replica/primary_node.py and replica/standby_node.py do the I/O.
 """
@@ -33,19 +52,23 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import msgspec
 
 from replica.errors import LinkProtocolError
 from replica.protocol import FrameReader
 
-REPLICATION_PROTOCOL_VERSION = 1
+# Version 2: rejoin by the epoch boundary (Hello without recent pairs, Diverged with the
+# boundary's chain value).
+REPLICATION_PROTOCOL_VERSION = 2
 DIGEST_INTERVAL_RECORDS = 1024
 DIGEST_HISTORY_MAX = 64
-# A standby describes its tail with at most this many (sequence, crc) pairs; a divergent
-# tail longer than that (more than any unacknowledged batch can be) needs an operator.
-RECENT_PAIRS_MAX = 512
+# What an operator runs on a node whose journal truly diverged (tools/commands_node.py).
+REBUILD_COMMAND = "twinbook standby --rebuild"
+# A Diverged reply names at most this many cut points (the boundary and the newest
+# primary starts below the standby's end).
+CUT_POINTS_MAX = 32
 # Catch-up reads and sends frames in batches of at most this many bytes. A standby acks
 # a batch only once all of it has arrived and is durable, and one that acks nothing for
 # STANDBY_ACK_TIMEOUT_SECONDS (3 s) is cut off: so a batch must cross the slowest link
@@ -78,7 +101,6 @@ class Hello(_Link, tag="hello"):
     epoch: int
     last_sequence: int
     last_crc: int
-    recent: list[tuple[int, int]]
 
 
 class Accepted(_Link, tag="accepted"):
@@ -88,7 +110,7 @@ class Accepted(_Link, tag="accepted"):
 
 
 class Diverged(_Link, tag="diverged"):
-    common_sequence: int
+    points: list[tuple[int, int]]  # (sequence, chain value), newest first
     reason: str
 
 
@@ -139,11 +161,17 @@ def decide_hello(
     first_sequence: int,
     last_sequence: int,
     crc_lookup: Callable[[list[int]], dict[int, int]],
+    boundary_lookup: Callable[[int, int], tuple[int, int]],
+    start_sequences: Iterable[int] = (),
 ) -> HelloDecision:
     """How a primary answers a standby's Hello.
 
     `crc_lookup(sequences)` returns the primary journal's chain value at each of the
     sequences it holds (sequences it does not hold are left out).
+    `boundary_lookup(epoch, up_to_sequence)` returns (sequence, chain value) of the
+    primary's last record at or below `up_to_sequence` whose epoch is at most `epoch`,
+    (0, 0) when there is none (replica.link_journal.epoch_boundary). `start_sequences`
+    are the sequences at which a primary started on this journal.
     """
     if hello.protocol_version != REPLICATION_PROTOCOL_VERSION:
         return HelloDecision(Refused(f"replication protocol {hello.protocol_version}, this primary speaks "
@@ -156,35 +184,41 @@ def decide_hello(
             Refused(f"this primary's epoch {epoch} is older than the standby's {hello.epoch}", fatal=True),
             primary_must_step_down=True,
         )
-    if len(hello.recent) > RECENT_PAIRS_MAX:
-        return HelloDecision(Refused(f"hello describes {len(hello.recent)} recent records (max {RECENT_PAIRS_MAX})"))
     if hello.last_sequence == 0:
         if first_sequence > 1:
             return HelloDecision(Refused(f"this journal starts at {first_sequence}; seed the standby from a snapshot",
                                          fatal=True))
         return HelloDecision(Accepted(epoch, 1, last_sequence), start_sequence=1)
-    wanted = [hello.last_sequence] + [sequence for sequence, _ in hello.recent]
-    crcs = crc_lookup(sorted({sequence for sequence in wanted if first_sequence <= sequence <= last_sequence}))
-    if crcs.get(hello.last_sequence) == hello.last_crc:
-        return HelloDecision(Accepted(epoch, hello.last_sequence + 1, last_sequence),
-                             start_sequence=hello.last_sequence + 1)
-    # The standby's tail is not ours: find the newest record we both hold identically.
-    for sequence, crc in sorted(hello.recent, reverse=True):
-        if crcs.get(sequence) == crc:
-            return HelloDecision(Diverged(sequence, f"records after {sequence} differ from this primary's journal"))
-    oldest = min((sequence for sequence, _ in hello.recent), default=hello.last_sequence)
-    if first_sequence > oldest:
-        # Our journal no longer holds the standby's tail (archived): we cannot tell where
-        # the histories part, so nothing of the standby's journal may be cut.
+    if first_sequence <= hello.last_sequence <= last_sequence:
+        if crc_lookup([hello.last_sequence]).get(hello.last_sequence) == hello.last_crc:
+            return HelloDecision(Accepted(epoch, hello.last_sequence + 1, last_sequence),
+                                 start_sequence=hello.last_sequence + 1)
+    boundary, boundary_crc = boundary_lookup(hello.epoch, min(hello.last_sequence, last_sequence))
+    if boundary == 0 and first_sequence > 1 or 0 < boundary < first_sequence:
+        # Our journal no longer holds the records where the histories part (archived):
+        # we cannot tell, so nothing of the standby's journal may be cut.
         return HelloDecision(Refused(
-            f"this journal starts at {first_sequence}, after the standby's tail; seed the standby from a snapshot",
-            fatal=True,
+            f"this journal starts at {first_sequence}, after the standby's epoch boundary; "
+            "seed the standby from a snapshot", fatal=True,
         ))
-    if oldest <= 1:
-        return HelloDecision(Diverged(0, "no record of the standby's tail matches; its whole journal diverges"))
-    return HelloDecision(Refused(
-        f"the standby's last {len(hello.recent)} records all differ from this primary's journal; "
-        "an operator must rebuild it", fatal=True,
+    # Every point is below the standby's end: its last record is known not to be ours.
+    starts = sorted({sequence for sequence in start_sequences
+                     if first_sequence <= sequence < hello.last_sequence and sequence <= last_sequence},
+                    reverse=True)
+    starts_crcs = crc_lookup(sorted(starts[:CUT_POINTS_MAX]))
+    points = {sequence: crc for sequence, crc in starts_crcs.items()}
+    if boundary < hello.last_sequence:
+        points[boundary] = boundary_crc
+    if not points:
+        return HelloDecision(Refused(
+            f"the standby's chain differs from this primary's at sequence {boundary}, at or before the epoch "
+            f"boundary: a real divergence; rebuild the standby with `{REBUILD_COMMAND}`", fatal=True,
+        ))
+    newest_first = sorted(points.items(), reverse=True)[:CUT_POINTS_MAX]
+    return HelloDecision(Diverged(
+        newest_first,
+        f"the standby's records after {boundary} (the last of epoch {hello.epoch} or older here) or after "
+        f"a primary start are not this primary's",
     ))
 
 

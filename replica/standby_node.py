@@ -1,14 +1,17 @@
 """The hot standby: follows a primary over the replication link, ready to take over.
 
-    connect ─► Hello(cluster, epoch, last seq + crc, recent tail pairs)
+    connect ─► Hello(cluster, epoch, last seq + crc)
       Accepted ─► for each Frames message:
                     JournalWriter.append_frames (verifies every CRC and the chain, refuses
                     an older epoch) ─► commit (fdatasync) ─► Ack(durable) ─► apply the
                     records to the hot exchange ─► Ack(applied, digest)
-      Diverged(common) ─► our tail after `common` was never acknowledged by the new
+      Diverged(boundary, crc) ─► our chain at the primary's epoch boundary matches:
+                    our tail after it (any length) was never acknowledged by the new
                     primary: cut it into `<segment>.divergent` (kept for audit, never
-                    deleted), drop snapshots beyond it, rebuild the exchange, reconnect
-      Refused ─► fatal (other cluster, no common history): stop; else retry with backoff
+                    deleted), drop snapshots beyond it, rebuild the exchange, reconnect.
+                    Our chain differs there: a real divergence; stop, naming the
+                    sequence and `twinbook standby --rebuild`
+      Refused ─► fatal (other cluster, a real divergence): stop; else retry with backoff
 
 A link that stays silent (no frames, no beats) for PRIMARY_SILENCE_TIMEOUT_SECONDS is
 dropped and dialled again: a partition that swallowed the primary's close would
@@ -45,14 +48,14 @@ from replica.protocol import FrameTooLargeError, encode_frame
 from replica.recovery import recover_exchange
 from replica.snapshotter import drop_snapshots_after
 from replica.errors import LinkProtocolError
-from replica.link_journal import recent_pairs
+from replica.link_journal import chain_values
 from replica.replication import (
     Frames,
     LinkFrameReader,
     PrimaryBeat,
     link_decoder,
 )
-from replica.standby import PRIMARY_ALIVE_NS, CutTail, LinkRefused, StandbyCore
+from replica.standby import PRIMARY_ALIVE_NS, CheckChain, LinkRefused, StandbyCore
 from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS
 from statemachine import Exchange
 
@@ -262,13 +265,7 @@ class StandbyNode:
 
     async def _follow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._apply_journaled()
-        try:
-            pairs = recent_pairs(self.writer)
-        except journal.JournalCorruptError as error:
-            # Our own journal failed its check twice (corruption at rest): not the
-            # primary's fault, and no reconnection can mend it.
-            raise OwnJournalCorrupt(error) from error
-        hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, pairs)
+        hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc)
         writer.write(encode_frame(hello))
         frames = LinkFrameReader()
         first_reply = True
@@ -288,7 +285,10 @@ class StandbyNode:
                         if action.fatal:
                             raise FatalRefusal(action.reason)
                         raise ConnectionError(f"refused: {action.reason}")
-                    if type(action) is CutTail:
+                    if type(action) is CheckChain:
+                        action = self.core.confirm_cut(action, self._own_chain_values(action.points))
+                        if type(action) is LinkRefused:
+                            raise FatalRefusal(action.reason)
                         self._cut_divergent_tail(action.common_sequence, action.reason)
                         raise ConnectionError("divergent tail cut; reconnecting to catch up")
                     self.log(f"attached to the primary at sequence {self.writer.last_sequence} (primary at "
@@ -332,6 +332,15 @@ class StandbyNode:
         alarm = self.core.beat(beat, self.last_beat_monotonic_ns)
         if alarm is not None:
             self.log(f"DIVERGENCE ALARM: {alarm}; this standby refuses promotion")
+
+    def _own_chain_values(self, points) -> dict[int, int]:
+        """This journal's chain values at the sequences of the primary's cut points."""
+        try:
+            return chain_values(self.directory.journal, sorted(sequence for sequence, _ in points if sequence))
+        except journal.JournalCorruptError as error:
+            # Our own journal failed its check twice (corruption at rest): not the
+            # primary's fault, and no reconnection can mend it.
+            raise OwnJournalCorrupt(error) from error
 
     def _cut_divergent_tail(self, common_sequence: int, reason: str) -> None:
         self.log(f"diverged from the primary after sequence {common_sequence} ({reason}); "

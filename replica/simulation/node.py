@@ -29,9 +29,9 @@ import msgspec
 
 import journal
 import snapshots
-from replica.data_directory import DataDirectory
+from replica.data_directory import DataDirectory, primary_starts, record_primary_start
 from replica.errors import ReplicaError
-from replica.link_journal import catch_up_chunks, chain_values, count_frames, recent_pairs
+from replica.link_journal import catch_up_chunks, chain_values, count_frames, epoch_boundary
 from replica.primary import PrimaryCore
 from replica.recovery import recover_exchange
 from replica.replication import (
@@ -49,7 +49,7 @@ from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_
 from journal.segment import list_segments
 from replica.simulation.disk import SimulatedDisk
 from replica.snapshotter import drop_snapshots_after, write_snapshot
-from replica.standby import CutTail, LinkRefused, StandbyCore
+from replica.standby import CheckChain, CutTail, LinkRefused, StandbyCore
 from statemachine import AddInstrument, Checkpoint, Exchange
 from statemachine.version import RULES_VERSION
 
@@ -229,6 +229,7 @@ class SimulatedNode:
         simulator = self.simulator
         config = simulator.config
         now_ns = simulator.now_ns
+        record_primary_start(self.directory, self.writer.epoch, self.writer.last_sequence)
         self.core = PrimaryCore(self.exchange, config, self.writer.epoch, self.writer.last_sequence + 1,
                                 self.exchange.last_timestamp_ns)
         self.release = ReleasePolicy(config.replication,
@@ -378,7 +379,9 @@ class SimulatedNode:
             decision = decide_hello(hello, cluster_id=self.simulator.config.cluster_id, epoch=self.writer.epoch,
                                     first_sequence=report.first_sequence or 1,
                                     last_sequence=self.writer.written_sequence,
-                                    crc_lookup=lambda sequences: chain_values(directory, sequences))
+                                    crc_lookup=lambda sequences: chain_values(directory, sequences),
+                                    boundary_lookup=lambda epoch, up_to: epoch_boundary(directory, epoch, up_to),
+                                    start_sequences=[sequence for _, sequence in primary_starts(self.directory)])
         self.simulator.network.send(connection, self.name, _encode(decision.reply))
         if decision.primary_must_step_down:
             self.trace(f"a node of epoch {hello.epoch} exists: stepping down")
@@ -463,6 +466,11 @@ class SimulatedNode:
         kind = type(message)
         if not self.upstream_attached:
             action = self.standby.first_reply(message)
+            if type(action) is CheckChain:
+                with self._maybe_read_fault():
+                    own_crcs = chain_values(self.directory.journal,
+                                            sorted(sequence for sequence, _ in action.points if sequence))
+                action = self.standby.confirm_cut(action, own_crcs)
             if type(action) is CutTail:
                 self.trace(f"diverged after {action.common_sequence}: cutting {self.last_sequence - action.common_sequence}")
                 self.writer.truncate_after(action.common_sequence, keep_path_suffix=".divergent")
@@ -598,9 +606,7 @@ class SimulatedNode:
             self._guarded(self._send_hello)
 
     def _send_hello(self) -> None:
-        with self._maybe_read_fault():
-            pairs = recent_pairs(self.writer)
-        hello = self.standby.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, pairs)
+        hello = self.standby.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc)
         self.simulator.network.send(self.upstream, self.name, _encode(hello))
 
     def received(self, connection, payload: bytes) -> None:
