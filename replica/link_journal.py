@@ -6,6 +6,7 @@ its own chain at the primary's boundary). `epoch_boundary(directory, epoch, up_t
 the primary's `boundary_lookup`: the last record of `epoch` or older, found from the
 segment headers (each names its first record's epoch) and a scan of one segment at
 most, so a tail of millions of records costs no more than a short one.
+`verify_last_record(writer)` reads a standby's last record back before its hello.
 `catch_up_chunks(directory, first, last, size_bytes_max)`
 streams verified frames for a standby catching up, in one pass. All of them read
 verified records with the reader's `live` mode, since a writer holds the journal open
@@ -58,6 +59,25 @@ def chain_values(directory: str, sequences: list[int]) -> dict[int, int]:
                 if record.sequence in wanted}
 
     return read_verified(read)
+
+
+def verify_last_record(writer: journal.JournalWriter) -> None:
+    """Read the writer's last record back from disk before a standby's hello: a bit
+    flipped at rest there is this node's corruption, found now (JournalCorruptError
+    naming file and offset) rather than blamed on the primary's next frames."""
+    last = writer.last_sequence
+    if last == 0 or last < (writer.recovery.first_sequence or 1):
+        return
+
+    def read() -> None:
+        records = list(journal.read_records(writer.directory, last, last, live=True))
+        if not records:
+            raise _ended_early(writer.directory, last, last)
+        if records[0].crc != writer.last_crc:
+            raise journal.JournalFrameError(writer.directory, None,
+                                            f"record {last} reads back with another chain value than was written")
+
+    read_verified(read)
 
 
 def epoch_boundary(directory: str, epoch: int, up_to_sequence: int) -> tuple[int, int]:

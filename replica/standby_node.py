@@ -48,7 +48,7 @@ from replica.protocol import FrameTooLargeError, encode_frame
 from replica.recovery import recover_exchange
 from replica.snapshotter import drop_snapshots_after
 from replica.errors import LinkProtocolError
-from replica.link_journal import chain_values
+from replica.link_journal import chain_values, verify_last_record
 from replica.replication import (
     Frames,
     LinkFrameReader,
@@ -265,6 +265,12 @@ class StandbyNode:
 
     async def _follow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._apply_journaled()
+        try:
+            verify_last_record(self.writer)
+        except journal.JournalCorruptError as error:
+            # Our own journal failed its check twice (corruption at rest): not the
+            # primary's fault, and no reconnection can mend it.
+            raise OwnJournalCorrupt(error) from error
         hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc)
         writer.write(encode_frame(hello))
         frames = LinkFrameReader()
@@ -338,8 +344,6 @@ class StandbyNode:
         try:
             return chain_values(self.directory.journal, sorted(sequence for sequence, _ in points if sequence))
         except journal.JournalCorruptError as error:
-            # Our own journal failed its check twice (corruption at rest): not the
-            # primary's fault, and no reconnection can mend it.
             raise OwnJournalCorrupt(error) from error
 
     def _cut_divergent_tail(self, common_sequence: int, reason: str) -> None:

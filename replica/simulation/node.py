@@ -31,7 +31,7 @@ import journal
 import snapshots
 from replica.data_directory import DataDirectory, primary_starts, record_primary_start
 from replica.errors import ReplicaError
-from replica.link_journal import catch_up_chunks, chain_values, count_frames, epoch_boundary
+from replica.link_journal import catch_up_chunks, chain_values, count_frames, epoch_boundary, verify_last_record
 from replica.primary import PrimaryCore
 from replica.recovery import recover_exchange
 from replica.replication import (
@@ -606,6 +606,8 @@ class SimulatedNode:
             self._guarded(self._send_hello)
 
     def _send_hello(self) -> None:
+        with self._maybe_read_fault():
+            verify_last_record(self.writer)
         hello = self.standby.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc)
         self.simulator.network.send(self.upstream, self.name, _encode(hello))
 
