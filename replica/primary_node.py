@@ -634,6 +634,8 @@ class PrimaryNode:
             if symbol not in self.core.exchange.books:
                 return {"error": f"unknown symbol {symbol}"}
             return {"sequence": self.core.exchange.last_sequence, **self.core.exchange.depth(symbol)}
+        if command == "promote":
+            return {"promoted": False, "already_primary": True, "epoch": self.core.epoch, "error": "already primary"}
         return {"error": "unknown admin command; use status, snapshot, degrade or depth"}
 
 

@@ -84,9 +84,12 @@ class LinkRefused:
 
 
 FirstReplyAction = Union[LinkAttached, CheckChain, LinkRefused]
-# A standby that heard its primary's beat this recently refuses promotion (beats come
-# every 200 ms; the watchdog's default timeout is 400 ms and more).
-PRIMARY_ALIVE_NS = 1_000_000_000
+# One promotion rule: the watchdog's `--timeout-ms` is the failure detector, and its
+# promote request carries it (`primary_timeout_ms`); a standby refuses only while its
+# own link shows the primary alive by that same threshold: attached, and a beat within
+# it. A promotion by hand without a threshold uses this default (beats come every
+# 200 ms).
+PRIMARY_ALIVE_DEFAULT_MS = 1000
 
 
 class StandbyCore:
@@ -188,11 +191,12 @@ class StandbyCore:
             if not sequence % DIGEST_INTERVAL_RECORDS:
                 self.digests.record(sequence, exchange.state_digest())
 
-    def primary_alive(self, now_ns: int) -> bool:
-        """Attached and beaten within PRIMARY_ALIVE_NS: promoting now would make two
-        primaries. A promote that arrives late (held by the network while the operator
-        restarted the old primary) must be refused; the simulator's seed 15 found it."""
-        return self.connected and self.last_beat_ns > 0 and now_ns - self.last_beat_ns < PRIMARY_ALIVE_NS
+    def primary_alive(self, now_ns: int, timeout_ms: int = PRIMARY_ALIVE_DEFAULT_MS) -> bool:
+        """Attached and beaten within `timeout_ms` (the watchdog's own failure-detector
+        threshold): promoting now would make two primaries. A promote that arrives late
+        (held by the network while the operator restarted the old primary) must be
+        refused; the simulator's seed 15 found it."""
+        return self.connected and self.last_beat_ns > 0 and now_ns - self.last_beat_ns < timeout_ms * 1_000_000
 
     def beat(self, beat: PrimaryBeat, now_ns: int) -> Optional[str]:
         """Take a primary's beat; returns the alarm text when it reveals a divergence."""

@@ -55,7 +55,7 @@ from replica.replication import (
     PrimaryBeat,
     link_decoder,
 )
-from replica.standby import PRIMARY_ALIVE_NS, CheckChain, LinkRefused, StandbyCore
+from replica.standby import PRIMARY_ALIVE_DEFAULT_MS, CheckChain, LinkRefused, StandbyCore
 from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS
 from statemachine import Exchange
 
@@ -368,16 +368,16 @@ class StandbyNode:
         status["pid"] = os.getpid()
         return status
 
-    async def promote(self, force: bool = False) -> dict:
+    async def promote(self, force: bool = False, primary_timeout_ms: int = PRIMARY_ALIVE_DEFAULT_MS) -> dict:
         if self.primary is not None:
-            return {"promoted": False, "error": "already primary"}
+            return {"promoted": False, "already_primary": True, "epoch": self.writer.epoch, "error": "already primary"}
         if self._promoting:
             return {"promoted": False, "error": "promotion under way"}
         if self.divergence is not None and not force:
             return {"promoted": False, "error": f"refusing: {self.divergence} (use --force to override)"}
-        if self.core.primary_alive(time.monotonic_ns()) and not force:
+        if self.core.primary_alive(time.monotonic_ns(), primary_timeout_ms) and not force:
             return {"promoted": False, "error": "refusing: the primary is alive (its beat arrived within "
-                                                f"{PRIMARY_ALIVE_NS // 1_000_000} ms; use --force to override)"}
+                                                f"{primary_timeout_ms} ms; use --force to override)"}
         self._promoting = True
         started = time.monotonic()
         if self._link_task is not None:
@@ -414,7 +414,8 @@ class StandbyNode:
         if command != "promote":
             return {"error": "unknown admin command; a standby answers status and promote"}
         try:
-            return await self.promote(force=bool(request.get("force")))
+            return await self.promote(force=bool(request.get("force")),
+                                      primary_timeout_ms=_timeout_ms(request.get("primary_timeout_ms")))
         except Exception as error:  # noqa: BLE001 - the process must not linger half-promoted
             # Neither following nor serving: say so and exit non-zero rather than linger
             # as a node that answers nothing useful.
@@ -422,6 +423,13 @@ class StandbyNode:
             self.exit_code = 5
             asyncio.get_running_loop().call_soon(self.stopped.set)
             return {"promoted": False, "error": f"promotion failed: {error}"}
+
+
+def _timeout_ms(value) -> int:
+    """The promote request's failure-detector threshold, or the default for one by hand."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 600_000:
+        return value
+    return PRIMARY_ALIVE_DEFAULT_MS
 
 
 async def run_standby(

@@ -185,7 +185,9 @@ async def run_watchdog(
         if decision.action == "promote":
             started = time.monotonic()
             try:
-                reply = await admin_request(standby, {"command": "promote", "force": force})
+                # The same threshold goes to the standby's own guard (one promotion rule).
+                reply = await admin_request(standby, {"command": "promote", "force": force,
+                                                      "primary_timeout_ms": timeout_ms})
             except (OSError, asyncio.TimeoutError, ValueError, ConnectionError) as error:
                 # Keep watching: the standby may yet report itself primary (then "done").
                 log(f"promote failed: {type(error).__name__}: {error}")

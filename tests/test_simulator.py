@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from replica.errors import LinkProtocolError
 from replica.replication import Ack, Frames, PrimaryBeat, Refused, ReleasePolicy, StandbyLinkCore
 from replica.simulation import Simulator, run_seed
-from replica.standby import PRIMARY_ALIVE_NS, LinkRefused, StandbyCore
+from replica.standby import PRIMARY_ALIVE_DEFAULT_MS, LinkRefused, StandbyCore
 from tools.cli import cli
 from replica.watchdog import WatchdogCore
 from statemachine import Exchange
@@ -148,8 +148,11 @@ def test_standby_refuses_promotion_while_its_primary_beats():
     core = StandbyCore(Exchange(), cluster_id=1)
     core.connected = True
     core.beat(PrimaryBeat(0, 10, 10, 10, 0, 0), now_ns=5_000)
-    assert core.primary_alive(5_000 + PRIMARY_ALIVE_NS - 1)
-    assert not core.primary_alive(5_000 + PRIMARY_ALIVE_NS)
+    alive_ns = PRIMARY_ALIVE_DEFAULT_MS * 1_000_000
+    assert core.primary_alive(5_000 + alive_ns - 1)
+    assert not core.primary_alive(5_000 + alive_ns)
+    # One promotion rule: the watchdog's threshold, when it sends one, is the guard's.
+    assert core.primary_alive(5_000 + 399_999_999, 400) and not core.primary_alive(5_000 + 400_000_000, 400)
     core.link_lost()
     assert not core.primary_alive(5_001)
 

@@ -427,7 +427,7 @@ class Operator:
             if connection is not None and connection.open and not connection.broken:
                 self.promote_sent = True
                 simulator.trace(f"watchdog: {decision.reason}")
-                network.send(connection, "operator", b"promote")
+                network.send(connection, "operator", f"promote {WATCHDOG_TIMEOUT_MS}".encode())
         simulator.after(WATCHDOG_TIMEOUT_MS * MS // 5, self._poll)
 
     def accept(self, connection) -> bool:
@@ -562,7 +562,7 @@ class Operator:
                                                                                           "admin")
                 simulator.trace(f"operator: promoting {other.name}, whose journal holds the newest epoch")
                 self.promote_sent = True
-                simulator.network.send(connection, "operator", b"promote")
+                simulator.network.send(connection, "operator", f"promote {WATCHDOG_TIMEOUT_MS}".encode())
             simulator.after(500 * MS, self._restart, name)
             return
         else:

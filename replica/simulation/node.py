@@ -539,11 +539,11 @@ class SimulatedNode:
         elif self.upstream is None:
             self._reconnect_later()
 
-    def promote(self) -> bool:
+    def promote(self, primary_timeout_ms: int) -> bool:
         """What `twinbook promote` does to a standby process (StandbyNode.promote)."""
         if self.role != "standby" or not self.standby.promotable:
             return False
-        if self.standby.primary_alive(self.simulator.now_ns):
+        if self.standby.primary_alive(self.simulator.now_ns, primary_timeout_ms):
             self.trace("promotion refused: the primary is alive")
             return False
         if self.upstream is not None:
@@ -620,8 +620,9 @@ class SimulatedNode:
         kind = connection.kind
         if kind == "admin":
             # The admin port: `status` and `promote`, as replica/admin.py serves them.
-            if payload == b"promote":
-                reply = {"promoted": self.promote()}
+            if payload.startswith(b"promote "):
+                # "promote TIMEOUT_MS": the watchdog's threshold, for the standby's guard.
+                reply = {"promoted": self.promote(int(payload.split()[1]))}
             else:
                 reply = self.status() or {}
             self.simulator.network.send(connection, self.name, _encode(reply))
