@@ -357,10 +357,13 @@ class WatchdogProcess:
     """A `twinbook watchdog` process watching a primary's and a standby's admin ports."""
 
     def __init__(self, log_path: Path, primary_admin: tuple[str, int], standby_admin: tuple[str, int], *,
-                 timeout_ms: int = 400, force: bool = False, seconds: Optional[float] = None) -> None:
+                 timeout_ms: int = 400, force: bool = False, seconds: Optional[float] = None,
+                 once: bool = True) -> None:
         self.log_path = Path(log_path)
         arguments = ["watchdog", "--primary", f"{primary_admin[0]}:{primary_admin[1]}",
                      "--standby", f"{standby_admin[0]}:{standby_admin[1]}", "--timeout-ms", str(timeout_ms)]
+        if once:
+            arguments.append("--once")
         if force:
             arguments.append("--force")
         if seconds is not None:

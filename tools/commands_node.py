@@ -114,13 +114,15 @@ def degrade(admin_address: str) -> None:
 @click.option("--standby", "standby_admin", required=True, help="The standby's admin port HOST:PORT.")
 @click.option("--timeout-ms", default=500, show_default=True, type=click.IntRange(50, 600_000))
 @click.option("--force", is_flag=True, help="Promote even a standby that may be missing acknowledged records.")
-@click.option("--seconds", type=click.FloatRange(0.1), help="Give up after this long (default: watch until a promotion).")
-def watchdog(primary_admin: str, standby_admin: str, timeout_ms: int, force: bool, seconds: float | None) -> None:
+@click.option("--seconds", type=click.FloatRange(0.1), help="Stop after this long (default: watch for ever).")
+@click.option("--once", is_flag=True, help="Exit after the first promotion instead of re-arming for the new pair.")
+def watchdog(primary_admin: str, standby_admin: str, timeout_ms: int, force: bool, seconds: float | None,
+             once: bool) -> None:
     """Watch both nodes; promote the standby when the primary has been silent for the timeout."""
     from replica.watchdog import run_watchdog
 
     sys.exit(_run(run_watchdog(_endpoint(primary_admin), _endpoint(standby_admin), timeout_ms,
-                               force=force, log=_log, seconds=seconds)))
+                               force=force, log=_log, seconds=seconds, once=once)))
 
 
 @click.command(name="hash-token")
