@@ -32,6 +32,10 @@ A config file overrides any part of the defaults:
     name = "M1"
     token_hash = "sha256:<salt hex>:<hex digest of salt + token>"
     cancel_on_disconnect = true
+    [window]                      # sync mode: how far the journal may run past the standby
+    records_max = 20000           # records journaled here and not yet durable there
+    bytes_max = 8388608           # their frames' bytes; when either is reached the primary
+                                  # stops reading client sockets until the standby acks
     [multicast]                   # opt-in: absent means no multicast feed
     group = "239.255.0.1"         # an IPv4 multicast group (224.0.0.0/4)
     port = 7705                   # the group's UDP port
@@ -144,6 +148,7 @@ class NodeConfig:
     instruments: tuple[InstrumentConfig, ...] = ()
     members: tuple[MemberConfig, ...] = ()
     multicast: Optional[MulticastConfig] = None
+    window: "WindowConfig" = field(default_factory=lambda: WindowConfig())
 
     def member(self, name: str) -> Optional[MemberConfig]:
         for member in self.members:
@@ -312,6 +317,7 @@ def parse_config(text: str, source: str = "<config>") -> NodeConfig:
         instruments=instruments,
         members=members,
         multicast=parse_multicast(data["multicast"], source) if "multicast" in data else None,
+        window=parse_window(data.get("window", {}), source),
     )
 
 
@@ -324,3 +330,27 @@ def load_config(path: Optional[str]) -> NodeConfig:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config: {error.strerror}") from None
     return parse_config(text, path)
+
+
+# ---------------------------------------------------------------- the in-flight window (issue 16)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """The sync primary's in-flight window (replica.replication.InFlightWindow)."""
+
+    records_max: int = 20_000
+    bytes_max: int = 8 * 1024 * 1024
+
+
+def parse_window(table, source: str) -> WindowConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [window] must be a table")
+    unknown = set(table) - set(WindowConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"{source}: window has unknown keys: {', '.join(sorted(unknown))}")
+    default = WindowConfig()
+    return WindowConfig(
+        records_max=_positive_int(table, "records_max", f"{source}: window", default.records_max),
+        bytes_max=_positive_int(table, "bytes_max", f"{source}: window", default.bytes_max),
+    )

@@ -52,7 +52,7 @@ from replica.protocol import (
     feed_request_decoder,
 )
 from replica.recovery import recover_exchange
-from replica.replication import ReleasePolicy
+from replica.replication import InFlightWindow, ReleasePolicy
 from replica.replication_server import serve_replication
 from replica.snapshotter import Snapshotter
 from statemachine import AddInstrument, Checkpoint, Exchange
@@ -157,6 +157,11 @@ class PrimaryNode:
         self._next_connection_id = 1
         self._work = asyncio.Event()
         self._stopping = False
+        # The in-flight window (sync mode): records sequenced but waiting for room, and
+        # whether client sockets are paused meanwhile.
+        self.window = InFlightWindow(config.window.records_max, config.window.bytes_max)
+        self._waiting_records: list = []
+        self.clients_paused = False
         self._servers: list = []
         self._tasks: list = []
         self._commit_task: Optional[asyncio.Task] = None
@@ -348,7 +353,7 @@ class PrimaryNode:
             await self._work.wait()
             self._work.clear()
             while True:
-                records = core.take_records()
+                records = self._records_within_window()
                 if not records:
                     break
                 append = writer.append
@@ -368,7 +373,44 @@ class PrimaryNode:
                 core.release(self.release_point())
                 self.flush()
             if self._stopping and not core.pending:
+                # Records still waiting for the window were never journaled, so never
+                # acknowledged: their clients resubmit to whichever node serves next.
                 return
+
+    def _records_within_window(self) -> list:
+        """The sequenced records to journal now: all of them, unless a standby is
+        required (sync mode), when only what the in-flight window has room for; the rest
+        wait, and client sockets are not read until the standby's acks make room."""
+        records = self._waiting_records + self.core.take_records() if self._waiting_records else self.core.take_records()
+        self._waiting_records = []
+        release = self.release
+        if records and release.mode == "sync" and release.standby_required:
+            room_records, room_bytes = self.window.room(self.writer.written_sequence,
+                                                       release.standby_durable_sequence)
+            count = 0
+            size_bytes = 0
+            for _sequence, _epoch, _timestamp_ns, body in records:
+                size_bytes += len(body) + BATCH_RECORD_OVERHEAD_BYTES
+                if count == room_records or size_bytes > room_bytes:
+                    break
+                count += 1
+            if count < len(records):
+                self._waiting_records = records[count:]
+                records = records[:count]
+        self._pause_clients(bool(self._waiting_records))
+        return records
+
+    def _pause_clients(self, paused: bool) -> None:
+        """Backpressure: stop (or resume) reading every client socket."""
+        if paused == self.clients_paused:
+            return
+        self.clients_paused = paused
+        for connection in self.connections.values():
+            if connection.transport is not None and not connection.transport.is_closing():
+                if paused:
+                    connection.transport.pause_reading()
+                else:
+                    connection.transport.resume_reading()
 
     async def _commit_and_replicate(self) -> None:
         """Write the appended records, stream them to a live standby, wait for the fsync.
@@ -378,8 +420,15 @@ class PrimaryNode:
         """
         writer = self.writer
         link = self.standby_link
-        if link is not None and link.live and writer.last_sequence > writer.written_sequence:
-            link.send_frames(writer.written_sequence + 1, writer.last_sequence, writer.pending_frames())
+        if writer.last_sequence > writer.written_sequence:
+            live = link is not None and link.live
+            counted = self.release.mode == "sync" and self.release.standby_required
+            if live or counted:
+                frames = writer.pending_frames()
+                if counted:
+                    self.window.journaled(writer.last_sequence, len(frames))
+                if live:
+                    link.send_frames(writer.written_sequence + 1, writer.last_sequence, frames)
         await writer.commit_async()
 
     def release_point(self) -> int:
@@ -393,8 +442,11 @@ class PrimaryNode:
 
     def on_standby_progress(self) -> None:
         if self.core is not None:
+            self.window.standby_durable(self.release.standby_durable_sequence)
             self.core.release(self.release_point())
             self.flush()
+            if self._waiting_records:
+                self.wake()
 
     # ------------------------------------------------------------ outboxes
 
@@ -443,6 +495,8 @@ class PrimaryNode:
     def open_session(self, connection: ClientConnection) -> int:
         session_id = self._new_id()
         self.connections[session_id] = connection
+        if self.clients_paused:
+            connection.transport.pause_reading()
         if not self.core.session_opened(session_id, time.time_ns()):
             connection.transport.write(encode_frame(Disconnect("too_many_sessions")))
             connection.transport.close()
@@ -603,6 +657,12 @@ class PrimaryNode:
             "state_digest": core.exchange.state_digest(),
             "released_sequence": core.released_sequence,
             "replication": self.config.replication,
+            # The in-flight window: its bounds, and whether it is full (client sockets
+            # not read; this many sequenced records wait for room).
+            "window_records_max": self.window.records_max,
+            "window_bytes_max": self.window.bytes_max,
+            "clients_paused": self.clients_paused,
+            "records_waiting": len(self._waiting_records),
             "standby_attached": self.standby_link is not None and self.standby_link.live,
             "standby_durable_sequence": self.release.standby_durable_sequence,
             "standby_required": self.release.standby_required,

@@ -308,6 +308,47 @@ class ReleasePolicy:
         self.degraded = True
 
 
+class InFlightWindow:
+    """How far a sync primary may journal past what its standby has made durable.
+
+    While a standby is required (sync mode, not degraded), the records journaled here
+    and not yet durable on the standby are bounded by `records_max` and by `bytes_max`
+    of frames. The commit loop asks `room(written sequence, standby durable sequence)`
+    before journaling and takes only that many of the sequenced records; the rest wait,
+    and the adapter stops reading client sockets until the standby's acks make room
+    (backpressure reaches the clients instead of an unbounded unacknowledged tail, which
+    an old primary would have to cut when it rejoins).
+
+    Bytes are counted per journaled batch (`journaled(last sequence, bytes)`), a batch
+    counting in full until the standby has all of it: the bound errs on the safe side.
+    A standby attaching below batches already forgotten is bounded by records alone.
+    """
+
+    __slots__ = ("records_max", "bytes_max", "_batches", "_bytes_ahead")
+
+    def __init__(self, records_max: int, bytes_max: int) -> None:
+        if records_max < 1 or bytes_max < 1:
+            raise ValueError(f"in-flight window of {records_max} records, {bytes_max} bytes: both must be positive")
+        self.records_max = records_max
+        self.bytes_max = bytes_max
+        self._batches: deque = deque()  # (last sequence, bytes) not yet all durable on the standby
+        self._bytes_ahead = 0
+
+    def journaled(self, last_sequence: int, size_bytes: int) -> None:
+        self._batches.append((last_sequence, size_bytes))
+        self._bytes_ahead += size_bytes
+
+    def standby_durable(self, sequence: int) -> None:
+        batches = self._batches
+        while batches and batches[0][0] <= sequence:
+            self._bytes_ahead -= batches.popleft()[1]
+
+    def room(self, written_sequence: int, standby_durable_sequence: int) -> tuple[int, int]:
+        """(records, bytes) that may still be journaled; either at 0 means full."""
+        records = self.records_max - max(0, written_sequence - standby_durable_sequence)
+        return max(0, records), max(0, self.bytes_max - self._bytes_ahead)
+
+
 class StandbyLinkCore:
     """The primary's end of one standby's link, sans-I/O: catch-up, live, acks, silence.
 
