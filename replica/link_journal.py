@@ -80,6 +80,14 @@ def verify_last_record(writer: journal.JournalWriter) -> None:
     read_verified(read)
 
 
+def own_starts(directory: str, starts: list[tuple[int, int]], last_sequence: int) -> list[tuple[int, int]]:
+    """(sequence, chain value) of this journal at the sequences where a primary started
+    on it (DataDirectory's primary starts), those below `last_sequence`, oldest first."""
+    sequences = sorted({sequence for _epoch, sequence in starts if 0 < sequence < last_sequence})
+    crcs = chain_values(directory, sequences)
+    return [(sequence, crcs[sequence]) for sequence in sequences if sequence in crcs]
+
+
 def epoch_boundary(directory: str, epoch: int, up_to_sequence: int) -> tuple[int, int]:
     """(sequence, chain value) of the last record at or below `up_to_sequence` whose
     epoch is at most `epoch`; (0, 0) when the journal holds none."""

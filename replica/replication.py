@@ -5,7 +5,8 @@ frames as the client protocol (replica/protocol.py). The standby connects and sp
 first:
 
     standby                                      primary
-    Hello(cluster, epoch, last seq, last crc)   ─►
+    Hello(cluster, epoch, last seq, last crc,
+          its own primary starts (seq, crc))   ─►
                                                ◄─ Accepted(start at last seq + 1)
                                                   | Diverged((seq, chain value) points,
                                                     newest first): cut after the newest
@@ -34,10 +35,11 @@ boundary (`epoch_boundary`; for an old primary rejoining, the record just before
 new primary's epoch-start record). One more way to part exists inside an epoch: a
 primary streams batches as it writes them, so a standby may hold records its primary
 lost in a crash, and the restarted primary writes others at those sequences. So the
-cut points are the boundary and the sequences where a primary started on this
-journal (DataDirectory's `primary-starts`). The primary answers Diverged(those
-points with its chain values, newest first); the standby cuts after the newest whose
-chain value equals its own there (the chain covers every record before it, so equal
+cut points are the boundary and the sequences where a primary started on either
+journal (DataDirectory's `primary-starts`: the standby sends its own in its Hello
+with its chain values, and the primary keeps those that equal its own). The primary
+answers Diverged(the points with its chain values, newest first); the standby cuts
+after the newest whose chain value equals its own there (the chain covers every record before it, so equal
 means the same history up to it). Its records after that point were never
 acknowledged by this primary, and are moved, however many, to a `.divergent` file
 before it catches up. None equal: the histories part before the boundary, which no
@@ -101,6 +103,7 @@ class Hello(_Link, tag="hello"):
     epoch: int
     last_sequence: int
     last_crc: int
+    starts: list[tuple[int, int]] = []  # where a primary started on the standby's journal, with its chain values
 
 
 class Accepted(_Link, tag="accepted"):
@@ -205,8 +208,11 @@ def decide_hello(
     starts = sorted({sequence for sequence in start_sequences
                      if first_sequence <= sequence < hello.last_sequence and sequence <= last_sequence},
                     reverse=True)
-    starts_crcs = crc_lookup(sorted(starts[:CUT_POINTS_MAX]))
-    points = {sequence: crc for sequence, crc in starts_crcs.items()}
+    standby_starts = {sequence: crc for sequence, crc in hello.starts[-CUT_POINTS_MAX:]
+                      if first_sequence <= sequence < hello.last_sequence and sequence <= last_sequence}
+    crcs = crc_lookup(sorted(set(starts[:CUT_POINTS_MAX]) | set(standby_starts)))
+    points = {sequence: crc for sequence, crc in crcs.items()
+              if sequence in starts[:CUT_POINTS_MAX] or standby_starts.get(sequence) == crc}
     if boundary < hello.last_sequence:
         points[boundary] = boundary_crc
     if not points:

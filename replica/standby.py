@@ -5,7 +5,7 @@ everything about the link; it does no I/O and reads no clock. The adapter
 (replica/standby_node.py, or the simulator in replica/simulation/) owns the journal
 writer and the socket and calls, in this order, for one connection:
 
-    hello(epoch, last seq, last crc)                -> Hello to send first
+    hello(epoch, last seq, last crc, our starts)    -> Hello to send first
     first_reply(message)                            -> LinkAttached | CheckChain | LinkRefused
     for a CheckChain: confirm_cut(check, our chain values at its points)
                                                     -> CutTail to carry out, or a fatal
@@ -115,11 +115,12 @@ class StandbyCore:
 
     # ------------------------------------------------------------ the link
 
-    def hello(self, epoch: int, last_sequence: int, last_crc: int) -> Hello:
+    def hello(self, epoch: int, last_sequence: int, last_crc: int, starts: list[tuple[int, int]]) -> Hello:
+        """`starts`: (sequence, our chain value) where a primary started on our journal."""
         if last_sequence != self.exchange.last_sequence:
             raise ValueError(f"journal ends at {last_sequence} but the exchange is at {self.exchange.last_sequence}")
         self.connected = False
-        return Hello(REPLICATION_PROTOCOL_VERSION, self.cluster_id, epoch, last_sequence, last_crc)
+        return Hello(REPLICATION_PROTOCOL_VERSION, self.cluster_id, epoch, last_sequence, last_crc, starts)
 
     def first_reply(self, message) -> FirstReplyAction:
         kind = type(message)

@@ -42,13 +42,13 @@ import msgspec
 import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
-from replica.data_directory import DataDirectory
+from replica.data_directory import DataDirectory, primary_starts
 from replica.primary_node import PrimaryNode
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.recovery import recover_exchange
 from replica.snapshotter import drop_snapshots_after
 from replica.errors import LinkProtocolError
-from replica.link_journal import chain_values, verify_last_record
+from replica.link_journal import chain_values, own_starts, verify_last_record
 from replica.replication import (
     Frames,
     LinkFrameReader,
@@ -267,11 +267,12 @@ class StandbyNode:
         self._apply_journaled()
         try:
             verify_last_record(self.writer)
+            starts = own_starts(self.directory.journal, primary_starts(self.directory), self.writer.last_sequence)
         except journal.JournalCorruptError as error:
             # Our own journal failed its check twice (corruption at rest): not the
             # primary's fault, and no reconnection can mend it.
             raise OwnJournalCorrupt(error) from error
-        hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc)
+        hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, starts)
         writer.write(encode_frame(hello))
         frames = LinkFrameReader()
         first_reply = True
@@ -352,6 +353,12 @@ class StandbyNode:
         report = self.writer.truncate_after(common_sequence, keep_path_suffix=".divergent")
         self.log(f"divergent tail kept: {report}")
         drop_snapshots_after(self.directory, common_sequence)
+        # Reopened, as a restart would: the writer's epoch fence falls back to the epoch
+        # of the last record kept. The primary's records after the cut may be of an
+        # older epoch than the cut ones (ours from a promotion it never saw), and come
+        # from a primary of our epoch or newer (decide_hello checked it).
+        self.writer.close()
+        self.writer = journal.JournalWriter.open(self.directory.journal, self.config.cluster_id, durability="always")
         self._recover()
 
     # ------------------------------------------------------------ admin

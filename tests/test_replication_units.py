@@ -127,6 +127,15 @@ def test_a_standby_holding_records_its_restarted_primary_lost_may_cut_back_to_th
     assert decision.reply == Diverged([(1018, 2018), (790, 1790), (3, 1003)], decision.reply.reason)
 
 
+def test_a_primary_that_lost_records_its_standby_holds_offers_the_standbys_own_start_points():
+    # Seed 90106: the standby was the primary that restarted (its `primary-starts` has
+    # 1200), the node now primary holds the tail it lost. The standby's point is kept
+    # where the chains agree, and dropped where they do not.
+    hello = Hello(REPLICATION_PROTOCOL_VERSION, CLUSTER, 0, 1841, 7, [(900, 1900), (1200, 2200), (1300, 99)])
+    decision = decide(hello, primary_last=1852, epoch=0)
+    assert decision.reply == Diverged([(1200, 2200), (900, 1900)], decision.reply.reason)
+
+
 def test_a_chain_that_differs_before_the_epoch_boundary_needs_an_operator_and_names_the_rebuild():
     # Same epoch, same sequence, another chain value: no failover writes that.
     decision = decide(hello_at(40, same=False, epoch=2), primary_last=50, epoch=2, epoch_starts={1: 1, 2: 30})

@@ -31,7 +31,14 @@ import journal
 import snapshots
 from replica.data_directory import DataDirectory, primary_starts, record_primary_start
 from replica.errors import ReplicaError
-from replica.link_journal import catch_up_chunks, chain_values, count_frames, epoch_boundary, verify_last_record
+from replica.link_journal import (
+    catch_up_chunks,
+    chain_values,
+    count_frames,
+    epoch_boundary,
+    own_starts,
+    verify_last_record,
+)
 from replica.primary import PrimaryCore
 from replica.recovery import recover_exchange
 from replica.replication import (
@@ -475,6 +482,12 @@ class SimulatedNode:
                 self.trace(f"diverged after {action.common_sequence}: cutting {self.last_sequence - action.common_sequence}")
                 self.writer.truncate_after(action.common_sequence, keep_path_suffix=".divergent")
                 drop_snapshots_after(self.directory, action.common_sequence)
+                # Reopened, as the real standby does: the epoch fence falls back to the
+                # last record kept (the simulator's seed 90243 refused a newer primary's
+                # older-epoch records after the cut for ever).
+                self.writer.close()
+                self.writer = journal.JournalWriter.open(self.directory.journal, self.simulator.config.cluster_id,
+                                                         durability="none", segment_size_bytes_max=SEGMENT_SIZE_BYTES)
                 self.disk.forget_missing()
                 self.disk.sync()
                 self.durable_sequence = self.writer.last_sequence
@@ -608,7 +621,8 @@ class SimulatedNode:
     def _send_hello(self) -> None:
         with self._maybe_read_fault():
             verify_last_record(self.writer)
-        hello = self.standby.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc)
+            starts = own_starts(self.directory.journal, primary_starts(self.directory), self.writer.last_sequence)
+        hello = self.standby.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, starts)
         self.simulator.network.send(self.upstream, self.name, _encode(hello))
 
     def received(self, connection, payload: bytes) -> None:
