@@ -127,3 +127,28 @@ def primary_starts(directory: DataDirectory) -> list[tuple[int, int]]:
         if len(fields) == 2 and all(field.isdigit() for field in fields):
             starts.append((int(fields[0]), int(fields[1])))
     return starts[-PRIMARY_STARTS_KEPT_MAX:]
+
+
+# ---------------------------------------------------------------- rebuild (issue 16)
+
+
+def set_aside(root: str | os.PathLike, now_text: str) -> str:
+    """Move a node's data directory aside for `twinbook standby --rebuild`: renamed to
+    ROOT.diverged-NOW (a counter added if taken), never deleted; returns the new path.
+    The rename is made durable (the parent directory is fsynced)."""
+    source = os.path.abspath(os.fspath(root))
+    target = f"{source}.diverged-{now_text}"
+    counter = 1
+    while os.path.exists(target):
+        counter += 1
+        target = f"{source}.diverged-{now_text}-{counter}"
+    try:
+        os.rename(source, target)
+        descriptor = os.open(os.path.dirname(source), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        raise DataDirectoryError(f"{source}: cannot set the data directory aside as {target}: {error.strerror}") from error
+    return target

@@ -67,6 +67,12 @@ DIGEST_CHECKPOINT_EVERY_RECORDS = 10_000
 BATCH_RECORD_OVERHEAD_BYTES = 64
 
 
+def digests_reply(digests, exchange: Exchange) -> dict:
+    """The admin `digests` answer: the recorded (sequence, digest) pairs and the digest
+    at the applied sequence now (`twinbook status` looks for a sequence both hold)."""
+    return {"digests": digests.pairs + [(exchange.last_sequence, exchange.state_digest())]}
+
+
 class ClientConnection(asyncio.Protocol):
     def __init__(self, node: "PrimaryNode") -> None:
         self.node = node
@@ -696,7 +702,16 @@ class PrimaryNode:
             return {"sequence": self.core.exchange.last_sequence, **self.core.exchange.depth(symbol)}
         if command == "promote":
             return {"promoted": False, "already_primary": True, "epoch": self.core.epoch, "error": "already primary"}
-        return {"error": "unknown admin command; use status, snapshot, degrade or depth"}
+        if command == "digests":
+            return digests_reply(self.core.digests, self.core.exchange)
+        if command == "fence" and isinstance(request.get("epoch"), int):
+            # `twinbook promote --force --fence ADMIN`: a node of a newer epoch exists.
+            if request["epoch"] <= self.core.epoch:
+                return {"fenced": False, "error": f"epoch {request['epoch']} is not newer than this primary's "
+                                                  f"{self.core.epoch}"}
+            asyncio.get_running_loop().call_soon(self.step_down, f"fenced: a node of epoch {request['epoch']} exists")
+            return {"fenced": True, "epoch": self.core.epoch}
+        return {"error": "unknown admin command; use status, digests, snapshot, degrade, depth or fence"}
 
 
 async def run_primary(config: NodeConfig, data_root: str, *, log: Callable[[str], None] = print) -> int:

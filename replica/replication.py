@@ -246,6 +246,11 @@ class DigestHistory:
     def latest(self) -> tuple[int, int]:
         return self._pairs[-1] if self._pairs else (0, 0)
 
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        """Every (sequence, digest) held, oldest first (`twinbook status` compares them)."""
+        return list(self._pairs)
+
     def compare(self, sequence: int, digest: int) -> Optional[bool]:
         """True/False if we hold a digest for `sequence` and it matches; None if not held."""
         if sequence == 0:

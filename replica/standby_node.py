@@ -43,7 +43,7 @@ import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
 from replica.data_directory import DataDirectory, primary_starts
-from replica.primary_node import PrimaryNode
+from replica.primary_node import PrimaryNode, digests_reply
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.recovery import recover_exchange
 from replica.snapshotter import drop_snapshots_after
@@ -418,8 +418,10 @@ class StandbyNode:
         command = request.get("command")
         if command == "status":
             return self.status()
+        if command == "digests":
+            return digests_reply(self.core.digests, self.exchange)
         if command != "promote":
-            return {"error": "unknown admin command; a standby answers status and promote"}
+            return {"error": "unknown admin command; a standby answers status, digests and promote"}
         try:
             return await self.promote(force=bool(request.get("force")),
                                       primary_timeout_ms=_timeout_ms(request.get("primary_timeout_ms")))

@@ -56,3 +56,47 @@ def test_promote_reaching_a_primary_answers_already_primary(cluster):
     reply = json.loads(result.stdout)
     assert result.returncode == 1 and reply["already_primary"] and reply["error"] == "already primary", reply
     assert reply["epoch"] == 0
+
+
+def test_status_shows_every_node_and_whether_their_digests_agree(cluster):
+    primary = cluster.primary("primary")
+    standby = cluster.standby("standby", primary.replication)
+    assert run(place_orders(primary, 1_100), timeout=60) == 1_100  # past one digest interval
+    wait_caught_up(primary, standby)
+    result = subprocess.run(twinbook_command("status", "--json", f"{HOST}:{primary.admin_address[1]}",
+                                             f"{HOST}:{standby.admin_address[1]}"),
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    view = json.loads(result.stdout)
+    roles = [node["role"] for node in view["nodes"]]
+    assert roles == ["primary", "standby"] and view["all_answered"] and view["digests_agree"] is True, view
+    assert view["common_sequence"] >= 1024
+    assert {node["replication_lag"] for node in view["nodes"]} == {0}, view
+    assert len({node["digest_at_common_sequence"] for node in view["nodes"]}) == 1
+    # The table form, and a node that does not answer: exit 1.
+    standby.kill()
+    result = subprocess.run(twinbook_command("status", f"{HOST}:{primary.admin_address[1]}",
+                                             f"{HOST}:{standby.admin_address[1]}"),
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "primary" in result.stdout and "not answering" in result.stdout, result.stdout
+
+
+def test_promote_force_beside_a_live_primary_fences_it_so_one_node_acknowledges(cluster):
+    primary = cluster.primary("primary")
+    standby = cluster.standby("standby", primary.replication)
+    assert run(place_orders(primary, 100), timeout=60) == 100
+    wait_caught_up(primary, standby)
+    # Without --force the standby refuses: its primary beats.
+    refused = subprocess.run(twinbook_command("promote", f"{HOST}:{standby.admin_address[1]}"), cwd=ROOT,
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1 and "the primary is alive" in refused.stdout, refused.stdout
+    result = subprocess.run(twinbook_command("promote", "--force", "--fence", f"{HOST}:{primary.admin_address[1]}",
+                                             f"{HOST}:{standby.admin_address[1]}"),
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    reply = json.loads(result.stdout)
+    assert result.returncode == 0 and reply["promoted"] and reply["epoch"] == 1, reply
+    assert reply["fence"]["fenced"] is True, reply
+    # The old primary stops (exit 4); the new one acknowledges.
+    assert primary.process.wait(timeout=15) == 4, primary.log()
+    assert "fenced: a node of epoch 1 exists" in primary.log()
+    assert run(place_orders(standby, 50, prefix="after"), timeout=60) == 50

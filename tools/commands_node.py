@@ -74,11 +74,21 @@ def _log(line: str) -> None:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML config (the ports it opens once promoted).")
 @click.option("--port-base", type=click.IntRange(0, 65532), help="Use ports PORT..PORT+3 (client, feed, replication, admin).")
 @click.option("--replication", type=click.Choice(["sync", "async"]), help="The mode it runs once promoted.")
-def standby(data_root: str, primary_address: str, config_path: str | None, port_base: int | None, replication: str | None) -> None:
+@click.option("--rebuild", is_flag=True,
+              help="First move the data directory aside (DIR.diverged-TIME, never deleted) and follow from nothing: "
+                   "for a node whose journal truly diverged.")
+def standby(data_root: str, primary_address: str, config_path: str | None, port_base: int | None,
+            replication: str | None, rebuild: bool) -> None:
     """Run a hot standby that follows a primary (and takes over when promoted)."""
+    import os
+
+    from replica.data_directory import set_aside
     from replica.standby_node import run_standby
 
     config = _node_config(config_path, port_base, None, replication)
+    if rebuild and os.path.exists(data_root):
+        kept = set_aside(data_root, time.strftime("%Y%m%dT%H%M%S"))
+        _log(f"rebuilding: the old data directory is kept as {kept}")
     sys.exit(_run(run_standby(config, data_root, _endpoint(primary_address), log=_log)) or 0)
 
 
@@ -90,10 +100,19 @@ def _admin(address: str, request: dict) -> dict:
 
 @click.command()
 @click.argument("admin_address")
-@click.option("--force", is_flag=True, help="Promote even with a divergence alarm.")
-def promote(admin_address: str, force: bool) -> None:
+@click.option("--force", is_flag=True, help="Promote even with a divergence alarm or beside a primary that beats.")
+@click.option("--fence", "fence_address", help="The old primary's admin HOST:PORT: told of the new epoch, it steps down "
+                                               "(tried once the promotion succeeded).")
+def promote(admin_address: str, force: bool, fence_address: str | None) -> None:
     """Promote the standby whose admin port is ADMIN_ADDRESS (a failover by hand)."""
     reply = _admin(admin_address, {"command": "promote", "force": force})
+    if reply.get("promoted") and fence_address is not None:
+        # Sync mode already keeps the old primary from acknowledging (its standby left);
+        # telling it makes it stop at once, and frees its clients to fail over.
+        try:
+            reply["fence"] = _admin(fence_address, {"command": "fence", "epoch": reply["epoch"]})
+        except (OSError, ValueError, asyncio.TimeoutError) as error:
+            reply["fence"] = {"fenced": False, "error": f"{type(error).__name__}: {error}"}
     click.echo(json.dumps(reply))
     if not reply.get("promoted"):
         sys.exit(1)
