@@ -82,3 +82,16 @@ def test_a_chain_that_differs_before_the_boundary_is_refused_naming_the_sequence
     assert f"sequence {stranger_last}" in status["fatal"] and "twinbook standby --rebuild" in status["fatal"]
     assert not status["promotable"] and not evidence_files(stranger)
     assert stranger.status()["last_sequence"] == stranger_last
+    # The documented way out: `twinbook standby --rebuild` keeps the old directory
+    # aside, untouched, and follows the primary from nothing.
+    assert stranger.terminate() == 0
+    old_segments = sorted(path.name for path in (stranger.data_dir / "journal").glob("*.journal"))
+    arguments = stranger._arguments
+    stranger._arguments = lambda: arguments() + ["--rebuild"]
+    stranger.start_standby(primary.replication)
+    new, rebuilt = wait_caught_up(primary, stranger)
+    assert rebuilt["state_digest"] == new["state_digest"] and not rebuilt["fatal"]
+    (kept,) = stranger.data_dir.parent.glob(f"{stranger.data_dir.name}.diverged-*")
+    assert sorted(path.name for path in (kept / "journal").glob("*.journal")) == old_segments
+    assert journal.inspect(kept / "journal")["last_sequence"] == stranger_last
+    assert "the old data directory is kept as" in stranger.log()
