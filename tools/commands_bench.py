@@ -114,15 +114,20 @@ def replay_benchmark(records: int, seed: int, runs: int, workdir: str | None, as
 @click.option("--clients", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--catch-up-records", default=200_000, show_default=True, type=click.IntRange(1_000, 20_000_000))
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the cluster's data (default: the system temp dir).")
+@click.option("--busy-loops", default=0, show_default=True, type=click.IntRange(0, 64),
+              help='Load the machine with this many `python -c "while True: pass"` processes meanwhile.')
 @_json_option
 @_results_option
 def failover_benchmark(heartbeat_timeout_ms: int, load_seconds: float, clients: int, catch_up_records: int,
-                       workdir: str | None, as_json: bool, results: str | None) -> None:
+                       workdir: str | None, busy_loops: int, as_json: bool, results: str | None) -> None:
     """SIGKILL the primary under load: time to the first order on the promoted standby, lost/duplicated, lag, catch-up."""
     from tools.bench_failover import run_failover_benchmark
+    from tools.busy_load import busy_loops as loaded
 
-    figures = run_failover_benchmark(heartbeat_timeout_ms=heartbeat_timeout_ms, load_seconds=load_seconds,
-                                     clients=clients, catch_up_records=catch_up_records, workdir=workdir)
+    with loaded(busy_loops):
+        figures = run_failover_benchmark(heartbeat_timeout_ms=heartbeat_timeout_ms, load_seconds=load_seconds,
+                                         clients=clients, catch_up_records=catch_up_records, workdir=workdir)
+    figures["busy_loops"] = busy_loops
     _emit(figures, as_json, results)
     if figures.get("orders_lost") or figures.get("orders_duplicated"):
         raise SystemExit(1)

@@ -131,10 +131,13 @@ def examples(events: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--port-base", type=click.IntRange(1024, 65528),
               help="Node A uses PORT..PORT+3, node B PORT+4..PORT+7 (default: free ports below the ephemeral range).")
-def demo(seconds: float, rate: float, keep: str | None, as_json: bool, port_base: int | None) -> None:
+@click.option("--busy-loops", default=0, show_default=True, type=click.IntRange(0, 64),
+              help='Load the machine with this many `python -c "while True: pass"` processes meanwhile.')
+def demo(seconds: float, rate: float, keep: str | None, as_json: bool, port_base: int | None, busy_loops: int) -> None:
     """A failover drill: primary, standby and watchdog on loopback, SIGKILL, promotion, rejoin, checks."""
     import asyncio
 
+    from tools.busy_load import busy_loops as loaded
     from tools.drill import DrillPortsTaken, format_summary, run_drill
 
     interactive = sys.stderr.isatty()
@@ -149,8 +152,9 @@ def demo(seconds: float, rate: float, keep: str | None, as_json: bool, port_base
             click.echo(line.strip(), err=True)
 
     try:
-        ok, summary = asyncio.run(run_drill(seconds, keep, rate, say, progress if not as_json else lambda line: None,
-                                            port_base=port_base))
+        with loaded(busy_loops):
+            ok, summary = asyncio.run(run_drill(seconds, keep, rate, say, progress if not as_json else lambda line: None,
+                                                port_base=port_base))
     except DrillPortsTaken as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
