@@ -192,12 +192,19 @@ class StandbyCore:
             if not sequence % DIGEST_INTERVAL_RECORDS:
                 self.digests.record(sequence, exchange.state_digest())
 
-    def primary_alive(self, now_ns: int, timeout_ms: int = PRIMARY_ALIVE_DEFAULT_MS) -> bool:
+    def primary_alive(self, now_ns: int, timeout_ms: int = PRIMARY_ALIVE_DEFAULT_MS, *,
+                      link_established: bool = True) -> bool:
         """Attached and beaten within `timeout_ms` (the watchdog's own failure-detector
         threshold): promoting now would make two primaries. A promote that arrives late
         (held by the network while the operator restarted the old primary) must be
-        refused; the simulator's seed 15 found it."""
-        return self.connected and self.last_beat_ns > 0 and now_ns - self.last_beat_ns < timeout_ms * 1_000_000
+        refused; the simulator's seed 15 found it.
+
+        `link_established` is the adapter's look at its connection (TCP state): a peer
+        that has closed it is not alive, whatever the beats still queued behind the
+        frames say. A loaded standby behind on its link processes beats the primary sent
+        before it died, and refused promotions for a second and more."""
+        return (self.connected and link_established and self.last_beat_ns > 0
+                and now_ns - self.last_beat_ns < timeout_ms * 1_000_000)
 
     def beat(self, beat: PrimaryBeat, now_ns: int) -> Optional[str]:
         """Take a primary's beat; returns the alarm text when it reveals a divergence."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 from typing import Callable, Optional
 
@@ -60,6 +61,8 @@ from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_
 from statemachine import Exchange
 
 RECONNECT_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0)
+# Linux's tcp_info.tcpi_state for an open connection (include/net/tcp_states.h).
+TCP_ESTABLISHED = 1
 # The primary beats every BEAT_PERIOD_SECONDS, frames or not: waiting this long for the
 # next byte means the link is dead even if TCP has not noticed. Longer than the
 # primary's own STANDBY_ACK_TIMEOUT_SECONDS, so that in a partition the primary (whose
@@ -382,7 +385,8 @@ class StandbyNode:
             return {"promoted": False, "error": "promotion under way"}
         if self.divergence is not None and not force:
             return {"promoted": False, "error": f"refusing: {self.divergence} (use --force to override)"}
-        if self.core.primary_alive(time.monotonic_ns(), primary_timeout_ms) and not force:
+        if self.core.primary_alive(time.monotonic_ns(), primary_timeout_ms,
+                                   link_established=self._link_established()) and not force:
             return {"promoted": False, "error": "refusing: the primary is alive (its beat arrived within "
                                                 f"{primary_timeout_ms} ms; use --force to override)"}
         self._promoting = True
@@ -405,6 +409,24 @@ class StandbyNode:
         asyncio.ensure_future(self._follow_primary_stop(primary))
         return {"promoted": True, "epoch": new_epoch, "last_sequence": self.writer.last_sequence,
                 "elapsed_ms": round(elapsed_ms, 1)}
+
+    def _link_established(self) -> bool:
+        """Whether the link's TCP connection is still ESTABLISHED: once the primary has
+        closed it (its process died: FIN or RST), the kernel says so at once, even while
+        frames and beats it sent before wait unread behind that close."""
+        link = self._link_writer
+        if link is None or link.is_closing():
+            return False
+        sock = link.get_extra_info("socket")
+        if sock is None or not hasattr(socket, "TCP_INFO"):
+            return True
+        try:
+            state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+        except AttributeError:
+            return True  # a transport that cannot say: the beats alone decide
+        except OSError:
+            return False
+        return state == TCP_ESTABLISHED
 
     async def _follow_primary_stop(self, primary: PrimaryNode) -> None:
         await primary.stopped.wait()

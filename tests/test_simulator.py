@@ -157,6 +157,8 @@ def test_standby_refuses_promotion_while_its_primary_beats():
     assert not core.primary_alive(5_000 + alive_ns)
     # One promotion rule: the watchdog's threshold, when it sends one, is the guard's.
     assert core.primary_alive(5_000 + 399_999_999, 400) and not core.primary_alive(5_000 + 400_000_000, 400)
+    # A link whose peer has closed it (TCP state) is no live primary, beats or not.
+    assert not core.primary_alive(5_001, 400, link_established=False)
     core.link_lost()
     assert not core.primary_alive(5_001)
 

@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from replica.config import WindowConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 MEMBERS = ("M1", "M2", "M3")
@@ -80,7 +82,8 @@ def _free_ports(count: int) -> list[int]:
 class _Node:
     """One node's data directory, config, log and (while running) process."""
 
-    def __init__(self, root: Path, name: str, *, durability: str = "always", replication: str = "sync") -> None:
+    def __init__(self, root: Path, name: str, *, durability: str = "always", replication: str = "sync",
+                 window_records_max: Optional[int] = None) -> None:
         self.name = name
         self.data_dir = root / name
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +99,7 @@ class _Node:
             f"replication_port = {replication_port}\nadmin_port = {admin}\n"
             f'durability = "{durability}"\nreplication = "{replication}"\n'
             "[limits]\nmessages_per_second = 1000000\nburst_messages = 2000000\n"
+            + ("" if window_records_max is None else f"[window]\nrecords_max = {window_records_max}\n")
         )
         self.process: Optional[subprocess.Popen] = None
 
@@ -291,11 +295,12 @@ async def _probe_until_accepted(standby: _Node, deadline_seconds: float) -> Opti
 
 
 def _failover(root: Path, *, heartbeat_timeout_ms: int, load_seconds: float, after_seconds: float, clients: int,
+              window_records_max: Optional[int],
               in_flight_per_client: int, sample_period_ms: int, seed: int) -> dict:
     from replica.client import OrderClient
 
-    primary = _Node(root, "primary")
-    standby = _Node(root, "standby")
+    primary = _Node(root, "primary", window_records_max=window_records_max)
+    standby = _Node(root, "standby", window_records_max=window_records_max)
     watchdog_log = root / "watchdog.log"
     watchdog: Optional[subprocess.Popen] = None
     try:
@@ -535,6 +540,7 @@ def run_failover_benchmark(
     seed: int = 1,
     workdir: Optional[str] = None,
     keep: bool = False,
+    window_records_max: Optional[int] = None,
 ) -> dict:
     """Run the failover and catch-up measurements; returns their figures and parameters.
 
@@ -549,7 +555,7 @@ def run_failover_benchmark(
     try:
         figures = _failover(root, heartbeat_timeout_ms=heartbeat_timeout_ms, load_seconds=load_seconds,
                             after_seconds=after_seconds, clients=clients, in_flight_per_client=in_flight_per_client,
-                            sample_period_ms=sample_period_ms, seed=seed)
+                            sample_period_ms=sample_period_ms, seed=seed, window_records_max=window_records_max)
         if catch_up_records > 0:
             figures.update(_catch_up(root, records=catch_up_records, seed=seed))
     finally:
@@ -564,6 +570,7 @@ def run_failover_benchmark(
         "sample_period_ms": sample_period_ms,
         "replication": "sync",
         "durability": "always",
+        "window_records_max": window_records_max or WindowConfig().records_max,
         "seed": seed,
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
