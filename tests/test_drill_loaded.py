@@ -16,6 +16,9 @@ from tools.drill import format_summary, run_drill
 
 FAILOVER_MS_MAX = 1000.0
 BUSY_LOOPS = 2
+# Within the 300-500 ms the failover target is stated for; the standby's guard uses the
+# same threshold (one promotion rule), so a slow-but-alive primary is not replaced.
+WATCHDOG_TIMEOUT_MS = 300
 
 
 def drill_runs(runs: int, tmp_path) -> list[dict]:
@@ -24,7 +27,7 @@ def drill_runs(runs: int, tmp_path) -> list[dict]:
         for run in range(runs):
             ok, summary = asyncio.run(asyncio.wait_for(
                 run_drill(seconds=8, keep=str(tmp_path / f"drill-{run}"), rate_per_second=1000,
-                          say=lambda line: None, progress=lambda line: None),
+                          say=lambda line: None, progress=lambda line: None, timeout_ms=WATCHDOG_TIMEOUT_MS),
                 timeout=240,
             ))
             assert ok, f"run {run + 1}: {format_summary(ok, summary)}"
@@ -42,3 +45,4 @@ def test_the_drill_passes_on_a_loaded_machine_with_failover_within_a_second(tmp_
 def test_the_drill_passes_ten_runs_in_a_row_on_a_loaded_machine(tmp_path):
     summaries = drill_runs(10, tmp_path)
     print("failover_ms:", [round(summary["failover_ms"]) for summary in summaries])
+    print("orders_acknowledged:", [summary["orders_acknowledged"] for summary in summaries])

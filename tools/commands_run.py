@@ -133,7 +133,10 @@ def examples(events: bool) -> None:
               help="Node A uses PORT..PORT+3, node B PORT+4..PORT+7 (default: free ports below the ephemeral range).")
 @click.option("--busy-loops", default=0, show_default=True, type=click.IntRange(0, 64),
               help='Load the machine with this many `python -c "while True: pass"` processes meanwhile.')
-def demo(seconds: float, rate: float, keep: str | None, as_json: bool, port_base: int | None, busy_loops: int) -> None:
+@click.option("--timeout-ms", default=400, show_default=True, type=click.IntRange(50, 10_000),
+              help="The watchdog's failure-detector timeout.")
+def demo(seconds: float, rate: float, keep: str | None, as_json: bool, port_base: int | None, busy_loops: int,
+         timeout_ms: int) -> None:
     """A failover drill: primary, standby and watchdog on loopback, SIGKILL, promotion, rejoin, checks."""
     import asyncio
 
@@ -154,7 +157,7 @@ def demo(seconds: float, rate: float, keep: str | None, as_json: bool, port_base
     try:
         with loaded(busy_loops):
             ok, summary = asyncio.run(run_drill(seconds, keep, rate, say, progress if not as_json else lambda line: None,
-                                                port_base=port_base))
+                                                port_base=port_base, timeout_ms=timeout_ms))
     except DrillPortsTaken as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)

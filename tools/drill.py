@@ -258,9 +258,10 @@ def _accepted_in_journal(journal_directory: str) -> tuple[dict, int]:
 
 async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_second: float = 1500.0,
                     say: Callable[[str], None] = print, progress: Callable[[str], None] = print,
-                    port_base: Optional[int] = None) -> tuple[bool, dict]:
+                    port_base: Optional[int] = None, timeout_ms: int = 400) -> tuple[bool, dict]:
     """The drill; node A takes ports `port_base`..+3 and node B the next four (a free
-    run below the ephemeral range when not given)."""
+    run below the ephemeral range when not given); the watchdog's timeout is
+    `timeout_ms`."""
     if port_base is None:
         port_base = _free_port_base()
     elif not ports_free(port_base, 2 * PORTS_PER_NODE):
@@ -271,7 +272,7 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
     second = DrillNode("node-b", os.path.join(root, "node-b"), port_base + PORTS_PER_NODE)
     watchdog = DrillNode("watchdog", os.path.join(root, "watchdog"), 0)
     nodes = [first, second, watchdog]
-    summary: dict = {"data": root}
+    summary: dict = {"data": root, "watchdog_timeout_ms": timeout_ms}
     clients: list[OrderClient] = []
     try:
         say(f"data in {root}; node A ports {first.port_base}-{first.port_base + 3}, "
@@ -289,9 +290,9 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
         await _wait_for(standby_attached, START_TIMEOUT_SECONDS, "the standby to attach")
         say("standby B attached (sync replication: every acknowledgement waits for both disks)")
         watchdog.start("watchdog", "--primary", f"127.0.0.1:{first.port_base + 3}",
-                       "--standby", f"127.0.0.1:{second.port_base + 3}", "--timeout-ms", "400",
+                       "--standby", f"127.0.0.1:{second.port_base + 3}", "--timeout-ms", str(timeout_ms),
                        "--seconds", str(int(seconds * 3) + 30))
-        say("watchdog up (timeout 400 ms)")
+        say(f"watchdog up (timeout {timeout_ms} ms)")
 
         load = Load()
         for member, token in MEMBERS:
