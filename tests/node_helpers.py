@@ -540,6 +540,19 @@ async def send_orders(client, ledger: AckLedger, stop: asyncio.Event, *, prefix:
             await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
 
 
+async def start_load(nodes: list, ledger: AckLedger, *, prefix: str, members=("M1", "M2", "M3")):
+    """One connected client per member (every node's endpoint, in failover order), each
+    sending orders (`send_orders`) until the returned event is set; returns
+    (clients, stop event, their tasks)."""
+    clients = [endpoints_client(nodes, member) for member in members]
+    for client in clients:
+        await asyncio.wait_for(client.connect(), 15)
+    stop = asyncio.Event()
+    tasks = [asyncio.ensure_future(send_orders(client, ledger, stop, prefix=prefix, seed=seed))
+             for seed, client in enumerate(clients)]
+    return clients, stop, tasks
+
+
 async def wait_answered(ledger: AckLedger, timeout: float) -> None:
     """Wait (bounded) until every place sent has its answer."""
     pending = [future for future in ledger.futures if not future.done()]

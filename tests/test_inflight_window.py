@@ -21,10 +21,9 @@ from node_helpers import (  # noqa: F401
     check_exactly_once,
     close_all,
     cluster,
-    endpoints_client,
     replay_accepted,
     run,
-    send_orders,
+    start_load,
     wait_answered,
     wait_caught_up,
 )
@@ -61,12 +60,7 @@ def test_a_stopped_standby_holds_the_primary_within_the_window_and_nothing_ackno
     observed: dict = {"ahead_max": 0, "paused": False}
 
     async def scenario():
-        clients = [endpoints_client([primary, standby], member) for member in MEMBERS]
-        for client in clients:
-            await asyncio.wait_for(client.connect(), 15)
-        stop = asyncio.Event()
-        tasks = [asyncio.ensure_future(send_orders(client, ledger, stop, prefix="window", seed=seed))
-                 for seed, client in enumerate(clients)]
+        clients, stop, tasks = await start_load([primary, standby], ledger, prefix="window", members=MEMBERS)
         try:
             while len(ledger.acknowledged) < 300:
                 await asyncio.sleep(0.02)
