@@ -400,6 +400,10 @@ class PrimaryNode:
                 if count == room_records or size_bytes > room_bytes:
                     break
                 count += 1
+            if count == 0 and self.writer.written_sequence <= release.standby_durable_sequence:
+                # Nothing in flight: one record goes, however large against bytes_max,
+                # or a window smaller than a record would never open.
+                count = 1
             if count < len(records):
                 self._waiting_records = records[count:]
                 records = records[:count]

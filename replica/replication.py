@@ -39,8 +39,8 @@ cut points are the boundary and the sequences where a primary started on either
 journal (DataDirectory's `primary-starts`: the standby sends its own in its Hello
 with its chain values, and the primary keeps those that equal its own). The primary
 answers Diverged(the points with its chain values, newest first); the standby cuts
-after the newest whose chain value equals its own there (the chain covers every record before it, so equal
-means the same history up to it). Its records after that point were never
+after the newest whose chain value equals its own there (the chain covers every
+record before it, so equal means the same history up to it). Its records after it were never
 acknowledged by this primary, and are moved, however many, to a `.divergent` file
 before it catches up. None equal: the histories part before the boundary, which no
 failover can explain; the standby stops and names the sequence and the command that
@@ -61,8 +61,8 @@ import msgspec
 from replica.errors import LinkProtocolError
 from replica.protocol import FrameReader
 
-# Version 2: rejoin by the epoch boundary (Hello without recent pairs, Diverged with the
-# boundary's chain value).
+# Version 2: rejoin by the epoch boundary (Hello with the standby's primary starts instead
+# of recent pairs, Diverged with cut points).
 REPLICATION_PROTOCOL_VERSION = 2
 DIGEST_INTERVAL_RECORDS = 1024
 DIGEST_HISTORY_MAX = 64

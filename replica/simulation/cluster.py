@@ -343,7 +343,7 @@ class Faults:
                 simulator.trace(f"fault: bit flipped in a snapshot: {where}")
         elif kind == "read_fault":
             # The next read of one node's journal (a catch-up chunk, a hello's chain
-            # lookup or recent pairs, a restart's recovery) returns one bit flipped.
+            # lookup, a standby's last record read back, a restart's recovery) returns one bit flipped.
             self.read_fault_next.add(self.rng.choice(("A", "B")))
         elif kind == "degrade":
             if not simulator.operator.maybe_degrade():
