@@ -100,3 +100,23 @@ def test_promote_force_beside_a_live_primary_fences_it_so_one_node_acknowledges(
     assert primary.process.wait(timeout=15) == 4, primary.log()
     assert "fenced: a node of epoch 1 exists" in primary.log()
     assert run(place_orders(standby, 50, prefix="after"), timeout=60) == 50
+
+
+def test_the_drill_takes_its_ports_below_the_ephemeral_range_and_refuses_taken_ones():
+    import socket
+
+    from tools.drill import LOWEST_PORT, _free_port_base, ephemeral_port_range, ports_free
+
+    low, _high = ephemeral_port_range()
+    base = _free_port_base()
+    assert LOWEST_PORT <= base and base + 8 <= low and ports_free(base, 8)
+    listener = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", base + 5))
+        listener.listen()
+        assert not ports_free(base, 8)
+        result = subprocess.run(twinbook_command("demo", "--seconds", "8", "--port-base", str(base)), cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and "not all free" in result.stderr, result.stderr
+    finally:
+        listener.close()
