@@ -45,6 +45,10 @@ A config file overrides any part of the defaults:
     name = "M1"
     token_hash = "sha256:<salt hex>:<hex digest of salt + token>"
     cancel_on_disconnect = true
+    [window]                      # sync mode: how far the journal may run past the standby
+    records_max = 20000           # records journaled here and not yet durable there
+    bytes_max = 8388608           # their frames' bytes; when either is reached the primary
+                                  # stops reading client sockets until the standby acks
     [multicast]                   # opt-in: absent means no multicast feed
     group = "239.255.0.1"         # an IPv4 multicast group (224.0.0.0/4)
     port = 7705                   # the group's UDP port
@@ -229,6 +233,7 @@ class NodeConfig:
     multicast: Optional[MulticastConfig] = None
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    window: "WindowConfig" = field(default_factory=lambda: WindowConfig())
 
     def member(self, name: str) -> Optional[MemberConfig]:
         for member in self.members:
@@ -424,6 +429,7 @@ def parse_config(text: str, source: str = "<config>") -> NodeConfig:
         multicast=parse_multicast(data["multicast"], source) if "multicast" in data else None,
         gateway=parse_gateway(data.get("gateway", {}), source),
         tls=parse_tls(data["tls"], source) if "tls" in data else TlsConfig(),
+        window=parse_window(data.get("window", {}), source),
     )
 
 
@@ -437,3 +443,24 @@ def load_config(path: Optional[str]) -> NodeConfig:
         raise ConfigError(f"{path}: cannot read config: {error.strerror}") from None
     config = parse_config(text, path)
     return replace(config, tls=anchor_tls(config.tls, os.path.dirname(os.path.abspath(path))))
+
+
+# ---------------------------------------------------------------- the in-flight window (issue 16)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """The sync primary's in-flight window (replica.replication.InFlightWindow)."""
+
+    records_max: int = 20_000
+    bytes_max: int = 8 * 1024 * 1024
+
+
+def parse_window(table, source: str) -> WindowConfig:
+    """The [window] table: both bounds positive integers, unknown keys refused."""
+    _check_table(table, f"{source}: window", WindowConfig)
+    default = WindowConfig()
+    return WindowConfig(
+        records_max=_positive_int(table, "records_max", f"{source}: window", default.records_max),
+        bytes_max=_positive_int(table, "bytes_max", f"{source}: window", default.bytes_max),
+    )

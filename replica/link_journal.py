@@ -1,9 +1,13 @@
 """The journal reads the replication link needs, shared by every adapter.
 
 `chain_values(directory, sequences)` is the primary's `crc_lookup` for `decide_hello`:
-the chain value of each of those sequences its journal holds. `recent_pairs(writer)`
-is what a standby's Hello describes its tail with: (sequence, crc) of its last
-RECENT_PAIRS_MAX records. `catch_up_chunks(directory, first, last, size_bytes_max)`
+the chain value of each of those sequences its journal holds (a standby uses it too, for
+its own chain at the primary's boundary). `epoch_boundary(directory, epoch, up_to)` is
+the primary's `boundary_lookup`: the last record of `epoch` or older, found from the
+segment headers (each names its first record's epoch) and a scan of one segment at
+most, so a tail of millions of records costs no more than a short one.
+`verify_last_record(writer)` reads a standby's last record back before its hello.
+`catch_up_chunks(directory, first, last, size_bytes_max)`
 streams verified frames for a standby catching up, in one pass. All of them read
 verified records with the reader's `live` mode, since a writer holds the journal open
 meanwhile.
@@ -20,11 +24,12 @@ persistent corruption must not become a loop.
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Callable, Iterator, TypeVar
 
 import journal
-from replica.replication import RECENT_PAIRS_MAX
+from journal.segment import list_segments, open_for_reading, read_header
 
 Result = TypeVar("Result")
 _FRAME_LENGTH = struct.Struct("<I")
@@ -56,19 +61,61 @@ def chain_values(directory: str, sequences: list[int]) -> dict[int, int]:
     return read_verified(read)
 
 
-def recent_pairs(writer: journal.JournalWriter) -> list[tuple[int, int]]:
-    """(sequence, crc) of the writer's last RECENT_PAIRS_MAX records, oldest first."""
+def verify_last_record(writer: journal.JournalWriter) -> None:
+    """Read the writer's last record back from disk before a standby's hello: a bit
+    flipped at rest there is this node's corruption, found now (JournalCorruptError
+    naming file and offset) rather than blamed on the primary's next frames."""
     last = writer.last_sequence
-    if last == 0:
-        return []
-    first = max(writer.recovery.first_sequence or 1, last - RECENT_PAIRS_MAX + 1)
+    if last == 0 or last < (writer.recovery.first_sequence or 1):
+        return
 
-    def read() -> list[tuple[int, int]]:
-        pairs = [(record.sequence, record.crc)
-                 for record in journal.read_records(writer.directory, first, last, live=True)]
-        if len(pairs) != last - first + 1:
-            raise _ended_early(writer.directory, first + len(pairs), last)
-        return pairs
+    def read() -> None:
+        records = list(journal.read_records(writer.directory, last, last, live=True))
+        if not records:
+            raise _ended_early(writer.directory, last, last)
+        if records[0].crc != writer.last_crc:
+            raise journal.JournalFrameError(writer.directory, None,
+                                            f"record {last} reads back with another chain value than was written")
+
+    read_verified(read)
+
+
+def own_starts(directory: str, starts: list[tuple[int, int]], last_sequence: int) -> list[tuple[int, int]]:
+    """(sequence, chain value) of this journal at the sequences where a primary started
+    on it (DataDirectory's primary starts), those below `last_sequence`, oldest first."""
+    sequences = sorted({sequence for _epoch, sequence in starts if 0 < sequence < last_sequence})
+    crcs = chain_values(directory, sequences)
+    return [(sequence, crcs[sequence]) for sequence in sequences if sequence in crcs]
+
+
+def epoch_boundary(directory: str, epoch: int, up_to_sequence: int) -> tuple[int, int]:
+    """(sequence, chain value) of the last record at or below `up_to_sequence` whose
+    epoch is at most `epoch`; (0, 0) when the journal holds none."""
+
+    def read() -> tuple[int, int]:
+        start = None
+        for segment in list_segments(directory):
+            if segment.first_sequence > up_to_sequence:
+                break
+            fd = open_for_reading(segment.path)
+            try:
+                header = read_header(fd, segment.path, segment.first_sequence, None)
+            finally:
+                os.close(fd)
+            if header.epoch > epoch:
+                break
+            start = header
+        if start is None:
+            return 0, 0
+        # The boundary lies in this segment: the next one (if any) starts above `epoch`.
+        found = (start.first_sequence - 1, start.chain_in_crc)
+        for record in journal.read_records(directory, start.first_sequence, up_to_sequence, live=True):
+            if record.epoch > epoch:
+                return found
+            found = (record.sequence, record.crc)
+        if found[0] < up_to_sequence:
+            raise _ended_early(directory, found[0] + 1, up_to_sequence)
+        return found
 
     return read_verified(read)
 

@@ -162,6 +162,9 @@ class PrimaryCore:
         self.held_logons: dict[int, Logon] = {}
         # Lines for the operator's log (failed logons), taken by the adapter.
         self.log_lines: list[str] = []
+        # True while the adapter has stopped reading client sockets (the in-flight window
+        # is full): a member's silence is then ours, so no session is idle-cut.
+        self.reading_paused = False
 
     # ------------------------------------------------------------ sessions
 
@@ -178,6 +181,19 @@ class PrimaryCore:
                 self._close(victim, "evicted_before_logon")
         self.sessions[session_id] = Session(session_id, peer=peer, last_inbound_ns=now_ns)
         return None
+
+    def inbound_paused(self, paused: bool, now_ns: int) -> None:
+        """The adapter stopped (True) or resumed (False) reading every client socket.
+
+        While paused nothing a member sends can arrive, so the idle clock stops; on
+        resume every session's silence counts from now (what it sent meanwhile is still
+        in the kernel's buffer, and its heartbeat is among it)."""
+        self.reading_paused = paused
+        if not paused:
+            for session in self.sessions.values():
+                if session.last_inbound_ns < now_ns:
+                    session.last_inbound_ns = now_ns
+                    session.test_request_sent = False
 
     def session_closed(self, session_id: int, now_ns: int) -> None:
         session = self.sessions.pop(session_id, None)
@@ -233,11 +249,12 @@ class PrimaryCore:
             elif self.logon_guard.check(session.peer, now_ns)[0] != "wait":
                 del self.held_logons[session_id]
                 self._logon(session, message, now_ns)
+        reading_paused = self.reading_paused
         for session in self.sessions.values():
             if session.member is None or session.closing:
                 continue
             interval_ns = session.heartbeat_interval_ms * 1_000_000
-            silent_ns = now_ns - session.last_inbound_ns
+            silent_ns = 0 if reading_paused else now_ns - session.last_inbound_ns
             if silent_ns >= IDLE_CUT_AFTER_INTERVALS * interval_ns:
                 self._close(session, "idle_timeout")
                 continue

@@ -39,7 +39,7 @@ import msgspec
 import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
-from replica.data_directory import DataDirectory
+from replica.data_directory import DataDirectory, record_primary_start
 from replica.gateway import AdmissionGate
 from replica.multicast import MulticastPublisherCore
 from replica.multicast import session_id as multicast_session_id
@@ -56,7 +56,7 @@ from replica.protocol import (
     feed_request_decoder,
 )
 from replica.recovery import recover_exchange
-from replica.replication import ReleasePolicy
+from replica.replication import InFlightWindow, ReleasePolicy
 from replica.replication_server import serve_replication
 from replica.snapshotter import Snapshotter
 from replica.tls import ADMIN_ROLES, NodeTls
@@ -75,6 +75,12 @@ DIGEST_CHECKPOINT_EVERY_RECORDS = 10_000
 # Bytes a record's frame adds to its body in a journal batch, rounded up (the journal's
 # frame and payload headers are well under this).
 BATCH_RECORD_OVERHEAD_BYTES = 64
+
+
+def digests_reply(digests, exchange: Exchange) -> dict:
+    """The admin `digests` answer: the recorded (sequence, digest) pairs and the digest
+    at the applied sequence now (`twinbook status` looks for a sequence both hold)."""
+    return {"digests": digests.pairs + [(exchange.last_sequence, exchange.state_digest())]}
 
 
 class ClientConnection(asyncio.Protocol):
@@ -183,6 +189,11 @@ class PrimaryNode:
         self._next_connection_id = 1
         self._work = asyncio.Event()
         self._stopping = False
+        # The in-flight window (sync mode): records sequenced but waiting for room, and
+        # whether client sockets are paused meanwhile.
+        self.window = InFlightWindow(config.window.records_max, config.window.bytes_max)
+        self._waiting_records: list = []
+        self.clients_paused = False
         self._servers: list = []
         self._tasks: list = []
         self._commit_task: Optional[asyncio.Task] = None
@@ -233,6 +244,9 @@ class PrimaryNode:
                 self.directory.journal, None,
                 f"journal ends at {self.writer.last_sequence} but recovery reached {exchange.last_sequence}",
             )
+        # Before anything is sequenced: a standby holding records this journal lost may
+        # cut back to here when it rejoins (replica/replication.py).
+        record_primary_start(self.directory, self.writer.epoch, self.writer.last_sequence)
         self.core = PrimaryCore(
             exchange, config, self.writer.epoch, self.writer.last_sequence + 1, exchange.last_timestamp_ns
         )
@@ -374,7 +388,7 @@ class PrimaryNode:
             await self._work.wait()
             self._work.clear()
             while True:
-                records = core.take_records()
+                records = self._records_within_window()
                 if not records:
                     break
                 append = writer.append
@@ -394,7 +408,50 @@ class PrimaryNode:
                 core.release(self.release_point())
                 self.flush()
             if self._stopping and not core.pending:
+                # Records still waiting for the window were never journaled, so never
+                # acknowledged: their clients resubmit to whichever node serves next.
                 return
+
+    def _records_within_window(self) -> list:
+        """The sequenced records to journal now: all of them, unless a standby is
+        required (sync mode), when only what the in-flight window has room for; the rest
+        wait, and client sockets are not read until the standby's acks make room."""
+        records = self._waiting_records + self.core.take_records() if self._waiting_records else self.core.take_records()
+        self._waiting_records = []
+        release = self.release
+        if records and release.mode == "sync" and release.standby_required:
+            room_records, room_bytes = self.window.room(self.writer.written_sequence,
+                                                       release.standby_durable_sequence)
+            count = 0
+            size_bytes = 0
+            for _sequence, _epoch, _timestamp_ns, body in records:
+                size_bytes += len(body) + BATCH_RECORD_OVERHEAD_BYTES
+                if count == room_records or size_bytes > room_bytes:
+                    break
+                count += 1
+            if count == 0 and self.writer.written_sequence <= release.standby_durable_sequence:
+                # Nothing in flight: one record goes, however large against bytes_max,
+                # or a window smaller than a record would never open.
+                count = 1
+            if count < len(records):
+                self._waiting_records = records[count:]
+                records = records[:count]
+        self._pause_clients(bool(self._waiting_records))
+        return records
+
+    def _pause_clients(self, paused: bool) -> None:
+        """Backpressure: stop (or resume) reading every client socket."""
+        if paused == self.clients_paused:
+            return
+        self.clients_paused = paused
+        # The idle clock must not run while we are the ones not reading (PrimaryCore).
+        self.core.inbound_paused(paused, time.time_ns())
+        for connection in self.connections.values():
+            if connection.transport is not None and not connection.transport.is_closing():
+                if paused:
+                    connection.transport.pause_reading()
+                else:
+                    connection.transport.resume_reading()
 
     async def _commit_and_replicate(self) -> None:
         """Write the appended records, stream them to a live standby, wait for the fsync.
@@ -404,8 +461,15 @@ class PrimaryNode:
         """
         writer = self.writer
         link = self.standby_link
-        if link is not None and link.live and writer.last_sequence > writer.written_sequence:
-            link.send_frames(writer.written_sequence + 1, writer.last_sequence, writer.pending_frames())
+        if writer.last_sequence > writer.written_sequence:
+            live = link is not None and link.live
+            counted = self.release.mode == "sync" and self.release.standby_required
+            if live or counted:
+                frames = writer.pending_frames()
+                if counted:
+                    self.window.journaled(writer.last_sequence, len(frames))
+                if live:
+                    link.send_frames(writer.written_sequence + 1, writer.last_sequence, frames)
         await writer.commit_async()
 
     def release_point(self) -> int:
@@ -419,8 +483,11 @@ class PrimaryNode:
 
     def on_standby_progress(self) -> None:
         if self.core is not None:
+            self.window.standby_durable(self.release.standby_durable_sequence)
             self.core.release(self.release_point())
             self.flush()
+            if self._waiting_records:
+                self.wake()
 
     # ------------------------------------------------------------ outboxes
 
@@ -473,6 +540,8 @@ class PrimaryNode:
     def open_session(self, connection: ClientConnection, peer: str) -> int:
         session_id = self._new_id()
         self.connections[session_id] = connection
+        if self.clients_paused:
+            connection.transport.pause_reading()
         refusal = self.core.session_opened(session_id, time.time_ns(), peer)
         if refusal is not None:
             connection.transport.write(encode_frame(Disconnect(refusal)))
@@ -657,6 +726,12 @@ class PrimaryNode:
             "state_digest": core.exchange.state_digest(),
             "released_sequence": core.released_sequence,
             "replication": self.config.replication,
+            # The in-flight window: its bounds, and whether it is full (client sockets
+            # not read; this many sequenced records wait for room).
+            "window_records_max": self.window.records_max,
+            "window_bytes_max": self.window.bytes_max,
+            "clients_paused": self.clients_paused,
+            "records_waiting": len(self._waiting_records),
             "standby_attached": self.standby_link is not None and self.standby_link.live,
             "standby_durable_sequence": self.release.standby_durable_sequence,
             "standby_required": self.release.standby_required,
@@ -692,7 +767,18 @@ class PrimaryNode:
             if symbol not in self.core.exchange.books:
                 return {"error": f"unknown symbol {symbol}"}
             return {"sequence": self.core.exchange.last_sequence, **self.core.exchange.depth(symbol)}
-        return {"error": "unknown admin command; use status, snapshot, degrade or depth"}
+        if command == "promote":
+            return {"promoted": False, "already_primary": True, "epoch": self.core.epoch, "error": "already primary"}
+        if command == "digests":
+            return digests_reply(self.core.digests, self.core.exchange)
+        if command == "fence" and isinstance(request.get("epoch"), int):
+            # `twinbook promote --force --fence ADMIN`: a node of a newer epoch exists.
+            if request["epoch"] <= self.core.epoch:
+                return {"fenced": False, "error": f"epoch {request['epoch']} is not newer than this primary's "
+                                                  f"{self.core.epoch}"}
+            asyncio.get_running_loop().call_soon(self.step_down, f"fenced: a node of epoch {request['epoch']} exists")
+            return {"fenced": True, "epoch": self.core.epoch}
+        return {"error": "unknown admin command; use status, digests, snapshot, degrade, depth or fence"}
 
 
 async def run_primary(config: NodeConfig, data_root: str, *, log: Callable[[str], None] = print) -> int:

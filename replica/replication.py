@@ -6,9 +6,12 @@ first:
 
     standby                                      primary
     Hello(cluster, epoch, last seq, last crc,
-          recent (seq, crc) pairs of its tail)  ─►
+          its own primary starts (seq, crc))   ─►
                                                ◄─ Accepted(start at last seq + 1)
-                                                  | Diverged(common seq): cut after it
+                                                  | Diverged((seq, chain value) points,
+                                                    newest first): cut after the newest
+                                                    where your chain matches; none does:
+                                                    stop for an operator
                                                   | Refused(reason)
                                                ◄─ Frames(journal frames, byte for byte:
                                                     catch-up from disk, then live)
@@ -25,6 +28,24 @@ of DIGEST_INTERVAL_RECORDS records; beats and acks carry the latest (sequence, d
 pair, and a side holding a different digest for the same sequence raises the
 divergence alarm (the standby then refuses promotion).
 
+Rejoin by the epoch boundary. Records of epoch e are written only by the primary of
+epoch e, so a standby whose last record is not the primary's can differ from it only
+after the last record the primary holds of the standby's epoch or an older one: the
+boundary (`epoch_boundary`; for an old primary rejoining, the record just before the
+new primary's epoch-start record). One more way to part exists inside an epoch: a
+primary streams batches as it writes them, so a standby may hold records its primary
+lost in a crash, and the restarted primary writes others at those sequences. So the
+cut points are the boundary and the sequences where a primary started on either
+journal (DataDirectory's `primary-starts`: the standby sends its own in its Hello
+with its chain values, and the primary keeps those that equal its own). The primary
+answers Diverged(the points with its chain values, newest first); the standby cuts
+after the newest whose chain value equals its own there (the chain covers every
+record before it, so equal means the same history up to it). Its records after it were never
+acknowledged by this primary, and are moved, however many, to a `.divergent` file
+before it catches up. None equal: the histories part before the boundary, which no
+failover can explain; the standby stops and names the sequence and the command that
+rebuilds it (`twinbook standby --rebuild`).
+
 The decisions are pure functions here (`decide_hello`, `DigestHistory.compare`); the
 asyncio adapters in replica/primary_node.py and replica/standby_node.py do the I/O.
 """
@@ -33,19 +54,23 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import msgspec
 
 from replica.errors import LinkProtocolError
 from replica.protocol import FrameReader
 
-REPLICATION_PROTOCOL_VERSION = 1
+# Version 2: rejoin by the epoch boundary (Hello with the standby's primary starts instead
+# of recent pairs, Diverged with cut points).
+REPLICATION_PROTOCOL_VERSION = 2
 DIGEST_INTERVAL_RECORDS = 1024
 DIGEST_HISTORY_MAX = 64
-# A standby describes its tail with at most this many (sequence, crc) pairs; a divergent
-# tail longer than that (more than any unacknowledged batch can be) needs an operator.
-RECENT_PAIRS_MAX = 512
+# What an operator runs on a node whose journal truly diverged (tools/commands_node.py).
+REBUILD_COMMAND = "twinbook standby --rebuild"
+# A Diverged reply names at most this many cut points (the boundary and the newest
+# primary starts below the standby's end).
+CUT_POINTS_MAX = 32
 # Catch-up reads and sends frames in batches of at most this many bytes. A standby acks
 # a batch only once all of it has arrived and is durable, and one that acks nothing for
 # STANDBY_ACK_TIMEOUT_SECONDS (3 s) is cut off: so a batch must cross the slowest link
@@ -78,7 +103,7 @@ class Hello(_Link, tag="hello"):
     epoch: int
     last_sequence: int
     last_crc: int
-    recent: list[tuple[int, int]]
+    starts: list[tuple[int, int]] = []  # where a primary started on the standby's journal, with its chain values
 
 
 class Accepted(_Link, tag="accepted"):
@@ -88,7 +113,7 @@ class Accepted(_Link, tag="accepted"):
 
 
 class Diverged(_Link, tag="diverged"):
-    common_sequence: int
+    points: list[tuple[int, int]]  # (sequence, chain value), newest first
     reason: str
 
 
@@ -139,11 +164,17 @@ def decide_hello(
     first_sequence: int,
     last_sequence: int,
     crc_lookup: Callable[[list[int]], dict[int, int]],
+    boundary_lookup: Callable[[int, int], tuple[int, int]],
+    start_sequences: Iterable[int] = (),
 ) -> HelloDecision:
     """How a primary answers a standby's Hello.
 
     `crc_lookup(sequences)` returns the primary journal's chain value at each of the
     sequences it holds (sequences it does not hold are left out).
+    `boundary_lookup(epoch, up_to_sequence)` returns (sequence, chain value) of the
+    primary's last record at or below `up_to_sequence` whose epoch is at most `epoch`,
+    (0, 0) when there is none (replica.link_journal.epoch_boundary). `start_sequences`
+    are the sequences at which a primary started on this journal.
     """
     if hello.protocol_version != REPLICATION_PROTOCOL_VERSION:
         return HelloDecision(Refused(f"replication protocol {hello.protocol_version}, this primary speaks "
@@ -156,35 +187,44 @@ def decide_hello(
             Refused(f"this primary's epoch {epoch} is older than the standby's {hello.epoch}", fatal=True),
             primary_must_step_down=True,
         )
-    if len(hello.recent) > RECENT_PAIRS_MAX:
-        return HelloDecision(Refused(f"hello describes {len(hello.recent)} recent records (max {RECENT_PAIRS_MAX})"))
     if hello.last_sequence == 0:
         if first_sequence > 1:
             return HelloDecision(Refused(f"this journal starts at {first_sequence}; seed the standby from a snapshot",
                                          fatal=True))
         return HelloDecision(Accepted(epoch, 1, last_sequence), start_sequence=1)
-    wanted = [hello.last_sequence] + [sequence for sequence, _ in hello.recent]
-    crcs = crc_lookup(sorted({sequence for sequence in wanted if first_sequence <= sequence <= last_sequence}))
-    if crcs.get(hello.last_sequence) == hello.last_crc:
-        return HelloDecision(Accepted(epoch, hello.last_sequence + 1, last_sequence),
-                             start_sequence=hello.last_sequence + 1)
-    # The standby's tail is not ours: find the newest record we both hold identically.
-    for sequence, crc in sorted(hello.recent, reverse=True):
-        if crcs.get(sequence) == crc:
-            return HelloDecision(Diverged(sequence, f"records after {sequence} differ from this primary's journal"))
-    oldest = min((sequence for sequence, _ in hello.recent), default=hello.last_sequence)
-    if first_sequence > oldest:
-        # Our journal no longer holds the standby's tail (archived): we cannot tell where
-        # the histories part, so nothing of the standby's journal may be cut.
+    if first_sequence <= hello.last_sequence <= last_sequence:
+        if crc_lookup([hello.last_sequence]).get(hello.last_sequence) == hello.last_crc:
+            return HelloDecision(Accepted(epoch, hello.last_sequence + 1, last_sequence),
+                                 start_sequence=hello.last_sequence + 1)
+    boundary, boundary_crc = boundary_lookup(hello.epoch, min(hello.last_sequence, last_sequence))
+    if boundary == 0 and first_sequence > 1 or 0 < boundary < first_sequence:
+        # Our journal no longer holds the records where the histories part (archived):
+        # we cannot tell, so nothing of the standby's journal may be cut.
         return HelloDecision(Refused(
-            f"this journal starts at {first_sequence}, after the standby's tail; seed the standby from a snapshot",
-            fatal=True,
+            f"this journal starts at {first_sequence}, after the standby's epoch boundary; "
+            "seed the standby from a snapshot", fatal=True,
         ))
-    if oldest <= 1:
-        return HelloDecision(Diverged(0, "no record of the standby's tail matches; its whole journal diverges"))
-    return HelloDecision(Refused(
-        f"the standby's last {len(hello.recent)} records all differ from this primary's journal; "
-        "an operator must rebuild it", fatal=True,
+    # Every point is below the standby's end: its last record is known not to be ours.
+    starts = sorted({sequence for sequence in start_sequences
+                     if first_sequence <= sequence < hello.last_sequence and sequence <= last_sequence},
+                    reverse=True)
+    standby_starts = {sequence: crc for sequence, crc in hello.starts[-CUT_POINTS_MAX:]
+                      if first_sequence <= sequence < hello.last_sequence and sequence <= last_sequence}
+    crcs = crc_lookup(sorted(set(starts[:CUT_POINTS_MAX]) | set(standby_starts)))
+    points = {sequence: crc for sequence, crc in crcs.items()
+              if sequence in starts[:CUT_POINTS_MAX] or standby_starts.get(sequence) == crc}
+    if boundary < hello.last_sequence:
+        points[boundary] = boundary_crc
+    if not points:
+        return HelloDecision(Refused(
+            f"the standby's chain differs from this primary's at sequence {boundary}, at or before the epoch "
+            f"boundary: a real divergence; rebuild the standby with `{REBUILD_COMMAND}`", fatal=True,
+        ))
+    newest_first = sorted(points.items(), reverse=True)[:CUT_POINTS_MAX]
+    return HelloDecision(Diverged(
+        newest_first,
+        f"the standby's records after {boundary} (the last of epoch {hello.epoch} or older here) or after "
+        f"a primary start are not this primary's",
     ))
 
 
@@ -205,6 +245,11 @@ class DigestHistory:
     @property
     def latest(self) -> tuple[int, int]:
         return self._pairs[-1] if self._pairs else (0, 0)
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        """Every (sequence, digest) held, oldest first (`twinbook status` compares them)."""
+        return list(self._pairs)
 
     def compare(self, sequence: int, digest: int) -> Optional[bool]:
         """True/False if we hold a digest for `sequence` and it matches; None if not held."""
@@ -272,6 +317,47 @@ class ReleasePolicy:
     def degrade(self) -> None:
         self.standby_required = False
         self.degraded = True
+
+
+class InFlightWindow:
+    """How far a sync primary may journal past what its standby has made durable.
+
+    While a standby is required (sync mode, not degraded), the records journaled here
+    and not yet durable on the standby are bounded by `records_max` and by `bytes_max`
+    of frames. The commit loop asks `room(written sequence, standby durable sequence)`
+    before journaling and takes only that many of the sequenced records; the rest wait,
+    and the adapter stops reading client sockets until the standby's acks make room
+    (backpressure reaches the clients instead of an unbounded unacknowledged tail, which
+    an old primary would have to cut when it rejoins).
+
+    Bytes are counted per journaled batch (`journaled(last sequence, bytes)`), a batch
+    counting in full until the standby has all of it: the bound errs on the safe side.
+    A standby attaching below batches already forgotten is bounded by records alone.
+    """
+
+    __slots__ = ("records_max", "bytes_max", "_batches", "_bytes_ahead")
+
+    def __init__(self, records_max: int, bytes_max: int) -> None:
+        if records_max < 1 or bytes_max < 1:
+            raise ValueError(f"in-flight window of {records_max} records, {bytes_max} bytes: both must be positive")
+        self.records_max = records_max
+        self.bytes_max = bytes_max
+        self._batches: deque = deque()  # (last sequence, bytes) not yet all durable on the standby
+        self._bytes_ahead = 0
+
+    def journaled(self, last_sequence: int, size_bytes: int) -> None:
+        self._batches.append((last_sequence, size_bytes))
+        self._bytes_ahead += size_bytes
+
+    def standby_durable(self, sequence: int) -> None:
+        batches = self._batches
+        while batches and batches[0][0] <= sequence:
+            self._bytes_ahead -= batches.popleft()[1]
+
+    def room(self, written_sequence: int, standby_durable_sequence: int) -> tuple[int, int]:
+        """(records, bytes) that may still be journaled; either at 0 means full."""
+        records = self.records_max - max(0, written_sequence - standby_durable_sequence)
+        return max(0, records), max(0, self.bytes_max - self._bytes_ahead)
 
 
 class StandbyLinkCore:

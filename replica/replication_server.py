@@ -27,8 +27,9 @@ from typing import Optional
 import msgspec
 
 import journal
+from replica.data_directory import primary_starts
 from replica.errors import LinkProtocolError
-from replica.link_journal import catch_up_chunks, chain_values, count_frames
+from replica.link_journal import catch_up_chunks, chain_values, count_frames, epoch_boundary
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.tls import LINK_ROLES
 from replica.replication import (
@@ -122,6 +123,8 @@ class StandbyLink:
                 first_sequence=report.first_sequence or 1,
                 last_sequence=node.writer.written_sequence,
                 crc_lookup=lambda sequences: chain_values(node.directory.journal, sequences),
+                boundary_lookup=lambda epoch, up_to: epoch_boundary(node.directory.journal, epoch, up_to),
+                start_sequences=[sequence for _, sequence in primary_starts(node.directory)],
             )
             self.send(decision.reply)
             await self.writer.drain()

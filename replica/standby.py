@@ -5,8 +5,11 @@ everything about the link; it does no I/O and reads no clock. The adapter
 (replica/standby_node.py, or the simulator in replica/simulation/) owns the journal
 writer and the socket and calls, in this order, for one connection:
 
-    hello(epoch, last seq, last crc, recent pairs)  -> Hello to send first
-    first_reply(message)                            -> LinkAttached | CutTail | LinkRefused
+    hello(epoch, last seq, last crc, our starts)    -> Hello to send first
+    first_reply(message)                            -> LinkAttached | CheckChain | LinkRefused
+    for a CheckChain: confirm_cut(check, our chain values at its points)
+                                                    -> CutTail to carry out, or a fatal
+                                                       LinkRefused (a real divergence)
     for each Frames message:
         the adapter appends the frames to its journal (which verifies every CRC, the
         chain and the epoch fence) and makes them durable, then
@@ -30,7 +33,7 @@ from journal.frames import decode_tuples
 from replica.errors import LinkProtocolError
 from replica.replication import (
     DIGEST_INTERVAL_RECORDS,
-    RECENT_PAIRS_MAX,
+    REBUILD_COMMAND,
     REPLICATION_PROTOCOL_VERSION,
     Accepted,
     Ack,
@@ -54,6 +57,15 @@ class LinkAttached:
 
 
 @dataclass(frozen=True)
+class CheckChain:
+    """The primary's cut points, (sequence, its chain value) newest first: our journal's
+    chain values there decide where to cut (`confirm_cut`)."""
+
+    points: tuple
+    reason: str
+
+
+@dataclass(frozen=True)
 class CutTail:
     """Our records after `common_sequence` are not the primary's: cut them (kept as
     `.divergent` evidence), rebuild the exchange, reconnect."""
@@ -71,10 +83,13 @@ class LinkRefused:
     fatal: bool
 
 
-FirstReplyAction = Union[LinkAttached, CutTail, LinkRefused]
-# A standby that heard its primary's beat this recently refuses promotion (beats come
-# every 200 ms; the watchdog's default timeout is 400 ms and more).
-PRIMARY_ALIVE_NS = 1_000_000_000
+FirstReplyAction = Union[LinkAttached, CheckChain, LinkRefused]
+# One promotion rule: the watchdog's `--timeout-ms` is the failure detector, and its
+# promote request carries it (`primary_timeout_ms`); a standby refuses only while its
+# own link shows the primary alive by that same threshold: attached, and a beat within
+# it. A promotion by hand without a threshold uses this default (beats come every
+# 200 ms).
+PRIMARY_ALIVE_DEFAULT_MS = 1000
 
 
 class StandbyCore:
@@ -100,13 +115,12 @@ class StandbyCore:
 
     # ------------------------------------------------------------ the link
 
-    def hello(self, epoch: int, last_sequence: int, last_crc: int, recent: list[tuple[int, int]]) -> Hello:
-        if len(recent) > RECENT_PAIRS_MAX:
-            raise ValueError(f"{len(recent)} recent pairs (max {RECENT_PAIRS_MAX})")
+    def hello(self, epoch: int, last_sequence: int, last_crc: int, starts: list[tuple[int, int]]) -> Hello:
+        """`starts`: (sequence, our chain value) where a primary started on our journal."""
         if last_sequence != self.exchange.last_sequence:
             raise ValueError(f"journal ends at {last_sequence} but the exchange is at {self.exchange.last_sequence}")
         self.connected = False
-        return Hello(REPLICATION_PROTOCOL_VERSION, self.cluster_id, epoch, last_sequence, last_crc, recent)
+        return Hello(REPLICATION_PROTOCOL_VERSION, self.cluster_id, epoch, last_sequence, last_crc, starts)
 
     def first_reply(self, message) -> FirstReplyAction:
         kind = type(message)
@@ -115,12 +129,30 @@ class StandbyCore:
             self.primary_last_sequence = max(self.primary_last_sequence, message.primary_last_sequence)
             return LinkAttached(message.epoch, message.primary_last_sequence)
         if kind is Diverged:
-            return CutTail(message.common_sequence, message.reason)
+            if not message.points:
+                raise LinkProtocolError("the primary's diverged reply names no cut point")
+            return CheckChain(tuple((sequence, crc) for sequence, crc in message.points), message.reason)
         if kind is Refused:
             if message.fatal:
                 self.fatal_reason = message.reason
             return LinkRefused(message.reason, message.fatal)
         raise LinkProtocolError(f"the primary's first reply was {kind.__name__}, not accepted/diverged/refused")
+
+    def confirm_cut(self, check: CheckChain, own_crcs: dict[int, int]) -> Union[CutTail, LinkRefused]:
+        """Where to cut, from our journal's chain values at the primary's points.
+
+        `own_crcs` maps the points' sequences our journal holds to its chain values
+        there (sequence 0 needs none). The newest point where they equal the primary's
+        is the cut, whatever the length of the tail after it. None: our history parts
+        from the primary's before its epoch boundary, which no failover explains;
+        nothing is cut, and we stop."""
+        for sequence, crc in check.points:
+            if sequence == 0 or own_crcs.get(sequence) == crc:
+                return CutTail(sequence, check.reason)
+        boundary = check.points[0][0]
+        self.fatal_reason = (f"this node's chain differs from the primary's at sequence {boundary}, at or before "
+                             f"its epoch boundary: a real divergence; rebuild this node with `{REBUILD_COMMAND}`")
+        return LinkRefused(self.fatal_reason, True)
 
     def link_lost(self) -> None:
         self.connected = False
@@ -160,11 +192,19 @@ class StandbyCore:
             if not sequence % DIGEST_INTERVAL_RECORDS:
                 self.digests.record(sequence, exchange.state_digest())
 
-    def primary_alive(self, now_ns: int) -> bool:
-        """Attached and beaten within PRIMARY_ALIVE_NS: promoting now would make two
-        primaries. A promote that arrives late (held by the network while the operator
-        restarted the old primary) must be refused; the simulator's seed 15 found it."""
-        return self.connected and self.last_beat_ns > 0 and now_ns - self.last_beat_ns < PRIMARY_ALIVE_NS
+    def primary_alive(self, now_ns: int, timeout_ms: int = PRIMARY_ALIVE_DEFAULT_MS, *,
+                      link_established: bool = True) -> bool:
+        """Attached and beaten within `timeout_ms` (the watchdog's own failure-detector
+        threshold): promoting now would make two primaries. A promote that arrives late
+        (held by the network while the operator restarted the old primary) must be
+        refused; the simulator's seed 15 found it.
+
+        `link_established` is the adapter's look at its connection (TCP state): a peer
+        that has closed it is not alive, whatever the beats still queued behind the
+        frames say. A loaded standby behind on its link processes beats the primary sent
+        before it died, and refused promotions for a second and more."""
+        return (self.connected and link_established and self.last_beat_ns > 0
+                and now_ns - self.last_beat_ns < timeout_ms * 1_000_000)
 
     def beat(self, beat: PrimaryBeat, now_ns: int) -> Optional[str]:
         """Take a primary's beat; returns the alarm text when it reveals a divergence."""

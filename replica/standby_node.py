@@ -1,14 +1,17 @@
 """The hot standby: follows a primary over the replication link, ready to take over.
 
-    connect ─► Hello(cluster, epoch, last seq + crc, recent tail pairs)
+    connect ─► Hello(cluster, epoch, last seq + crc)
       Accepted ─► for each Frames message:
                     JournalWriter.append_frames (verifies every CRC and the chain, refuses
                     an older epoch) ─► commit (fdatasync) ─► Ack(durable) ─► apply the
                     records to the hot exchange ─► Ack(applied, digest)
-      Diverged(common) ─► our tail after `common` was never acknowledged by the new
+      Diverged(boundary, crc) ─► our chain at the primary's epoch boundary matches:
+                    our tail after it (any length) was never acknowledged by the new
                     primary: cut it into `<segment>.divergent` (kept for audit, never
-                    deleted), drop snapshots beyond it, rebuild the exchange, reconnect
-      Refused ─► fatal (other cluster, no common history): stop; else retry with backoff
+                    deleted), drop snapshots beyond it, rebuild the exchange, reconnect.
+                    Our chain differs there: a real divergence; stop, naming the
+                    sequence and `twinbook standby --rebuild`
+      Refused ─► fatal (other cluster, a real divergence): stop; else retry with backoff
 
 A link that stays silent (no frames, no beats) for PRIMARY_SILENCE_TIMEOUT_SECONDS is
 dropped and dialled again: a partition that swallowed the primary's close would
@@ -32,6 +35,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import socket
 import time
 from typing import Callable, Optional
 
@@ -40,13 +44,13 @@ import msgspec
 import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
-from replica.data_directory import DataDirectory
-from replica.primary_node import PrimaryNode
+from replica.data_directory import DataDirectory, primary_starts
+from replica.primary_node import PrimaryNode, digests_reply
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.recovery import recover_exchange
 from replica.snapshotter import drop_snapshots_after
 from replica.errors import LinkProtocolError
-from replica.link_journal import recent_pairs
+from replica.link_journal import chain_values, own_starts, verify_last_record
 from replica.replication import (
     Frames,
     LinkFrameReader,
@@ -54,11 +58,13 @@ from replica.replication import (
     link_decoder,
 )
 from replica.tls import ADMIN_ROLES, NodeTls, handshake_failure
-from replica.standby import PRIMARY_ALIVE_NS, CutTail, LinkRefused, StandbyCore
+from replica.standby import PRIMARY_ALIVE_DEFAULT_MS, CheckChain, LinkRefused, StandbyCore
 from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS
 from statemachine import Exchange
 
 RECONNECT_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.5, 1.0)
+# Linux's tcp_info.tcpi_state for an open connection (include/net/tcp_states.h).
+TCP_ESTABLISHED = 1
 # The primary beats every BEAT_PERIOD_SECONDS, frames or not: waiting this long for the
 # next byte means the link is dead even if TCP has not noticed. Longer than the
 # primary's own STANDBY_ACK_TIMEOUT_SECONDS, so that in a partition the primary (whose
@@ -277,12 +283,13 @@ class StandbyNode:
     async def _follow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._apply_journaled()
         try:
-            pairs = recent_pairs(self.writer)
+            verify_last_record(self.writer)
+            starts = own_starts(self.directory.journal, primary_starts(self.directory), self.writer.last_sequence)
         except journal.JournalCorruptError as error:
             # Our own journal failed its check twice (corruption at rest): not the
             # primary's fault, and no reconnection can mend it.
             raise OwnJournalCorrupt(error) from error
-        hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, pairs)
+        hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, starts)
         writer.write(encode_frame(hello))
         frames = LinkFrameReader()
         first_reply = True
@@ -302,7 +309,10 @@ class StandbyNode:
                         if action.fatal:
                             raise FatalRefusal(action.reason)
                         raise ConnectionError(f"refused: {action.reason}")
-                    if type(action) is CutTail:
+                    if type(action) is CheckChain:
+                        action = self.core.confirm_cut(action, self._own_chain_values(action.points))
+                        if type(action) is LinkRefused:
+                            raise FatalRefusal(action.reason)
                         self._cut_divergent_tail(action.common_sequence, action.reason)
                         raise ConnectionError("divergent tail cut; reconnecting to catch up")
                     self.log(f"attached to the primary at sequence {self.writer.last_sequence} (primary at "
@@ -347,12 +357,25 @@ class StandbyNode:
         if alarm is not None:
             self.log(f"DIVERGENCE ALARM: {alarm}; this standby refuses promotion")
 
+    def _own_chain_values(self, points) -> dict[int, int]:
+        """This journal's chain values at the sequences of the primary's cut points."""
+        try:
+            return chain_values(self.directory.journal, sorted(sequence for sequence, _ in points if sequence))
+        except journal.JournalCorruptError as error:
+            raise OwnJournalCorrupt(error) from error
+
     def _cut_divergent_tail(self, common_sequence: int, reason: str) -> None:
         self.log(f"diverged from the primary after sequence {common_sequence} ({reason}); "
                  f"cutting {self.writer.last_sequence - common_sequence} records into .divergent")
         report = self.writer.truncate_after(common_sequence, keep_path_suffix=".divergent")
         self.log(f"divergent tail kept: {report}")
         drop_snapshots_after(self.directory, common_sequence)
+        # Reopened, as a restart would: the writer's epoch fence falls back to the epoch
+        # of the last record kept. The primary's records after the cut may be of an
+        # older epoch than the cut ones (ours from a promotion it never saw), and come
+        # from a primary of our epoch or newer (decide_hello checked it).
+        self.writer.close()
+        self.writer = journal.JournalWriter.open(self.directory.journal, self.config.cluster_id, durability="always")
         self._recover()
 
     # ------------------------------------------------------------ admin
@@ -369,16 +392,17 @@ class StandbyNode:
         status["pid"] = os.getpid()
         return status
 
-    async def promote(self, force: bool = False) -> dict:
+    async def promote(self, force: bool = False, primary_timeout_ms: int = PRIMARY_ALIVE_DEFAULT_MS) -> dict:
         if self.primary is not None:
-            return {"promoted": False, "error": "already primary"}
+            return {"promoted": False, "already_primary": True, "epoch": self.writer.epoch, "error": "already primary"}
         if self._promoting:
             return {"promoted": False, "error": "promotion under way"}
         if self.divergence is not None and not force:
             return {"promoted": False, "error": f"refusing: {self.divergence} (use --force to override)"}
-        if self.core.primary_alive(time.monotonic_ns()) and not force:
+        if self.core.primary_alive(time.monotonic_ns(), primary_timeout_ms,
+                                   link_established=self._link_established()) and not force:
             return {"promoted": False, "error": "refusing: the primary is alive (its beat arrived within "
-                                                f"{PRIMARY_ALIVE_NS // 1_000_000} ms; use --force to override)"}
+                                                f"{primary_timeout_ms} ms; use --force to override)"}
         self._promoting = True
         started = time.monotonic()
         if self._link_task is not None:
@@ -400,6 +424,24 @@ class StandbyNode:
         return {"promoted": True, "epoch": new_epoch, "last_sequence": self.writer.last_sequence,
                 "elapsed_ms": round(elapsed_ms, 1)}
 
+    def _link_established(self) -> bool:
+        """Whether the link's TCP connection is still ESTABLISHED: once the primary has
+        closed it (its process died: FIN or RST), the kernel says so at once, even while
+        frames and beats it sent before wait unread behind that close."""
+        link = self._link_writer
+        if link is None or link.is_closing():
+            return False
+        sock = link.get_extra_info("socket")
+        if sock is None or not hasattr(socket, "TCP_INFO"):
+            return True
+        try:
+            state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+        except AttributeError:
+            return True  # a transport that cannot say: the beats alone decide
+        except OSError:
+            return False
+        return state == TCP_ESTABLISHED
+
     async def _follow_primary_stop(self, primary: PrimaryNode) -> None:
         await primary.stopped.wait()
         self.exit_code = primary.exit_code
@@ -412,10 +454,13 @@ class StandbyNode:
         command = request.get("command")
         if command == "status":
             return self.status()
+        if command == "digests":
+            return digests_reply(self.core.digests, self.exchange)
         if command != "promote":
-            return {"error": "unknown admin command; a standby answers status and promote"}
+            return {"error": "unknown admin command; a standby answers status, digests and promote"}
         try:
-            return await self.promote(force=bool(request.get("force")))
+            return await self.promote(force=bool(request.get("force")),
+                                      primary_timeout_ms=_timeout_ms(request.get("primary_timeout_ms")))
         except Exception as error:  # noqa: BLE001 - the process must not linger half-promoted
             # Neither following nor serving: say so and exit non-zero rather than linger
             # as a node that answers nothing useful.
@@ -423,6 +468,13 @@ class StandbyNode:
             self.exit_code = 5
             asyncio.get_running_loop().call_soon(self.stopped.set)
             return {"promoted": False, "error": f"promotion failed: {error}"}
+
+
+def _timeout_ms(value) -> int:
+    """The promote request's failure-detector threshold, or the default for one by hand."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 600_000:
+        return value
+    return PRIMARY_ALIVE_DEFAULT_MS
 
 
 async def run_standby(

@@ -52,8 +52,8 @@ STREAM_LIMIT_BYTES = 64 * 1024  # asyncio.start_server's default StreamReader li
 
 ADMIN_PERMISSIONS: dict[str, Optional[frozenset]] = {
     "operator": None,  # None: every command
-    "watchdog": frozenset({"status", "promote"}),
-    "node": frozenset({"status", "depth"}),
+    "watchdog": frozenset({"status", "digests", "promote"}),
+    "node": frozenset({"status", "digests", "depth"}),
 }
 LINK_ROLES = frozenset({"node"})
 ADMIN_ROLES = frozenset(ADMIN_PERMISSIONS)

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 ADMIN_TIMEOUT_SECONDS = 0.25
+_FIGURES = re.compile(r"\d+ ms")
 
 
 @dataclass
@@ -110,7 +112,16 @@ class WatchdogCore:
             return Decision("wait", "the primary has not been seen yet")
         silent_ms = now_ms - self.primary_last_seen_ms
         if silent_ms < self.timeout_ms:
-            return Decision("wait", f"primary alive (seen {silent_ms} ms ago)")
+            # Say whether a failure now would be taken over: an operator (and a drill)
+            # reads from the log when the pair is armed for real.
+            readiness = self._judge_standby(now_ms, silent_ms)
+            why = readiness.reason.split("; ", 1)[-1]  # without the "primary silent" part
+            ready = "standby ready" if readiness.action == "promote" else f"standby not ready ({why})"
+            return Decision("wait", f"primary alive (seen {silent_ms} ms ago); {ready}")
+        return self._judge_standby(now_ms, silent_ms)
+
+    def _judge_standby(self, now_ms: int, silent_ms: int) -> Decision:
+        """The decision for a primary silent `silent_ms`: promote or refuse, and why."""
         standby = self.standby
         if standby is None or self.standby_seen_ms is None or now_ms - self.standby_seen_ms > self.timeout_ms:
             return Decision("refuse", f"primary silent {silent_ms} ms but the standby is not answering either")
@@ -167,13 +178,30 @@ async def run_watchdog(
     force: bool = False,
     log: Callable[[str], None] = print,
     seconds: Optional[float] = None,
+    once: bool = False,
     credentials=None,
 ) -> int:
-    """Watch until the standby is promoted (exit 0) or `seconds` pass (exit 0, nothing done)."""
+    """Watch until `seconds` pass (exit 0), or with `once` until the standby is promoted.
+
+    After a promotion the watchdog re-arms for the new pair: the promoted node is the
+    primary it watches, the old primary's address the standby, which it is once the
+    old primary has rejoined (until then a failure of the new primary is refused:
+    "the standby is not answering"). Every decision is logged once, when it changes,
+    not at every poll."""
     core = WatchdogCore(timeout_ms, force=force)
     period = max(0.01, timeout_ms / 5000)
     deadline = None if seconds is None else time.monotonic() + seconds
-    last_reason = None
+    last_logged = None
+
+    def say_once(line: str) -> None:
+        # The same decision at the next poll differs only in its figures (silent N ms):
+        # logged once, with the figures of its first time.
+        nonlocal last_logged
+        key = _FIGURES.sub("#", line)
+        if key != last_logged:
+            log(line)
+            last_logged = key
+
     while deadline is None or time.monotonic() < deadline:
         now_ms = time.monotonic_ns() // 1_000_000
         try:
@@ -185,25 +213,29 @@ async def run_watchdog(
         except (OSError, asyncio.TimeoutError, ValueError, ConnectionError):
             pass
         decision = core.decide(time.monotonic_ns() // 1_000_000)
-        if decision.reason != last_reason and not decision.reason.startswith("primary alive"):
-            log(f"{decision.action}: {decision.reason}")
-        elif last_reason is None:
-            log(f"{decision.action}: {decision.reason}")
-        last_reason = decision.reason
-        if decision.action == "done":
-            return 0
+        say_once(f"{decision.action}: {decision.reason}")
+        promoted = decision.action == "done"
         if decision.action == "promote":
             started = time.monotonic()
             try:
-                reply = await admin_request(standby, {"command": "promote", "force": force},
+                # The same threshold goes to the standby's own guard (one promotion rule).
+                reply = await admin_request(standby, {"command": "promote", "force": force,
+                                                      "primary_timeout_ms": timeout_ms},
                                             credentials=credentials)
             except (OSError, asyncio.TimeoutError, ValueError, ConnectionError) as error:
                 # Keep watching: the standby may yet report itself primary (then "done").
-                log(f"promote failed: {type(error).__name__}: {error}")
+                say_once(f"promote failed: {type(error).__name__}: {error}")
                 reply = {}
             else:
-                log(f"promote -> {reply} ({(time.monotonic() - started) * 1000:.0f} ms)")
-            if reply.get("promoted"):
+                shown = {key: value for key, value in reply.items() if key != "elapsed_ms"}
+                say_once(f"promote -> {shown} ({(time.monotonic() - started) * 1000:.0f} ms)")
+            promoted = bool(reply.get("promoted") or reply.get("already_primary"))
+        if promoted:
+            if once:
                 return 0
+            primary, standby = standby, primary
+            core = WatchdogCore(timeout_ms, force=force)
+            say_once(f"re-armed: watching primary {primary[0]}:{primary[1]} and standby {standby[0]}:{standby[1]} "
+                     "(the old primary, once it has rejoined)")
         await asyncio.sleep(period)
     return 0

@@ -439,10 +439,12 @@ class WatchdogProcess:
 
     def __init__(self, log_path: Path, primary_admin: tuple[str, int], standby_admin: tuple[str, int], *,
                  timeout_ms: int = 400, force: bool = False, seconds: Optional[float] = None,
-                 tls_enabled: bool = True, cluster_id: int = 1) -> None:
+                 once: bool = True, tls_enabled: bool = True, cluster_id: int = 1) -> None:
         self.log_path = Path(log_path)
         arguments = ["watchdog", "--primary", f"{primary_admin[0]}:{primary_admin[1]}",
                      "--standby", f"{standby_admin[0]}:{standby_admin[1]}", "--timeout-ms", str(timeout_ms)]
+        if once:
+            arguments.append("--once")
         if force:
             arguments.append("--force")
         # A watchdog certificate may promote but not force: a forcing watchdog is an
@@ -625,6 +627,19 @@ async def send_orders(client, ledger: AckLedger, stop: asyncio.Event, *, prefix:
         future.add_done_callback(in_flight.discard)
         if len(in_flight) >= in_flight_max:
             await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
+
+
+async def start_load(nodes: list, ledger: AckLedger, *, prefix: str, members=("M1", "M2", "M3")):
+    """One connected client per member (every node's endpoint, in failover order), each
+    sending orders (`send_orders`) until the returned event is set; returns
+    (clients, stop event, their tasks)."""
+    clients = [endpoints_client(nodes, member) for member in members]
+    for client in clients:
+        await asyncio.wait_for(client.connect(), 15)
+    stop = asyncio.Event()
+    tasks = [asyncio.ensure_future(send_orders(client, ledger, stop, prefix=prefix, seed=seed))
+             for seed, client in enumerate(clients)]
+    return clients, stop, tasks
 
 
 async def wait_answered(ledger: AckLedger, timeout: float) -> None:

@@ -296,6 +296,23 @@ def test_an_idle_session_gets_a_test_request_then_is_cut_and_traffic_resets_it()
     assert core.take_closing() == [(1, "idle_timeout")]
 
 
+def test_no_session_is_idle_cut_while_the_gateway_itself_stops_reading():
+    # The in-flight window full: the adapter stops reading every client socket, so a
+    # member's heartbeats wait in the kernel. Its silence is ours, not the member's.
+    core = make_core()
+    log_on(core, 1, "M1", heartbeat_interval_ms=1000)
+    core.inbound_paused(True, 500 * MS_NS)
+    core.tick(20_000 * MS_NS)
+    assert not core.take_closing()
+    assert ServerTestRequest not in {type(message) for message in core.take_outbox().get(1, [])}
+    # Resumed: silence counts from the resume, then the usual rule applies again.
+    core.inbound_paused(False, 20_000 * MS_NS)
+    core.tick((20_000 + IDLE_CUT_AFTER_INTERVALS * 1000 - 1) * MS_NS)
+    assert not core.take_closing()
+    core.tick((20_000 + IDLE_CUT_AFTER_INTERVALS * 1000) * MS_NS)
+    assert core.take_closing() == [(1, "idle_timeout")]
+
+
 def test_a_wrong_token_holds_the_next_logon_from_that_address_only():
     core = make_core()
     lines_before = len(core.log_lines)

@@ -29,7 +29,7 @@ from node_helpers import (  # noqa: F401
     place_orders,
     replay_accepted,
     run,
-    send_orders,
+    start_load,
     twinbook_command,
     wait_answered,
     wait_caught_up,
@@ -80,12 +80,7 @@ def failover_under_load(cluster, *, load_seconds: float, after_seconds: float, t
     times: dict = {}
 
     async def load():
-        clients = [endpoints_client([primary, standby], member) for member in MEMBERS]
-        for client in clients:
-            await asyncio.wait_for(client.connect(), 15)
-        stop = asyncio.Event()
-        tasks = [asyncio.ensure_future(send_orders(client, ledger, stop, prefix="fo", seed=seed))
-                 for seed, client in enumerate(clients)]
+        clients, stop, tasks = await start_load([primary, standby], ledger, prefix="fo", members=MEMBERS)
         await asyncio.sleep(load_seconds)
         times["acknowledged_before_kill"] = len(ledger.acknowledged)
         times["killed"] = time.monotonic()

@@ -518,7 +518,7 @@ def test_a_standby_link_whose_write_fails_is_dropped_not_raised_into_the_commit_
 def test_a_standby_whose_journal_rots_under_it_stops_naming_the_file_instead_of_blaming_the_primary(
         cluster, link_proxies):
     # A bit flips at rest in the running standby's newest record. Its next hello reads
-    # its recent pairs: the record fails its check twice, which is corruption of its
+    # its last record back: it fails its check twice, which is corruption of its
     # own journal, so the standby stops with exit 3 naming the file. (It used to log
     # "refusing frames from the primary" and dial again for ever.)
     primary = cluster.primary("primary")

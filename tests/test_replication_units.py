@@ -10,7 +10,6 @@ from replica.protocol import FrameTooLargeError, encode_frame
 from replica.replication import (
     DIGEST_HISTORY_MAX,
     LINK_FRAME_PAYLOAD_BYTES_MAX,
-    RECENT_PAIRS_MAX,
     REPLICATION_PROTOCOL_VERSION,
     Accepted,
     Ack,
@@ -31,104 +30,150 @@ CLUSTER = 7
 # ---------------------------------------------------------------- decide_hello
 
 
-def primary_crcs(last: int) -> dict[int, int]:
-    """A primary's chain values 1..last (made up; a standby's differ after a point)."""
-    return {sequence: 1000 + sequence for sequence in range(1, last + 1)}
+def primary_journal(last: int, epoch_starts: dict[int, int] | None = None) -> dict[int, tuple[int, int]]:
+    """A primary's records 1..last as {sequence: (epoch, chain value)} (made up); epoch
+    `e` starts at `epoch_starts[e]`."""
+    starts = sorted((epoch_starts or {0: 1}).items())
+    journal_records = {}
+    for sequence in range(1, last + 1):
+        epoch = max(epoch for epoch, first in starts if first <= sequence)
+        journal_records[sequence] = (epoch, 1000 + sequence)
+    return journal_records
 
 
-def standby_pairs(last: int, *, differ_after: int | None = None, window: int = RECENT_PAIRS_MAX) -> list:
-    pairs = []
-    for sequence in range(max(1, last - window + 1), last + 1):
-        same = differ_after is None or sequence <= differ_after
-        pairs.append((sequence, 1000 + sequence if same else 5000 + sequence))
-    return pairs
+def hello_at(last_sequence: int, *, same: bool = True, epoch: int = 0, cluster_id: int = CLUSTER,
+             version: int = REPLICATION_PROTOCOL_VERSION) -> Hello:
+    """A standby's hello: its last record is the primary's (`same`) or its own."""
+    last_crc = (1000 if same else 5000) + last_sequence if last_sequence else 0
+    return Hello(version, cluster_id, epoch, last_sequence, last_crc)
 
 
-def hello_for(pairs: list, *, epoch: int = 0, cluster_id: int = CLUSTER, version: int = REPLICATION_PROTOCOL_VERSION):
-    last_sequence, last_crc = pairs[-1] if pairs else (0, 0)
-    return Hello(version, cluster_id, epoch, last_sequence, last_crc, pairs)
-
-
-def decide(hello: Hello, *, primary_last: int, epoch: int = 0, first_sequence: int = 1):
-    crcs = primary_crcs(primary_last)
-    asked = []
+def decide(hello: Hello, *, primary_last: int, epoch: int = 0, first_sequence: int = 1,
+           epoch_starts: dict[int, int] | None = None, start_sequences=()):
+    records = primary_journal(primary_last, epoch_starts)
 
     def lookup(sequences):
-        asked.append(list(sequences))
         assert sequences == sorted(sequences)
-        return {sequence: crcs[sequence] for sequence in sequences if sequence in crcs and sequence >= first_sequence}
+        return {sequence: records[sequence][1] for sequence in sequences
+                if sequence in records and sequence >= first_sequence}
+
+    def boundary(at_most_epoch, up_to):
+        found = (0, 0)
+        for sequence in range(1, up_to + 1):
+            if records[sequence][0] > at_most_epoch:
+                break
+            found = (sequence, records[sequence][1])
+        return found
 
     return decide_hello(hello, cluster_id=CLUSTER, epoch=epoch, first_sequence=first_sequence,
-                        last_sequence=primary_last, crc_lookup=lookup)
+                        last_sequence=primary_last, crc_lookup=lookup, boundary_lookup=boundary,
+                        start_sequences=start_sequences)
 
 
 def test_an_empty_standby_is_accepted_from_the_first_record():
-    decision = decide(hello_for([]), primary_last=50)
+    decision = decide(hello_at(0), primary_last=50)
     assert decision.reply == Accepted(0, 1, 50) and decision.start_sequence == 1
     assert not decision.primary_must_step_down
 
 
 def test_an_empty_standby_of_a_journal_that_starts_later_is_refused_for_good():
-    decision = decide(hello_for([]), primary_last=50, first_sequence=20)
+    decision = decide(hello_at(0), primary_last=50, first_sequence=20)
     assert type(decision.reply) is Refused and decision.reply.fatal
     assert "snapshot" in decision.reply.reason
 
 
 def test_a_standby_whose_tail_matches_is_accepted_after_its_last_record():
-    decision = decide(hello_for(standby_pairs(30), epoch=1), primary_last=50, epoch=1)
+    decision = decide(hello_at(30, epoch=1), primary_last=50, epoch=1)
     assert decision.reply == Accepted(1, 31, 50) and decision.start_sequence == 31
     # A caught-up standby starts right after the primary's last record.
-    decision = decide(hello_for(standby_pairs(50)), primary_last=50)
+    decision = decide(hello_at(50), primary_last=50)
     assert decision.reply == Accepted(0, 51, 50)
 
 
 def test_an_old_primary_of_a_lower_epoch_rejoins_like_any_standby():
-    decision = decide(hello_for(standby_pairs(30), epoch=0), primary_last=50, epoch=3)
+    decision = decide(hello_at(30, epoch=0), primary_last=50, epoch=3, epoch_starts={0: 1, 3: 41})
     assert type(decision.reply) is Accepted and not decision.primary_must_step_down
 
 
-def test_a_diverged_tail_is_answered_with_the_newest_common_record():
-    decision = decide(hello_for(standby_pairs(40, differ_after=33)), primary_last=50)
-    assert decision.reply == Diverged(33, decision.reply.reason) and "33" in decision.reply.reason
-    assert decision.start_sequence == 0 and not decision.primary_must_step_down
+@pytest.mark.parametrize("tail_records", [1, 511, 513, 20_000, 3_000_000])
+def test_an_old_primary_cuts_back_to_the_new_primarys_epoch_start_whatever_its_tail_length(tail_records):
+    # Epoch 1 was the old primary's; the new primary's epoch 2 starts (its epoch-start
+    # record) at 3_563. The old primary's unacknowledged records after 3_562 differ, so
+    # many of them that no window of recent pairs could describe the tail.
+    decision = decide(hello_at(3_562 + tail_records, same=False, epoch=1), primary_last=4_000, epoch=2,
+                      epoch_starts={1: 1, 2: 3_563})
+    assert decision.reply == Diverged([(3_562, 1000 + 3_562)], decision.reply.reason)
+    assert "3562" in decision.reply.reason and decision.start_sequence == 0
 
 
 def test_a_standby_ahead_of_the_primary_cuts_back_to_the_primary_end():
     # The old primary wrote records 51..55 that the new primary never received.
-    decision = decide(hello_for(standby_pairs(55)), primary_last=50)
-    assert type(decision.reply) is Diverged and decision.reply.common_sequence == 50
+    decision = decide(hello_at(55), primary_last=50)
+    assert type(decision.reply) is Diverged and decision.reply.points == [(50, 1050)]
 
 
 def test_a_standby_with_nothing_in_common_from_the_first_record_diverges_entirely():
-    decision = decide(hello_for(standby_pairs(20, differ_after=0)), primary_last=50)
-    assert type(decision.reply) is Diverged and decision.reply.common_sequence == 0
+    # Every record of the primary is of epoch 2; the standby's are all of epoch 1.
+    decision = decide(hello_at(20, same=False, epoch=1), primary_last=50, epoch=2, epoch_starts={2: 1})
+    assert type(decision.reply) is Diverged and decision.reply.points == [(0, 0)]
 
 
-def test_a_standby_whose_whole_recent_window_differs_needs_an_operator():
-    pairs = standby_pairs(900, differ_after=100)  # 512 pairs, all after 388: none match
-    decision = decide(hello_for(pairs), primary_last=1000)
+def test_a_standby_holding_records_its_restarted_primary_lost_may_cut_back_to_the_restart():
+    # Seed 34: the primary streamed 1019..1031 before they were durable, crashed, lost
+    # them, restarted at 1018 (same epoch) and wrote others there. The standby's chain
+    # at the epoch boundary (its own last record) differs, but at the start it matches.
+    decision = decide(hello_at(1031, same=False, epoch=1), primary_last=2195, epoch=1, epoch_starts={0: 1, 1: 791},
+                      start_sequences=[3, 790, 1018, 1043, 1191])
+    assert decision.reply == Diverged([(1018, 2018), (790, 1790), (3, 1003)], decision.reply.reason)
+
+
+def test_a_primary_that_lost_records_its_standby_holds_offers_the_standbys_own_start_points():
+    # Seed 90106: the standby was the primary that restarted (its `primary-starts` has
+    # 1200), the node now primary holds the tail it lost. The standby's point is kept
+    # where the chains agree, and dropped where they do not.
+    hello = Hello(REPLICATION_PROTOCOL_VERSION, CLUSTER, 0, 1841, 7, [(900, 1900), (1200, 2200), (1300, 99)])
+    decision = decide(hello, primary_last=1852, epoch=0)
+    assert decision.reply == Diverged([(1200, 2200), (900, 1900)], decision.reply.reason)
+
+
+def test_a_chain_that_differs_before_the_epoch_boundary_needs_an_operator_and_names_the_rebuild():
+    # Same epoch, same sequence, another chain value: no failover writes that.
+    decision = decide(hello_at(40, same=False, epoch=2), primary_last=50, epoch=2, epoch_starts={1: 1, 2: 30})
     assert type(decision.reply) is Refused and decision.reply.fatal
-    assert "operator" in decision.reply.reason
+    assert "sequence 40" in decision.reply.reason and "twinbook standby --rebuild" in decision.reply.reason
 
 
 def test_another_cluster_and_another_protocol_are_refused_for_good():
-    decision = decide(hello_for(standby_pairs(10), cluster_id=CLUSTER + 1), primary_last=50)
+    decision = decide(hello_at(10, cluster_id=CLUSTER + 1), primary_last=50)
     assert type(decision.reply) is Refused and decision.reply.fatal and "cluster" in decision.reply.reason
     assert not decision.primary_must_step_down
-    decision = decide(hello_for(standby_pairs(10), version=REPLICATION_PROTOCOL_VERSION + 1), primary_last=50)
+    decision = decide(hello_at(10, version=REPLICATION_PROTOCOL_VERSION + 1), primary_last=50)
     assert type(decision.reply) is Refused and decision.reply.fatal and "protocol" in decision.reply.reason
 
 
 def test_a_standby_of_a_higher_epoch_makes_the_primary_step_down():
-    decision = decide(hello_for(standby_pairs(10), epoch=2), primary_last=50, epoch=1)
+    decision = decide(hello_at(10, epoch=2), primary_last=50, epoch=1)
     assert decision.primary_must_step_down
     assert type(decision.reply) is Refused and decision.reply.fatal and "epoch" in decision.reply.reason
 
 
-def test_a_hello_with_too_many_recent_pairs_is_refused_but_not_for_good():
-    pairs = [(sequence, 1000 + sequence) for sequence in range(1, RECENT_PAIRS_MAX + 2)]
-    decision = decide(hello_for(pairs), primary_last=1000)
-    assert type(decision.reply) is Refused and not decision.reply.fatal
+def test_a_standby_checks_its_own_chain_at_the_boundary_before_cutting():
+    from replica.standby import CheckChain, CutTail, LinkRefused, StandbyCore
+    from statemachine import Exchange
+
+    core = StandbyCore(Exchange(), CLUSTER)
+    check = core.first_reply(Diverged([(3_562, 4_562), (1_000, 2_000)], "tail differs"))
+    assert check == CheckChain(((3_562, 4_562), (1_000, 2_000)), "tail differs")
+    assert core.confirm_cut(check, {3_562: 4_562, 1_000: 2_000}) == CutTail(3_562, "tail differs")
+    assert core.confirm_cut(check, {3_562: 7, 1_000: 2_000}) == CutTail(1_000, "tail differs")
+    assert core.promotable
+    refusal = core.confirm_cut(check, {3_562: 7, 1_000: 8})
+    assert type(refusal) is LinkRefused and refusal.fatal and not core.promotable
+    assert "sequence 3562" in refusal.reason and "twinbook standby --rebuild" in refusal.reason
+    assert type(StandbyCore(Exchange(), CLUSTER).confirm_cut(check, {})) is LinkRefused
+    # Cutting everything (boundary 0) needs no chain value.
+    whole = CheckChain(((0, 0),), "nothing in common")
+    assert StandbyCore(Exchange(), CLUSTER).confirm_cut(whole, {}) == CutTail(0, "nothing in common")
 
 
 # ---------------------------------------------------------------- digests and framing
@@ -313,8 +358,8 @@ def test_watchdog_timeout_has_a_floor():
 
 def test_a_standby_whose_tail_the_primary_archived_is_refused_without_any_cut():
     # The primary's journal now starts at 1000 (older segments archived); the standby's
-    # tail 100..200 cannot be compared, so it must not be told to cut anything.
-    decision = decide(hello_for(standby_pairs(200, differ_after=150, window=100)), primary_last=2000, first_sequence=1000)
+    # boundary (200) cannot be compared, so it must not be told to cut anything.
+    decision = decide(hello_at(200, same=False), primary_last=2000, first_sequence=1000)
     assert isinstance(decision.reply, Refused) and decision.reply.fatal
     assert "seed the standby from a snapshot" in decision.reply.reason
 

@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from replica.config import WindowConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 MEMBERS = ("M1", "M2", "M3")
@@ -81,7 +83,8 @@ class _Node:
     """One node's data directory, config, log and (while running) process."""
 
     def __init__(self, root: Path, name: str, *, durability: str = "always", replication: str = "sync",
-                 certs: Optional[Path] = None, node_name: str = "a") -> None:
+                 certs: Optional[Path] = None, node_name: str = "a",
+                 window_records_max: Optional[int] = None) -> None:
         # `certs`: the cluster's `certs init` directory (mutual TLS on the link and the admin
         # port); None: the node runs with [tls] enabled = false.
         from replica.tls import ClientCredentials
@@ -104,6 +107,7 @@ class _Node:
             f'durability = "{durability}"\nreplication = "{replication}"\n'
             "[limits]\nmessages_per_second = 1000000\nburst_messages = 2000000\n"
             + ("[tls]\nenabled = false\n" if certs is None else f'[tls]\ndirectory = "{certs}"\nnode = "{node_name}"\n')
+            + ("" if window_records_max is None else f"[window]\nrecords_max = {window_records_max}\n")
         )
         self.process: Optional[subprocess.Popen] = None
         self._admin_socket = None
@@ -326,11 +330,12 @@ async def _probe_until_accepted(standby: _Node, deadline_seconds: float) -> Opti
 
 
 def _failover(root: Path, *, heartbeat_timeout_ms: int, load_seconds: float, after_seconds: float, clients: int,
+              window_records_max: Optional[int],
               in_flight_per_client: int, sample_period_ms: int, seed: int, certs: Optional[Path]) -> dict:
     from replica.client import OrderClient
 
-    primary = _Node(root, "primary", certs=certs, node_name="a")
-    standby = _Node(root, "standby", certs=certs, node_name="b")
+    primary = _Node(root, "primary", certs=certs, node_name="a", window_records_max=window_records_max)
+    standby = _Node(root, "standby", certs=certs, node_name="b", window_records_max=window_records_max)
     watchdog_log = root / "watchdog.log"
     watchdog: Optional[subprocess.Popen] = None
     try:
@@ -585,6 +590,7 @@ def run_failover_benchmark(
     workdir: Optional[str] = None,
     keep: bool = False,
     tls: bool = True,
+    window_records_max: Optional[int] = None,
 ) -> dict:
     """Run the failover and catch-up measurements; returns their figures and parameters.
 
@@ -608,7 +614,8 @@ def run_failover_benchmark(
             create_cluster_certificates(str(certs), 1)
         figures = _failover(root, heartbeat_timeout_ms=heartbeat_timeout_ms, load_seconds=load_seconds,
                             after_seconds=after_seconds, clients=clients, in_flight_per_client=in_flight_per_client,
-                            sample_period_ms=sample_period_ms, seed=seed, certs=certs)
+                            sample_period_ms=sample_period_ms, seed=seed, certs=certs,
+                            window_records_max=window_records_max)
         if catch_up_records > 0:
             figures.update(_catch_up(root, records=catch_up_records, seed=seed, certs=certs))
     finally:
@@ -624,6 +631,7 @@ def run_failover_benchmark(
         "replication": "sync",
         "durability": "always",
         "tls": tls,
+        "window_records_max": window_records_max or WindowConfig().records_max,
         "seed": seed,
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],

@@ -4,9 +4,11 @@ Every subcommand lives in its own module under tools/ and is registered here. Th
 the only place where operating errors become messages and exit codes: the packages
 below raise their own exception trees, and `main` maps them.
 
-Exit codes: 0 success; 1 a check found a problem (verify, determinism-check); 2 bad
-usage (click's own); 3 an operating fault (corrupt journal, unreadable snapshot store,
-missing data directory), with the message naming the file and offset.
+Exit codes: 0 success; 1 a check found a problem (verify, determinism-check, status,
+a refused promote); 2 bad usage (click's own); 3 an operating fault (corrupt journal,
+unreadable snapshot store, missing data directory), with the message naming the file
+and offset; 4 a primary stepped down (a node of a newer epoch exists); 5 a promotion
+failed half-way (the node neither follows nor serves, so it exits).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def _register() -> None:
         commands_run,
         commands_simulate,
         commands_snapshot,
+        commands_status,
         commands_validate,
     )
 
@@ -55,6 +58,7 @@ def _register() -> None:
     cli.add_command(commands_node.promote)
     cli.add_command(commands_node.degrade)
     cli.add_command(commands_node.watchdog)
+    cli.add_command(commands_status.status)
     cli.add_command(commands_validate.validate)
     cli.add_command(commands_audit.replay)
     cli.add_command(commands_audit.verify)

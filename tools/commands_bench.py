@@ -132,15 +132,26 @@ def replay_benchmark(records: int, seed: int, runs: int, workdir: str | None, as
 @click.option("--catch-up-records", default=200_000, show_default=True, type=click.IntRange(1_000, 20_000_000))
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the cluster's data (default: the system temp dir).")
 @click.option("--tls/--no-tls", default=True, show_default=True, help="Mutual TLS on the link and admin port (--no-tls: plain TCP, to measure the cost).")
+@click.option("--busy-loops", default=0, show_default=True, type=click.IntRange(0, 64),
+              help='Load the machine with this many `python -c "while True: pass"` processes meanwhile.')
+@click.option("--window-records", type=click.IntRange(1, 10**9),
+              help="The nodes' in-flight window, [window] records_max (default: the config's default).")
+@click.option("--in-flight-per-client", default=32, show_default=True, type=click.IntRange(1, 100_000))
 @_json_option
 @_results_option
 def failover_benchmark(heartbeat_timeout_ms: int, load_seconds: float, clients: int, catch_up_records: int,
-                       workdir: str | None, tls: bool, as_json: bool, results: str | None) -> None:
+                       workdir: str | None, tls: bool, busy_loops: int, window_records: int | None,
+                       in_flight_per_client: int, as_json: bool, results: str | None) -> None:
     """SIGKILL the primary under load: time to the first order on the promoted standby, lost/duplicated, lag, catch-up."""
     from tools.bench_failover import run_failover_benchmark
+    from tools.busy_load import busy_loops as loaded
 
-    figures = run_failover_benchmark(heartbeat_timeout_ms=heartbeat_timeout_ms, load_seconds=load_seconds,
-                                     clients=clients, catch_up_records=catch_up_records, workdir=workdir, tls=tls)
+    with loaded(busy_loops):
+        figures = run_failover_benchmark(heartbeat_timeout_ms=heartbeat_timeout_ms, load_seconds=load_seconds,
+                                         clients=clients, catch_up_records=catch_up_records, workdir=workdir,
+                                         tls=tls, window_records_max=window_records,
+                                         in_flight_per_client=in_flight_per_client)
+    figures["busy_loops"] = busy_loops
     _emit(figures, as_json, results)
     if figures.get("orders_lost") or figures.get("orders_duplicated"):
         raise SystemExit(1)

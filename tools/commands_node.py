@@ -122,12 +122,21 @@ def _log(line: str) -> None:
 @click.option("--port-base", type=click.IntRange(0, 65532), help="Use ports PORT..PORT+3 (client, feed, replication, admin).")
 @click.option("--replication", type=click.Choice(["sync", "async"]), help="The mode it runs once promoted.")
 @_certificate_options("b")
-def standby(data_root: str, primary_address: str, config_path: str | None, port_base: int | None, replication: str | None,
-            certs: str | None, node_name: str | None) -> None:
+@click.option("--rebuild", is_flag=True,
+              help="First move the data directory aside (DIR.diverged-TIME, never deleted) and follow from nothing: "
+                   "for a node whose journal truly diverged.")
+def standby(data_root: str, primary_address: str, config_path: str | None, port_base: int | None,
+            replication: str | None, certs: str | None, node_name: str | None, rebuild: bool) -> None:
     """Run a hot standby that follows a primary (and takes over when promoted)."""
+    import os
+
+    from replica.data_directory import set_aside
     from replica.standby_node import run_standby
 
     config = _node_config(config_path, port_base, None, replication, certs, node_name)
+    if rebuild and os.path.exists(data_root):
+        kept = set_aside(data_root, time.strftime("%Y%m%dT%H%M%S"))
+        _log(f"rebuilding: the old data directory is kept as {kept}")
     sys.exit(_run(run_standby(config, data_root, _endpoint(primary_address), log=_log)) or 0)
 
 
@@ -139,11 +148,23 @@ def _admin(address: str, request: dict, credentials) -> dict:
 
 @click.command()
 @click.argument("admin_address")
-@click.option("--force", is_flag=True, help="Promote even with a divergence alarm (needs an operator certificate).")
+@click.option("--force", is_flag=True, help="Promote even with a divergence alarm or beside a primary that beats "
+                                             "(needs an operator certificate).")
+@click.option("--fence", "fence_address", help="The old primary's admin HOST:PORT: told of the new epoch, it steps down "
+                                               "(tried once the promotion succeeded).")
 @_admin_credentials_options("operator")
-def promote(admin_address: str, force: bool, certs: str | None, identity: str, no_tls: bool) -> None:
+def promote(admin_address: str, force: bool, fence_address: str | None, certs: str | None, identity: str,
+            no_tls: bool) -> None:
     """Promote the standby whose admin port is ADMIN_ADDRESS (a failover by hand)."""
-    reply = _admin(admin_address, {"command": "promote", "force": force}, admin_credentials(certs, identity, no_tls))
+    credentials = admin_credentials(certs, identity, no_tls)
+    reply = _admin(admin_address, {"command": "promote", "force": force}, credentials)
+    if reply.get("promoted") and fence_address is not None:
+        # Sync mode already keeps the old primary from acknowledging (its standby left);
+        # telling it makes it stop at once, and frees its clients to fail over.
+        try:
+            reply["fence"] = _admin(fence_address, {"command": "fence", "epoch": reply["epoch"]}, credentials)
+        except (OSError, ValueError, asyncio.TimeoutError) as error:
+            reply["fence"] = {"fenced": False, "error": f"{type(error).__name__}: {error}"}
     click.echo(json.dumps(reply))
     if not reply.get("promoted"):
         sys.exit(1)
@@ -165,10 +186,11 @@ def degrade(admin_address: str, certs: str | None, identity: str, no_tls: bool) 
 @click.option("--standby", "standby_admin", required=True, help="The standby's admin port HOST:PORT.")
 @click.option("--timeout-ms", default=500, show_default=True, type=click.IntRange(50, 600_000))
 @click.option("--force", is_flag=True, help="Promote even a standby that may be missing acknowledged records.")
-@click.option("--seconds", type=click.FloatRange(0.1), help="Give up after this long (default: watch until a promotion).")
+@click.option("--seconds", type=click.FloatRange(0.1), help="Stop after this long (default: watch for ever).")
+@click.option("--once", is_flag=True, help="Exit after the first promotion instead of re-arming for the new pair.")
 @_admin_credentials_options("watchdog")
 def watchdog(primary_admin: str, standby_admin: str, timeout_ms: int, force: bool, seconds: float | None,
-             certs: str | None, identity: str, no_tls: bool) -> None:
+             once: bool, certs: str | None, identity: str, no_tls: bool) -> None:
     """Watch both nodes; promote the standby when the primary has been silent for the timeout.
 
     A watchdog certificate may promote, not force: with --force, pass --identity operator."""
@@ -179,7 +201,7 @@ def watchdog(primary_admin: str, standby_admin: str, timeout_ms: int, force: boo
         raise click.UsageError("--force needs an operator's certificate: add --identity operator")
 
     sys.exit(_run(run_watchdog(_endpoint(primary_admin), _endpoint(standby_admin), timeout_ms,
-                               force=force, log=_log, seconds=seconds,
+                               force=force, log=_log, seconds=seconds, once=once,
                                credentials=admin_credentials(certs, identity, no_tls))))
 
 

@@ -129,11 +129,19 @@ def examples(events: bool) -> None:
 @click.option("--rate", default=1500.0, show_default=True, type=click.FloatRange(10, 100_000), help="Orders per second, all clients.")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the cluster's data here for inspection.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def demo(seconds: float, rate: float, keep: str | None, as_json: bool) -> None:
+@click.option("--port-base", type=click.IntRange(1024, 65528),
+              help="Node A uses PORT..PORT+3, node B PORT+4..PORT+7 (default: free ports below the ephemeral range).")
+@click.option("--busy-loops", default=0, show_default=True, type=click.IntRange(0, 64),
+              help='Load the machine with this many `python -c "while True: pass"` processes meanwhile.')
+@click.option("--timeout-ms", default=400, show_default=True, type=click.IntRange(50, 10_000),
+              help="The watchdog's failure-detector timeout.")
+def demo(seconds: float, rate: float, keep: str | None, as_json: bool, port_base: int | None, busy_loops: int,
+         timeout_ms: int) -> None:
     """A failover drill: primary, standby and watchdog on loopback, SIGKILL, promotion, rejoin, checks."""
     import asyncio
 
-    from tools.drill import format_summary, run_drill
+    from tools.busy_load import busy_loops as loaded
+    from tools.drill import DrillPortsTaken, format_summary, run_drill
 
     interactive = sys.stderr.isatty()
 
@@ -146,7 +154,13 @@ def demo(seconds: float, rate: float, keep: str | None, as_json: bool) -> None:
         else:
             click.echo(line.strip(), err=True)
 
-    ok, summary = asyncio.run(run_drill(seconds, keep, rate, say, progress if not as_json else lambda line: None))
+    try:
+        with loaded(busy_loops):
+            ok, summary = asyncio.run(run_drill(seconds, keep, rate, say, progress if not as_json else lambda line: None,
+                                                port_base=port_base, timeout_ms=timeout_ms))
+    except DrillPortsTaken as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
     if keep is None:
         summary["data"] = "(removed; use --keep DIR to keep it)"
     if as_json:

@@ -49,24 +49,59 @@ SYMBOLS = (("AAPL", 19000, 1), ("MSFT", 42000, 1), ("TSLA", 25000, 5))
 START_TIMEOUT_SECONDS = 20.0
 
 
-def _free_port_base() -> int:
-    """A base port with four consecutive free ports on 127.0.0.1."""
+PORTS_PER_NODE = 4
+# The drill's nodes take ports below the kernel's ephemeral range: an outgoing
+# connection (a client, the watchdog's polls, the replication link) is given a port
+# from that range, and one given a port a standby binds only at promotion made that
+# promotion fail (EADDRINUSE). Below it, only another listener can take one.
+LOWEST_PORT = 10000
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's ephemeral port range (Linux's default when it cannot be read)."""
+    try:
+        with open(EPHEMERAL_RANGE_FILE, encoding="ascii") as file:
+            low, high = (int(field) for field in file.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _free_port_base(count: int = 2 * PORTS_PER_NODE) -> int:
+    """A base port with `count` consecutive free loopback ports, all below the
+    ephemeral range (see LOWEST_PORT)."""
+    low, _high = ephemeral_port_range()
+    top = low - count
+    if top <= LOWEST_PORT:
+        raise RuntimeError(f"the ephemeral port range starts at {low}: no room below it for the drill; "
+                           "give --port-base")
     rng = random.Random(os.getpid() ^ time.time_ns())
     for _ in range(200):
-        base = rng.randrange(20000, 60000)
-        sockets = []
-        try:
-            for offset in range(4):
-                sock = socket.socket()
-                sock.bind(("127.0.0.1", base + offset))
-                sockets.append(sock)
+        base = rng.randrange(LOWEST_PORT, top)
+        if ports_free(base, count):
             return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no four consecutive free loopback ports found")
+    raise RuntimeError(f"no {count} consecutive free loopback ports found below {low}")
+
+
+def ports_free(base: int, count: int) -> bool:
+    """Whether `count` loopback ports from `base` can be bound now."""
+    sockets = []
+    try:
+        for offset in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", base + offset))
+            sockets.append(sock)
+        return True
+    except OSError:
+        return False
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class DrillPortsTaken(RuntimeError):
+    """The ports asked for with --port-base are not free."""
 
 
 def _twinbook(*arguments: str) -> list[str]:
@@ -229,18 +264,26 @@ def _accepted_in_journal(journal_directory: str) -> tuple[dict, int]:
 
 
 async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_second: float = 1500.0,
-                    say: Callable[[str], None] = print, progress: Callable[[str], None] = print) -> tuple[bool, dict]:
+                    say: Callable[[str], None] = print, progress: Callable[[str], None] = print,
+                    port_base: Optional[int] = None, timeout_ms: int = 400) -> tuple[bool, dict]:
+    """The drill; node A takes ports `port_base`..+3 and node B the next four (a free
+    run below the ephemeral range when not given); the watchdog's timeout is
+    `timeout_ms`."""
+    if port_base is None:
+        port_base = _free_port_base()
+    elif not ports_free(port_base, 2 * PORTS_PER_NODE):
+        raise DrillPortsTaken(f"ports {port_base}..{port_base + 2 * PORTS_PER_NODE - 1} are not all free")
     root = keep or tempfile.mkdtemp(prefix="twinbook-demo-")
     os.makedirs(root, exist_ok=True)
     certs = os.path.join(root, "certs")
     if not os.path.exists(os.path.join(certs, "ca.pem")):  # a --keep directory run again keeps its CA
         create_cluster_certificates(certs, 1, ("a", "b"))
     credentials = ClientCredentials.load(certs, "operator")
-    first = DrillNode("node-a", os.path.join(root, "node-a"), _free_port_base(), certs=certs)
-    second = DrillNode("node-b", os.path.join(root, "node-b"), _free_port_base(), certs=certs)
+    first = DrillNode("node-a", os.path.join(root, "node-a"), port_base, certs=certs)
+    second = DrillNode("node-b", os.path.join(root, "node-b"), port_base + PORTS_PER_NODE, certs=certs)
     watchdog = DrillNode("watchdog", os.path.join(root, "watchdog"), 0, certs=certs)
     nodes = [first, second, watchdog]
-    summary: dict = {"data": root}
+    summary: dict = {"data": root, "watchdog_timeout_ms": timeout_ms}
     clients: list[OrderClient] = []
     try:
         say(f"data in {root}; node A ports {first.port_base}-{first.port_base + 3}, "
@@ -259,9 +302,9 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
         await _wait_for(standby_attached, START_TIMEOUT_SECONDS, "the standby to attach")
         say("standby B attached (sync replication: every acknowledgement waits for both disks)")
         watchdog.start("watchdog", "--primary", f"127.0.0.1:{first.port_base + 3}",
-                       "--standby", f"127.0.0.1:{second.port_base + 3}", "--timeout-ms", "400",
+                       "--standby", f"127.0.0.1:{second.port_base + 3}", "--timeout-ms", str(timeout_ms),
                        "--seconds", str(int(seconds * 3) + 30))
-        say("watchdog up (timeout 400 ms)")
+        say(f"watchdog up (timeout {timeout_ms} ms)")
 
         load = Load()
         for member, token in MEMBERS:

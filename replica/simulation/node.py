@@ -29,9 +29,16 @@ import msgspec
 
 import journal
 import snapshots
-from replica.data_directory import DataDirectory
+from replica.data_directory import DataDirectory, primary_starts, record_primary_start
 from replica.errors import ReplicaError
-from replica.link_journal import catch_up_chunks, chain_values, count_frames, recent_pairs
+from replica.link_journal import (
+    catch_up_chunks,
+    chain_values,
+    count_frames,
+    epoch_boundary,
+    own_starts,
+    verify_last_record,
+)
 from replica.primary import PrimaryCore
 from replica.recovery import recover_exchange
 from replica.replication import (
@@ -49,7 +56,7 @@ from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_
 from journal.segment import list_segments
 from replica.simulation.disk import SimulatedDisk
 from replica.snapshotter import drop_snapshots_after, write_snapshot
-from replica.standby import CutTail, LinkRefused, StandbyCore
+from replica.standby import CheckChain, CutTail, LinkRefused, StandbyCore
 from statemachine import AddInstrument, Checkpoint, Exchange
 from statemachine.version import RULES_VERSION
 
@@ -229,6 +236,7 @@ class SimulatedNode:
         simulator = self.simulator
         config = simulator.config
         now_ns = simulator.now_ns
+        record_primary_start(self.directory, self.writer.epoch, self.writer.last_sequence)
         self.core = PrimaryCore(self.exchange, config, self.writer.epoch, self.writer.last_sequence + 1,
                                 self.exchange.last_timestamp_ns)
         self.release = ReleasePolicy(config.replication,
@@ -378,7 +386,9 @@ class SimulatedNode:
             decision = decide_hello(hello, cluster_id=self.simulator.config.cluster_id, epoch=self.writer.epoch,
                                     first_sequence=report.first_sequence or 1,
                                     last_sequence=self.writer.written_sequence,
-                                    crc_lookup=lambda sequences: chain_values(directory, sequences))
+                                    crc_lookup=lambda sequences: chain_values(directory, sequences),
+                                    boundary_lookup=lambda epoch, up_to: epoch_boundary(directory, epoch, up_to),
+                                    start_sequences=[sequence for _, sequence in primary_starts(self.directory)])
         self.simulator.network.send(connection, self.name, _encode(decision.reply))
         if decision.primary_must_step_down:
             self.trace(f"a node of epoch {hello.epoch} exists: stepping down")
@@ -463,10 +473,21 @@ class SimulatedNode:
         kind = type(message)
         if not self.upstream_attached:
             action = self.standby.first_reply(message)
+            if type(action) is CheckChain:
+                with self._maybe_read_fault():
+                    own_crcs = chain_values(self.directory.journal,
+                                            sorted(sequence for sequence, _ in action.points if sequence))
+                action = self.standby.confirm_cut(action, own_crcs)
             if type(action) is CutTail:
                 self.trace(f"diverged after {action.common_sequence}: cutting {self.last_sequence - action.common_sequence}")
                 self.writer.truncate_after(action.common_sequence, keep_path_suffix=".divergent")
                 drop_snapshots_after(self.directory, action.common_sequence)
+                # Reopened, as the real standby does: the epoch fence falls back to the
+                # last record kept (the simulator's seed 90243 refused a newer primary's
+                # older-epoch records after the cut for ever).
+                self.writer.close()
+                self.writer = journal.JournalWriter.open(self.directory.journal, self.simulator.config.cluster_id,
+                                                         durability="none", segment_size_bytes_max=SEGMENT_SIZE_BYTES)
                 self.disk.forget_missing()
                 self.disk.sync()
                 self.durable_sequence = self.writer.last_sequence
@@ -531,11 +552,11 @@ class SimulatedNode:
         elif self.upstream is None:
             self._reconnect_later()
 
-    def promote(self) -> bool:
+    def promote(self, primary_timeout_ms: int) -> bool:
         """What `twinbook promote` does to a standby process (StandbyNode.promote)."""
         if self.role != "standby" or not self.standby.promotable:
             return False
-        if self.standby.primary_alive(self.simulator.now_ns):
+        if self.standby.primary_alive(self.simulator.now_ns, primary_timeout_ms):
             self.trace("promotion refused: the primary is alive")
             return False
         if self.upstream is not None:
@@ -601,8 +622,9 @@ class SimulatedNode:
 
     def _send_hello(self) -> None:
         with self._maybe_read_fault():
-            pairs = recent_pairs(self.writer)
-        hello = self.standby.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, pairs)
+            verify_last_record(self.writer)
+            starts = own_starts(self.directory.journal, primary_starts(self.directory), self.writer.last_sequence)
+        hello = self.standby.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, starts)
         self.simulator.network.send(self.upstream, self.name, _encode(hello))
 
     def received(self, connection, payload: bytes) -> None:
@@ -614,8 +636,9 @@ class SimulatedNode:
         kind = connection.kind
         if kind == "admin":
             # The admin port: `status` and `promote`, as replica/admin.py serves them.
-            if payload == b"promote":
-                reply = {"promoted": self.promote()}
+            if payload.startswith(b"promote "):
+                # "promote TIMEOUT_MS": the watchdog's threshold, for the standby's guard.
+                reply = {"promoted": self.promote(int(payload.split()[1]))}
             else:
                 reply = self.status() or {}
             self.simulator.network.send(connection, self.name, _encode(reply))

@@ -1,0 +1,48 @@
+"""The failover drill on a loaded machine: two `python -c "while True: pass"` processes
+keep both cores busy while `twinbook demo` runs; every run must pass its own checks
+(nothing acknowledged lost or duplicated, digests equal) with the client-visible
+failover (SIGKILL to the first order acknowledged by the promoted standby) within 1 s.
+The slow test runs the drill 10 times in a row; the default suite runs it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tools.busy_load import busy_loops
+from tools.drill import format_summary, run_drill
+
+FAILOVER_MS_MAX = 1000.0
+BUSY_LOOPS = 2
+# Within the 300-500 ms the failover target is stated for; the standby's guard uses the
+# same threshold (one promotion rule), so a slow-but-alive primary is not replaced.
+WATCHDOG_TIMEOUT_MS = 300
+
+
+def drill_runs(runs: int, tmp_path) -> list[dict]:
+    summaries = []
+    with busy_loops(BUSY_LOOPS):
+        for run in range(runs):
+            ok, summary = asyncio.run(asyncio.wait_for(
+                run_drill(seconds=8, keep=str(tmp_path / f"drill-{run}"), rate_per_second=1000,
+                          say=lambda line: None, progress=lambda line: None, timeout_ms=WATCHDOG_TIMEOUT_MS),
+                timeout=240,
+            ))
+            assert ok, f"run {run + 1}: {format_summary(ok, summary)}"
+            assert summary["orders_lost"] == 0 and summary["orders_duplicated"] == 0
+            assert summary["failover_ms"] <= FAILOVER_MS_MAX, f"run {run + 1}: {format_summary(ok, summary)}"
+            summaries.append(summary)
+    return summaries
+
+
+def test_the_drill_passes_on_a_loaded_machine_with_failover_within_a_second(tmp_path):
+    drill_runs(1, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_drill_passes_ten_runs_in_a_row_on_a_loaded_machine(tmp_path):
+    summaries = drill_runs(10, tmp_path)
+    print("failover_ms:", [round(summary["failover_ms"]) for summary in summaries])
+    print("orders_acknowledged:", [summary["orders_acknowledged"] for summary in summaries])
