@@ -41,7 +41,7 @@ from node_helpers import (  # noqa: F401
 )
 from replica.certs import Authority, issue, load_authority, write_pair
 from replica.protocol import encode_frame
-from replica.replication import Accepted, Ack, Frames, Hello, LinkFrameReader, link_decoder
+from replica.replication import REPLICATION_PROTOCOL_VERSION, Accepted, Ack, Frames, Hello, LinkFrameReader, link_decoder
 from replica.tls import (
     ClientCredentials,
     PeerIdentity,
@@ -137,7 +137,7 @@ def assert_no_link_message(received: bytes, what: str) -> None:
 
 
 def forged_hello(epoch: int = 0, cluster_id: int = 1) -> bytes:
-    return encode_frame(Hello(1, cluster_id, epoch, 0, 0, []))
+    return encode_frame(Hello(REPLICATION_PROTOCOL_VERSION, cluster_id, epoch, 0, 0, []))
 
 
 # ---------------------------------------------------------------- the replication port
