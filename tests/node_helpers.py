@@ -63,7 +63,7 @@ def _toml_value(value) -> str:
 
 def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: Optional[dict] = None,
                 cluster_id: Optional[int] = None, multicast: Optional[dict] = None,
-                gateway: Optional[dict] = None) -> str:
+                gateway: Optional[dict] = None, fix: Optional[dict] = None) -> str:
     """A node config: the demo instruments and members, these ports, these overrides
     (and a [multicast] table when given)."""
     node_table = {"host": HOST, **ports, **(node or {})}
@@ -75,6 +75,8 @@ def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: O
         lines += ["[multicast]"] + [f"{key} = {_toml_value(value)}" for key, value in multicast.items()]
     if gateway:
         lines += ["[gateway]"] + [f"{key} = {_toml_value(value)}" for key, value in gateway.items()]
+    if fix:
+        lines += ["[fix]"] + [f"{key} = {_toml_value(value)}" for key, value in fix.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -96,7 +98,8 @@ class NodeProcess:
 
     def __init__(self, data_dir: Path, *, node: Optional[dict] = None, limits: Optional[dict] = None,
                  launcher: Optional[list[str]] = None, cluster_id: Optional[int] = None,
-                 multicast: Optional[dict] = None, gateway: Optional[dict] = None) -> None:
+                 multicast: Optional[dict] = None, gateway: Optional[dict] = None,
+                 fix: Optional[dict] = None) -> None:
         # `launcher`: the command that runs the CLI (default `python -c "...main()"`);
         # the primary's arguments are appended to it.
         self.launcher = launcher or twinbook_command()
@@ -110,8 +113,11 @@ class NodeProcess:
         if multicast is not None and multicast.get("retransmit_port") is None:
             multicast = {**multicast, "retransmit_port": free_ports(1)[0]}
         self.multicast = multicast
+        if fix is not None and fix.get("port") is None:
+            fix = {**fix, "port": free_ports(1)[0]}  # the FIX acceptor's port ([fix] table)
+        self.fix = fix
         self.config_path.write_text(config_text(self.ports, node=node, limits=limits, cluster_id=cluster_id,
-                                                multicast=multicast, gateway=gateway))
+                                                multicast=multicast, gateway=gateway, fix=fix))
         self.process: Optional[subprocess.Popen] = None
         self.info: dict = {}
         self.starts = 0
@@ -133,6 +139,11 @@ class NodeProcess:
     @property
     def replication(self) -> tuple[str, int]:
         return (HOST, self.ports["replication_port"])
+
+    @property
+    def fix_address(self) -> tuple[str, int]:
+        assert self.fix is not None, "this node has no [fix] table"
+        return (HOST, self.fix["port"])
 
     @property
     def retransmit(self) -> tuple[str, int]:
@@ -409,9 +420,11 @@ class Cluster:
         self.watchdogs: list[WatchdogProcess] = []
 
     def node(self, name: str, *, node: Optional[dict] = None, limits: Optional[dict] = None,
-             cluster_id: Optional[int] = None, multicast: Optional[dict] = None) -> NodeProcess:
+             cluster_id: Optional[int] = None, multicast: Optional[dict] = None,
+             fix: Optional[dict] = None) -> NodeProcess:
         """A node's data directory and config (free ports), not started."""
-        process = NodeProcess(self.root / name, node=node, limits=limits, cluster_id=cluster_id, multicast=multicast)
+        process = NodeProcess(self.root / name, node=node, limits=limits, cluster_id=cluster_id, multicast=multicast,
+                              fix=fix)
         self.nodes.append(process)
         return process
 
