@@ -148,12 +148,14 @@ def _begin_prefix_suffix(data: bytes) -> int:
 
 def encode_message(msg_type: str, header: list[tuple[int, object]], body: list[tuple[int, object]]) -> bytes:
     """One message: 8, 9, 35, then `header` (CompIDs, MsgSeqNum, SendingTime, ...), then
-    `body`, then 10. Values are str or int, written as given (no SOH inside)."""
+    `body`, then 10. Values are str or int, written as given (no SOH inside); a body
+    field whose value is None or "" is left out."""
     parts = [f"35={msg_type}\x01"]
     for tag, value in header:
         parts.append(f"{tag}={value}\x01")
     for tag, value in body:
-        parts.append(f"{tag}={value}\x01")
+        if value is not None and value != "":  # FIX has no empty values: an unknown is left out
+            parts.append(f"{tag}={value}\x01")
     payload = "".join(parts).encode("ascii")
     head = b"8=FIX.4.4\x019=" + str(len(payload)).encode() + SOH
     total = head + payload
