@@ -31,6 +31,7 @@ from typing import Optional
 SOH = b"\x01"
 BEGIN_STRING = "FIX.4.4"
 _BEGIN = b"8=FIX.4.4\x01"
+_NEXT_BEGIN = b"\x01" + _BEGIN  # a BeginString right after the SOH ending a trailer
 _BODY_LENGTH_TAG = b"9="
 # No order-entry message comes near this; a longer body is a broken or hostile peer.
 MESSAGE_BYTES_MAX = 16 * 1024
@@ -116,6 +117,14 @@ class FixStreamReader:
             body_end = body_start + int(digits)
             message_end = body_end + _TRAILER_BYTES
             if len(buffer) < message_end:
+                following = buffer.find(_NEXT_BEGIN, length_end)
+                if 0 <= following < message_end:
+                    # Another message begins inside this one's claimed length: the
+                    # length was wrong (garbled); read on from that message.
+                    self.garbled += 1
+                    start = following + 1
+                    resynchronising = True
+                    continue
                 buffer = buffer[begin:]
                 break
             trailer = buffer[body_end:message_end]

@@ -310,10 +310,16 @@ def rebuild_ledger(journal_directory: str, last_sequence: int, price_decimals: i
     if last_sequence == 0:
         return ledger
     exchange = Exchange()
-    apply = exchange.apply
-    observe = ledger.observe
     for batch in journal.read_record_batches(journal_directory, 1, last_sequence):
         commands = decode_commands([record.body for record in batch])
-        for record, command in zip(batch, commands):
-            observe(record.sequence, record.timestamp_ns, command, apply(record.sequence, record.timestamp_ns, command))
+        fold(ledger, exchange, [(record.sequence, record.timestamp_ns, command)
+                                for record, command in zip(batch, commands)])
     return ledger
+
+
+def fold(ledger: FixLedger, exchange: Exchange, records) -> None:
+    """Apply (sequence, timestamp_ns, command) records to `exchange` and `ledger`."""
+    apply = exchange.apply
+    observe = ledger.observe
+    for sequence, timestamp_ns, command in records:
+        observe(sequence, timestamp_ns, command, apply(sequence, timestamp_ns, command))

@@ -112,7 +112,8 @@ class FixConnectionState:
     last_in_ns: int = 0
     last_out_ns: int = 0
     test_request_ns: int = 0
-    closing: bool = False
+    closing: bool = False  # a Logout is on its way: nothing more is read
+    closed: bool = False  # asked closed: nothing more is written
 
 
 @dataclass
@@ -474,7 +475,7 @@ class FixGateway:
                     continue
                 waiting = queue.popleft()
                 state = self.connections.get(waiting.connection_id)
-                if state is None or state.closing:
+                if state is None or state.closed:
                     continue
                 if waiting.msg_type == "A":
                     state.live_from = message.seq
@@ -486,7 +487,7 @@ class FixGateway:
             if connection_id is None:
                 continue
             state = self.connections[connection_id]
-            if state.live_from and message.seq > state.live_from and not state.closing:
+            if state.live_from and message.seq > state.live_from and not state.closed:
                 self._write(state, message.msg_type, message.seq, message.body, now_ns)
 
     def _resend(self, state: FixConnectionState, message: FixMessage, now_ns: int) -> None:
@@ -556,7 +557,9 @@ class FixGateway:
         self._close(state)
 
     def _close(self, state: FixConnectionState) -> None:
-        state.closing = True
+        if state.closed:
+            return
+        state.closing = state.closed = True
         self.closing.append(state.connection_id)
 
     # ------------------------------------------------------------ timers

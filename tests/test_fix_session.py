@@ -1,0 +1,311 @@
+"""The FIX acceptor's sans-I/O cores, driven in-process: codec, decimals, session layer
+(MsgSeqNum rules, garbled messages, HeartBtInt timers) and the journal-derived ledger.
+
+A `Harness` runs a real PrimaryCore and FixGateway with a fake clock; its `step()` is
+the node's commit loop (take the records into an in-memory journal, release them). The
+counterparty here is `TestInitiator`, a few lines of FIX written for these tests (the
+real FIX engine is in tests/test_fix_quickfix.py).
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from replica.config import FixConfig, default_config
+from replica.fix_codec import FixStreamReader, checksum, encode_message
+from replica.fix_ledger import FixLedger, fold, format_decimal
+from replica.fix_session import FieldProblem, FixGateway, decimal_units
+from replica.primary import PrimaryCore
+from statemachine import AddInstrument, Exchange
+from statemachine.codec import decode_command
+
+SECOND_NS = 1_000_000_000
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.now_ns = 1_700_000_000 * SECOND_NS
+        self.config = default_config()
+        self.core = PrimaryCore(Exchange(book_updates=True), self.config, 0, 1)
+        self.gateway = FixGateway(self.core, FixConfig(), FixLedger(2), lambda: self.now_ns)
+        self.journal: list[tuple[int, int, bytes]] = []
+        for instrument in self.config.instruments:
+            self.core.submit_admin(AddInstrument(instrument.symbol, instrument.tick_size, instrument.lot_size,
+                                                 instrument.band_bps, instrument.reference_price), self.now_ns)
+        self.step()
+        self.next_connection = 1
+
+    def step(self) -> None:
+        """The commit loop: journal what is pending, release it, pump answers."""
+        for _ in range(10):
+            records = self.core.take_records()
+            if not records:
+                break
+            self.journal.extend((sequence, timestamp_ns, body) for sequence, _epoch, timestamp_ns, body in records)
+            self.core.release(records[-1][0])
+            self.gateway.pump()
+
+    def connect(self, sender: str = "M1", password: str = "demo-M1", heartbeat: int = 30) -> "TestInitiator":
+        connection_id = self.next_connection
+        self.next_connection += 1
+        assert self.gateway.opened(connection_id, "127.0.0.1", self.now_ns) is None
+        return TestInitiator(self, connection_id, sender, password, heartbeat)
+
+    def advance(self, seconds: float) -> None:
+        self.now_ns += int(seconds * SECOND_NS)
+        self.gateway.tick(self.now_ns)
+        self.step()
+
+
+class TestInitiator:
+    """Just enough of a FIX initiator to drive the acceptor message by message."""
+
+    __test__ = False
+
+    def __init__(self, harness: Harness, connection_id: int, sender: str, password: str, heartbeat: int) -> None:
+        self.harness = harness
+        self.connection_id = connection_id
+        self.sender = sender
+        self.password = password
+        self.heartbeat = heartbeat
+        self.next_seq = 1
+        self.reader = FixStreamReader()
+        self.received: list[dict[int, str]] = []
+
+    def raw(self, data: bytes) -> None:
+        self.harness.gateway.data(self.connection_id, data, self.harness.now_ns)
+        self.harness.step()
+
+    def send(self, msg_type: str, body: list, seq: int | None = None, possible_duplicate: bool = False) -> None:
+        if seq is None:
+            seq = self.next_seq
+            self.next_seq += 1
+        header = [(49, self.sender), (56, "TWINBOOK"), (34, seq), (52, "20260101-00:00:00.000")]
+        if possible_duplicate:
+            header += [(43, "Y"), (122, "20260101-00:00:00.000")]
+        self.raw(encode_message(msg_type, header, body))
+
+    def logon(self) -> None:
+        self.send("A", [(98, 0), (108, self.heartbeat), (553, self.sender), (554, self.password)])
+
+    def take(self) -> list[dict[int, str]]:
+        """Messages the acceptor wrote to this connection since the last take."""
+        chunks = self.harness.gateway.outbox.pop(self.connection_id, [])
+        new = [message.values for message in self.reader.feed(b"".join(chunks))]
+        self.received += new
+        return new
+
+    @property
+    def closed(self) -> bool:
+        return self.connection_id in self.harness.gateway.closing
+
+
+def place(initiator: TestInitiator, client_order_id: str, qty: str = "10", price: str = "190.00", **extra) -> None:
+    body = [(11, client_order_id), (55, extra.pop("symbol", "AAPL")), (54, extra.pop("side", "1")), (38, qty),
+            (40, extra.pop("order_type", "2")), (44, price)]
+    initiator.send("D", body + list(extra.items()))
+
+
+# ---------------------------------------------------------------- codec
+
+
+def test_a_message_round_trips_with_body_length_and_checksum_verified():
+    data = encode_message("D", [(49, "M1"), (56, "TWINBOOK"), (34, 7)], [(11, "c1"), (44, "190.05")])
+    body_length = int(data.split(b"\x01")[1][2:])
+    assert data.index(b"10=") - (data.index(b"35=")) == body_length
+    assert int(data[-4:-1]) == checksum(data[:-7])
+    [message] = FixStreamReader().feed(data)
+    assert message.values[11] == "c1" and message.values[34] == "7"
+
+
+def test_garbled_messages_are_skipped_and_the_next_one_is_read():
+    good = encode_message("0", [(49, "M1"), (56, "TWINBOOK"), (34, 2)], [])
+    bad_checksum = good[:-4] + b"%03d\x01" % ((int(good[-4:-1]) + 1) % 256)
+    bad_length = good.replace(b"9=", b"9=9", 1)
+    reader = FixStreamReader()
+    messages = reader.feed(b"noise" + bad_checksum + bad_length + good)
+    assert [message.values[34] for message in messages] == ["2"]
+    assert reader.garbled == 3
+
+
+@given(st.lists(st.integers(min_value=1, max_value=200), min_size=1, max_size=8))
+def test_any_split_of_the_stream_yields_the_same_messages(cuts):
+    data = b"".join(encode_message("D", [(34, seq)], [(11, f"c{seq}")]) for seq in range(1, 4))
+    reader = FixStreamReader()
+    messages = []
+    position = 0
+    for cut in cuts + [len(data)]:
+        messages += reader.feed(data[position:position + cut])
+        position += cut
+    messages += reader.feed(data[position:])
+    assert [message.values[11] for message in messages] == ["c1", "c2", "c3"]
+    assert reader.garbled == 0
+
+
+# ---------------------------------------------------------------- decimals
+
+
+@given(st.integers(min_value=1, max_value=10**12), st.integers(min_value=0, max_value=6))
+def test_decimal_prices_convert_to_units_exactly_and_back(units, decimals):
+    assert decimal_units(format_decimal(units, decimals), decimals, 44, "invalid_price") == units
+
+
+def test_a_price_finer_than_the_unit_is_refused_not_rounded():
+    assert decimal_units("190.10", 2, 44, "invalid_price") == 19010
+    for text in ("190.001", "1e3", "nan", "", "190.", "-1"):
+        try:
+            decimal_units(text, 2, 44, "invalid_price")
+        except FieldProblem as problem:
+            assert problem.reason == "invalid_price"
+        else:
+            raise AssertionError(f"{text!r} was accepted")
+
+
+# ---------------------------------------------------------------- session layer
+
+
+def test_logon_then_an_order_is_journaled_after_its_inbound_record_and_acknowledged():
+    harness = Harness()
+    initiator = harness.connect()
+    initiator.logon()
+    [logon] = initiator.take()
+    assert (logon[35], logon[34], logon[108]) == ("A", "1", "30")
+    place(initiator, "c1", price="190.05")
+    [report] = initiator.take()
+    assert (report[35], report[150], report[34], report[44], report[151]) == ("8", "0", "2", "190.05", "10")
+    commands = [decode_command(body) for _sequence, _timestamp, body in harness.journal]
+    kinds = [getattr(command, "kind", type(command).__name__) for command in commands[-3:]]
+    assert kinds == ["fix_out:M1", "fix_in:M1:c1", "PlaceOrder"]
+
+
+def test_a_wrong_password_gets_a_logout_and_no_session():
+    harness = Harness()
+    initiator = harness.connect(password="wrong")
+    initiator.logon()
+    [logout] = initiator.take()
+    assert logout[35] == "5" and "bad_credentials" in logout[58]
+    assert initiator.closed and harness.gateway.by_member == {}
+
+
+def test_msg_seq_num_too_low_logs_out_but_a_possible_duplicate_is_ignored():
+    harness = Harness()
+    initiator = harness.connect()
+    initiator.logon()
+    place(initiator, "c1")
+    initiator.take()
+    place_duplicate = [(11, "c1"), (55, "AAPL"), (54, "1"), (38, "10"), (40, "2"), (44, "190.00")]
+    initiator.send("D", place_duplicate, seq=2, possible_duplicate=True)
+    assert initiator.take() == [] and not initiator.closed
+    initiator.send("0", [], seq=2)
+    [logout] = initiator.take()
+    assert logout[35] == "5" and "MsgSeqNum too low, expecting 3 but received 2" in logout[58]
+    assert initiator.closed
+
+
+def test_msg_seq_num_too_high_asks_for_a_resend_once_and_a_gap_fill_recovers():
+    harness = Harness()
+    initiator = harness.connect()
+    initiator.logon()
+    initiator.take()
+    initiator.send("0", [], seq=5)
+    initiator.send("0", [], seq=6)
+    [resend_request] = initiator.take()
+    assert (resend_request[35], resend_request[7], resend_request[16]) == ("2", "2", "0")
+    initiator.send("4", [(123, "Y"), (36, 7)], seq=2, possible_duplicate=True)
+    initiator.next_seq = 7
+    place(initiator, "after-gap")
+    [report] = initiator.take()
+    assert report[11] == "after-gap" and report[150] == "0"
+
+
+def test_a_garbled_message_does_not_consume_a_sequence_number():
+    harness = Harness()
+    initiator = harness.connect()
+    initiator.logon()
+    initiator.take()
+    good = encode_message("0", [(49, "M1"), (56, "TWINBOOK"), (34, 2), (52, "20260101-00:00:00.000")], [])
+    initiator.raw(good.replace(b"10=", b"10=9", 1)[:-1] + b"\x01")  # a broken trailer
+    initiator.raw(good)
+    assert initiator.take() == [] and not initiator.closed
+    assert harness.gateway.connections[initiator.connection_id].expected == 3
+    assert harness.gateway.garbled == 1
+
+
+def test_heartbeats_test_request_and_logout_follow_heartbtint():
+    harness = Harness()
+    initiator = harness.connect(heartbeat=10)
+    initiator.logon()
+    initiator.take()
+    harness.advance(10)
+    [heartbeat] = initiator.take()
+    assert heartbeat[35] == "0"
+    harness.advance(2.5)  # 12.5 s silent: past one interval and a fifth
+    [test_request] = initiator.take()
+    assert test_request[35] == "1"
+    initiator.send("0", [(112, test_request[112])])
+    harness.advance(5)
+    assert not initiator.closed
+    harness.advance(25)  # silent again: another TestRequest, and this one is not answered
+    assert [message[35] for message in initiator.take()] == ["1"]
+    harness.advance(10)
+    [logout] = initiator.take()
+    assert logout[35] == "5" and logout[58] == "no answer to TestRequest" and initiator.closed
+
+
+def test_an_unsupported_type_gets_a_business_reject_and_a_missing_tag_a_session_reject():
+    harness = Harness()
+    initiator = harness.connect()
+    initiator.logon()
+    initiator.take()
+    initiator.send("R", [(131, "q1")])
+    [business] = initiator.take()
+    assert (business[35], business[372], business[380]) == ("j", "R", "3")
+    initiator.send("D", [(11, "c1"), (55, "AAPL"), (54, "1"), (40, "2"), (44, "1.00")])  # no OrderQty
+    [reject] = initiator.take()
+    assert (reject[35], reject[371], reject[373]) == ("3", "38", "1")
+
+
+# ---------------------------------------------------------------- the ledger
+
+
+def test_the_ledger_rebuilt_from_the_journal_numbers_exactly_what_the_live_one_did():
+    harness = Harness()
+    buyer = harness.connect("M1", "demo-M1")
+    seller = harness.connect("M2", "demo-M2")
+    buyer.logon()
+    seller.logon()
+    place(buyer, "b1", qty="10", price="190.00")
+    place(seller, "s1", qty="4", price="190.00", side="2")
+    buyer.send("F", [(11, "b1c"), (41, "b1")])
+    buyer.send("q", [(11, "mass1"), (530, "7")])
+    harness.advance(31)
+    live = harness.gateway.ledger
+    rebuilt = FixLedger(2)
+    fold(rebuilt, Exchange(), [(sequence, timestamp_ns, decode_command(body))
+                               for sequence, timestamp_ns, body in harness.journal])
+    for member in ("M1", "M2"):
+        mine, theirs = live.streams[member], rebuilt.streams[member]
+        assert (mine.next_outbound, mine.next_inbound) == (theirs.next_outbound, theirs.next_inbound)
+        assert [(m.seq, m.msg_type, m.body) for m in mine.window.values()] == \
+            [(m.seq, m.msg_type, m.body) for m in theirs.window.values()]
+    sent = [message for message in buyer.take() if message[35] in ("8", "9", "r")]
+    numbered = [str(message.seq) for message in live.streams["M1"].window.values()]
+    assert [message[34] for message in sent] == numbered
+    assert [message[150] for message in sent if message[35] == "8"] == ["0", "F", "4"]
+    assert [message[35] for message in sent][-1] == "r"
+
+
+def test_a_journal_torn_after_an_inbound_record_has_not_taken_that_message():
+    harness = Harness()
+    initiator = harness.connect()
+    initiator.logon()
+    place(initiator, "c1")
+    place(initiator, "c2")
+    records = [(sequence, timestamp_ns, decode_command(body)) for sequence, timestamp_ns, body in harness.journal]
+    whole = FixLedger(2)
+    fold(whole, Exchange(), records)
+    torn = FixLedger(2)
+    fold(torn, Exchange(), records[:-1])  # the last record, c2's PlaceOrder, lost
+    assert whole.streams["M1"].next_inbound == 4
+    assert torn.streams["M1"].next_inbound == 3
