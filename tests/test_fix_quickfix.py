@@ -173,3 +173,35 @@ def test_primary_killed_the_initiator_continues_on_the_promoted_standby_exactly_
         initiator.stop()
         seller.stop()
 
+
+
+def test_a_fill_numbered_while_the_firm_was_away_is_resent_by_the_promoted_standby(cluster, tmp_path):
+    """The old primary numbered the fill report but never sent it (the firm was logged
+    out); the standby, promoted after a SIGKILL, regenerates it from the journal and
+    resends it (PossDupFlag=Y) when QuickFIX asks."""
+    primary = cluster.node("a", fix=FIX).start_primary()
+    standby = cluster.node("b", fix=FIX).start_standby(primary.replication)
+    run(wait_standby_live(primary))
+    addresses = [primary.fix_address, standby.fix_address]
+    initiator = QuickFixInitiator(tmp_path / "initiator", addresses, "M1", TOKENS["M1"]).start()
+    seller = QuickFixInitiator(tmp_path / "seller", addresses, "M2", TOKENS["M2"]).start()
+    try:
+        logged_on(initiator)
+        logged_on(seller)
+        place(initiator, "away1", "1", 10, "190.00")
+        accepted = initiator.wait_report(lambda m: m.get(11) == "away1", "away1 accepted")
+        initiator.stop()  # logs out; M1 keeps its orders on disconnect
+        place(seller, "hit1", "2", 4, "190.00")
+        seller.wait_report(lambda m: m.get(11) == "hit1" and m.get(150) == "F", "hit1 filled")
+        primary.kill()
+        standby.admin({"command": "promote", "force": True})
+        run(wait_promoted(standby))
+        initiator = QuickFixInitiator(tmp_path / "initiator", [standby.fix_address], "M1", TOKENS["M1"]).start()
+        logged_on(initiator)
+        fill = initiator.wait_report(lambda m: m.get(11) == "away1" and m.get(150) == "F", "away1's fill resent")
+        assert (fill[43], fill[32], fill[14], fill[151], fill[37]) == ("Y", "4", "4", "6", accepted[37])
+        assert int(fill[34]) > int(accepted[34])
+        assert [m[17] for m in initiator.app_messages("8")].count(fill[17]) == 1
+    finally:
+        initiator.stop()
+        seller.stop()
