@@ -309,3 +309,22 @@ def test_a_journal_torn_after_an_inbound_record_has_not_taken_that_message():
     fold(torn, Exchange(), records[:-1])  # the last record, c2's PlaceOrder, lost
     assert whole.streams["M1"].next_inbound == 4
     assert torn.streams["M1"].next_inbound == 3
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_the_fix_table_is_opt_in_checked_and_follows_the_port_base():
+    import pytest
+
+    from replica.config import ConfigError, parse_config
+
+    assert parse_config("").fix is None
+    config = parse_config('[fix]\ncomp_id = "EXCH"\nprice_decimals = 4\n[fix.comp_ids]\nFIRM1 = "M1"\n')
+    assert (config.fix.comp_id, config.fix.price_decimals, config.fix.member_for("FIRM1"),
+            config.fix.member_for("M2")) == ("EXCH", 4, "M1", "M2")
+    assert config.with_ports(7701).fix.port == 7709 and config.with_ports(0).fix.port == 0
+    with pytest.raises(ConfigError, match="unknown keys password"):
+        parse_config('[fix]\npassword = "x"\n')
+    with pytest.raises(ConfigError, match="price_decimals"):
+        parse_config("[fix]\nprice_decimals = 12\n")
