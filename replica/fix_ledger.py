@@ -10,7 +10,9 @@ events)` is called for every applied record, in order, on the live primary (from
 PrimaryCore's release) and when a node rebuilds the ledger from its journal at start
 (`rebuild_ledger`), and it numbers the same messages the same way on every node.
 
-One FIX session per member (its SenderCompID maps to the member). Its streams:
+One FIX session per member (its SenderCompID maps to the member), from the member's
+first journaled FIX record on (its first Logon reply's `fix_out`): members that never
+used FIX cost the fold only the order tracking. Its streams:
 
     outbound  every execution report / cancel reject / mass cancel report the member's
               events cause (whichever port placed the order), numbered 1, 2, 3, ... in
@@ -133,6 +135,8 @@ class FixLedger:
         self._inbound: Optional[tuple[str, str, int]] = None
 
     def stream(self, member: str) -> MemberStream:
+        """The member's stream, begun here if new (only the fold itself may begin one:
+        when it begins is part of the numbering)."""
         stream = self.streams.get(member)
         if stream is None:
             stream = self.streams[member] = MemberStream()
@@ -161,44 +165,59 @@ class FixLedger:
             if inbound_seq >= stream.next_inbound:
                 stream.next_inbound = inbound_seq + 1
         out: list[OutboundMessage] = []
+        streams = self.streams  # only members with a FIX session get bodies built
+        orders = self.orders
         report_index = 0
         for event in events:
             event_kind = type(event)
             if event_kind is TradeExecuted:
-                for side_is_maker in (True, False):
-                    member = event.maker_member if side_is_maker else event.taker_member
-                    order_id = event.maker_order_id if side_is_maker else event.taker_order_id
+                for member, order_id in ((event.maker_member, event.maker_order_id),
+                                         (event.taker_member, event.taker_order_id)):
+                    progress = orders.get(order_id)
+                    if progress is not None:
+                        progress.cum_qty += event.qty
+                        progress.notional += event.qty * event.price
                     report_index += 1
-                    self._emit(out, member, sequence, report_index, timestamp_ns,
-                               self._trade_body(event, order_id))
+                    if member in streams:
+                        self._emit(out, member, sequence, report_index, timestamp_ns,
+                                   self._report(order_id, "F", event))
+                    if progress is not None and progress.cum_qty >= progress.order_qty:
+                        del orders[order_id]
             elif event_kind is OrderAccepted:
-                self.orders[event.order_id] = OrderProgress(
+                orders[event.order_id] = OrderProgress(
                     event.client_order_id, event.symbol, event.side, event.qty, event.price)
                 report_index += 1
-                self._emit(out, event.member, sequence, report_index, timestamp_ns,
-                           self._report(event.order_id, "0", None))
+                if event.member in streams:
+                    self._emit(out, event.member, sequence, report_index, timestamp_ns,
+                               self._report(event.order_id, "0", None))
             elif event_kind is OrderCancelled:
                 report_index += 1
-                origin = request_client_order_id if kind is CancelOrder else None
-                self._emit(out, event.member, sequence, report_index, timestamp_ns,
-                           self._report(event.order_id, "4", None, text=event.reason,
-                                        request_client_order_id=origin, cancelled=True))
-                self.orders.pop(event.order_id, None)
+                if event.member in streams:
+                    origin = request_client_order_id if kind is CancelOrder else None
+                    self._emit(out, event.member, sequence, report_index, timestamp_ns,
+                               self._report(event.order_id, "4", None, text=event.reason,
+                                            request_client_order_id=origin, cancelled=True))
+                orders.pop(event.order_id, None)
             elif event_kind is OrderReplaced:
-                progress = self.orders.get(event.order_id)
+                progress = orders.get(event.order_id)
                 if progress is not None:
                     progress.order_qty = progress.cum_qty + event.qty
                     progress.price = event.price
                 report_index += 1
-                self._emit(out, event.member, sequence, report_index, timestamp_ns,
-                           self._report(event.order_id, "5", None, request_client_order_id=request_client_order_id))
+                if event.member in streams:
+                    self._emit(out, event.member, sequence, report_index, timestamp_ns,
+                               self._report(event.order_id, "5", None,
+                                            request_client_order_id=request_client_order_id))
             elif event_kind is StopTriggered:
                 report_index += 1
-                self._emit(out, event.member, sequence, report_index, timestamp_ns,
-                           self._report(event.order_id, "L", None))
+                if event.member in streams:
+                    self._emit(out, event.member, sequence, report_index, timestamp_ns,
+                               self._report(event.order_id, "L", None))
             elif event_kind is OrderRejected and event.member is not None:
-                reason = "unknown_order" if event.reason == "not_owner" else event.reason
                 report_index += 1
+                if event.member not in streams:
+                    continue
+                reason = "unknown_order" if event.reason == "not_owner" else event.reason
                 if kind is CancelOrder or kind is ReplaceOrder:
                     body = self._cancel_reject(command, event, reason, request_client_order_id)
                     self._emit(out, event.member, sequence, report_index, timestamp_ns, body, "9")
@@ -219,7 +238,7 @@ class FixLedger:
 
     def _emit(self, out: list, member: str, sequence: int, index: int, timestamp_ns: int, body: list,
               msg_type: str = "8") -> None:
-        stream = self.stream(member)
+        stream = self.streams[member]
         seq = stream.next_outbound
         stream.next_outbound = seq + 1
         if msg_type == "8":
@@ -263,16 +282,6 @@ class FixLedger:
             body.append((58, text))
         return body
 
-    def _trade_body(self, event: TradeExecuted, order_id: int) -> list:
-        progress = self.orders.get(order_id)
-        if progress is not None:
-            progress.cum_qty += event.qty
-            progress.notional += event.qty * event.price
-        body = self._report(order_id, "F", event)
-        if progress is not None and progress.cum_qty >= progress.order_qty:
-            self.orders.pop(order_id, None)
-        return body
-
     def average_price(self, progress: Optional[OrderProgress]) -> str:
         """AvgPx (6): notional / cumulative quantity, exact to 8 decimal places."""
         if progress is None:
@@ -314,6 +323,9 @@ def rebuild_ledger(journal_directory: str, last_sequence: int, price_decimals: i
         commands = decode_commands([record.body for record in batch])
         fold(ledger, exchange, [(record.sequence, record.timestamp_ns, command)
                                 for record, command in zip(batch, commands)])
+    if exchange.last_sequence != last_sequence:
+        raise journal.JournalUsageError(journal_directory, None, f"the FIX ledger's replay reached sequence "
+                                        f"{exchange.last_sequence}, not {last_sequence}")
     return ledger
 
 

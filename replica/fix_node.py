@@ -7,9 +7,10 @@
                          asked closed, cut a connection whose buffer passed the limit
     gateway tick ─► FixGateway.tick (Heartbeat / TestRequest at HeartBtInt)
 
-At start the ledger is rebuilt from the node's journal (replica/fix_ledger.py), so a
-restarted primary or a promoted standby continues every FIX session's numbers; then the
-port opens. Connection ids come from the node's own counter, so a FIX connection is a
+At start the ledger is rebuilt from the node's journal (replica/fix_ledger.py) in a
+thread, so a restarted primary or a promoted standby continues every FIX session's
+numbers while its native port already trades: records released meanwhile are held and
+folded in after the rebuild, then the FIX port opens (and DIR/node.json names it). Connection ids come from the node's own counter, so a FIX connection is a
 PrimaryCore session like a native one.
 """
 
@@ -48,19 +49,33 @@ class FixAcceptor:
 
         self.node = node
         self._peer_host = peer_host
-        settings = node.config.fix
-        started = time.monotonic()
-        ledger = rebuild_ledger(node.directory.journal, node.core.exchange.last_sequence, settings.price_decimals)
-        self.rebuild_ms = (time.monotonic() - started) * 1000
-        self.gateway = FixGateway(node.core, settings, ledger, time.time_ns)
+        # Records released while the ledger is being rebuilt, folded in once it is.
+        self.rebuild_to = node.core.exchange.last_sequence
+        self._released_meanwhile: list = []
+        node.core.release_observer = self._hold
+        self.rebuild_ms = 0.0
+        self.gateway: Optional[FixGateway] = None
         self.connections: dict[int, FixConnection] = {}
         self.server = None
         self.address: Optional[tuple] = None
 
+    def _hold(self, sequence: int, timestamp_ns: int, command, events: list) -> None:
+        self._released_meanwhile.append((sequence, timestamp_ns, command, events))
+
     async def start(self, host: str, backlog: int) -> None:
+        """Rebuild the ledger in a thread (the native port trades meanwhile), catch up
+        with what was released since, then open the FIX port."""
+        settings = self.node.config.fix
+        started = time.monotonic()
+        ledger = await asyncio.to_thread(rebuild_ledger, self.node.directory.journal, self.rebuild_to,
+                                         settings.price_decimals)
+        for record in self._released_meanwhile:
+            ledger.observe(*record)
+        self._released_meanwhile = []
+        self.gateway = FixGateway(self.node.core, settings, ledger, time.time_ns)
+        self.rebuild_ms = (time.monotonic() - started) * 1000
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: FixConnection(self), host, self.node.config.fix.port,
-                                               backlog=backlog)
+        self.server = await loop.create_server(lambda: FixConnection(self), host, settings.port, backlog=backlog)
         self.address = self.server.sockets[0].getsockname()[:2]
 
     def opened(self, connection: FixConnection) -> int:
@@ -78,6 +93,8 @@ class FixAcceptor:
         self.node.wake()
 
     def tick(self, now_ns: int) -> None:
+        if self.gateway is None:
+            return
         self.gateway.tick(now_ns)
         self.gateway.pump()
         if self.node.core.pending:
@@ -85,6 +102,8 @@ class FixAcceptor:
 
     def flush(self) -> None:
         gateway = self.gateway
+        if gateway is None:
+            return
         gateway.pump()
         if gateway.outbox:
             limit = self.node.config.limits.session_buffer_bytes_max

@@ -301,8 +301,8 @@ class FixGateway:
             return
         state.member = member
         self.by_member[member] = state.connection_id
-        stream = self.ledger.stream(member)
-        expected = max(stream.next_inbound, self.seen_inbound.get(member, 1))
+        stream = self.ledger.streams.get(member)
+        expected = max(stream.next_inbound if stream is not None else 1, self.seen_inbound.get(member, 1))
         if state.logon_seq < expected:
             self._refuse(state, f"MsgSeqNum too low, expecting {expected} but received {state.logon_seq}")
             return
@@ -495,10 +495,8 @@ class FixGateway:
         if begin_text is None or not begin_text.isdigit() or end_text is None or not end_text.isdigit():
             self._session_reject(state, message, REQUIRED_TAG_MISSING, 7, "BeginSeqNo / EndSeqNo", now_ns)
             return
-        stream = self.ledger.stream(state.member)
-        # Up to what the ledger has numbered *and* this session has been sent or could
-        # have been: everything before our Logon reply, and live messages after it.
-        top = stream.next_outbound - 1
+        stream = self.ledger.streams[state.member]  # begun by our Logon reply's record
+        top = stream.next_outbound - 1  # the highest number given so far
         begin, end = int(begin_text), int(end_text)
         end = top if end == 0 or end > top else end
         window = stream.window

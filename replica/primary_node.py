@@ -303,11 +303,6 @@ class PrimaryNode:
             "admin": admin_server.sockets[0].getsockname()[:2],
             "replication": replication_server.sockets[0].getsockname()[:2],
         }
-        if self.fix is not None:
-            await self.fix.start(config.host, LISTEN_BACKLOG)
-            self._servers.append(self.fix.server)
-            self.addresses["fix"] = self.fix.address
-            self.log(f"FIX acceptor on {self.fix.address} (ledger rebuilt in {self.fix.rebuild_ms:.0f} ms)")
         if config.multicast is not None:
             self.multicast = MulticastPublisher(config.multicast, self.core.multicast, config.host,
                                                 self.directory.root, log=self.log)
@@ -319,12 +314,21 @@ class PrimaryNode:
         self._tasks = [loop.create_task(self._gateway_ticks()), loop.create_task(self._maintenance())]
         if config.durability == "interval":
             self._tasks.append(loop.create_task(self._interval_syncs()))
+        if self.fix is not None:
+            self._tasks.append(loop.create_task(self._start_fix()))
         self.wake()
         self.log(
             f"primary up: epoch {self.writer.epoch}, sequence {self.writer.last_sequence}, "
             f"clients {self.addresses['client']}, feed {self.addresses['feed']}, admin {self.addresses['admin']}, "
             f"durability {config.durability}"
         )
+
+    async def _start_fix(self) -> None:
+        await self.fix.start(self.config.host, LISTEN_BACKLOG)
+        self._servers.append(self.fix.server)
+        self.addresses["fix"] = self.fix.address
+        self._write_node_file()
+        self.log(f"FIX acceptor on {self.fix.address} (ledger rebuilt in {self.fix.rebuild_ms:.0f} ms)")
 
     async def stop(self) -> None:
         """Stop accepting, finish the batch in flight, sync the journal, close."""
@@ -626,7 +630,7 @@ class PrimaryNode:
                 **({"retransmit": list(self.addresses["retransmit"]),
                     "multicast": [self.config.multicast.group, self.config.multicast.port],
                     "session": self.multicast.session} if self.multicast is not None else {}),
-                **({"fix": list(self.addresses["fix"])} if self.fix is not None else {}),
+                **({"fix": list(self.addresses["fix"])} if "fix" in self.addresses else {}),
             }, handle)
         os.replace(temporary, path)
 
@@ -684,7 +688,7 @@ class PrimaryNode:
             "subscribers": len(self.subscribers),
             "pending_subscribers": len(self.feed_gate.pending),
             "multicast": self.multicast.status() if self.multicast is not None else None,
-            "fix": self.fix.gateway.status() if self.fix is not None else None,
+            "fix": self.fix.gateway.status() if self.fix is not None and self.fix.gateway is not None else None,
             "pid": os.getpid(),
         }
 
