@@ -56,20 +56,21 @@ def checksum(data: bytes) -> int:
 
 
 def parse_fields(body: bytes) -> Optional[list[tuple[int, str]]]:
-    """The fields of `body` (without the 8= / 9= header), or None when it is not
+    """The fields of `body` (without the 8= / 9= header), or None when it is not ASCII
     tag=value<SOH> throughout (a garbled message)."""
     if not body.endswith(SOH):
         return None
+    try:
+        text = body[:-1].decode("ascii")
+    except UnicodeDecodeError:
+        return None
     fields = []
-    for part in body[:-1].split(SOH):
-        tag, equals, value = part.partition(b"=")
+    append = fields.append
+    for part in text.split("\x01"):
+        tag, equals, value = part.partition("=")
         if not equals or not tag.isdigit() or len(tag) > 9:
             return None
-        try:
-            text = value.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-        fields.append((int(tag), text))
+        append((int(tag), value))
     return fields
 
 
