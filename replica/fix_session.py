@@ -207,7 +207,8 @@ class FixGateway:
             if msg_type != "A":
                 self._close(state)  # the first message must be a Logon: cut without a word
                 return
-            self._logon(state, message, seq, now_ns)
+            if not state.logon_seq:  # a second Logon while the first is evaluated: ignored
+                self._logon(state, message, seq, now_ns)
             return
         if state.live_from == 0:
             return  # our Logon reply is not out yet: nothing else is read meanwhile

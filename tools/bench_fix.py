@@ -17,6 +17,10 @@ The same for the native msgpack protocol (replica/client.py's OrderClient, membe
 and for FIX (a minimal initiator on replica/fix_codec.py, member M1), so the two columns
 differ only by the protocol and its gateway. FIX's figures include its journal records:
 one `fix_in` record per order beside the order's own (replica/fix_ledger.py).
+
+Ledger rebuild: a journal of `rebuild_records` records of the core mixed workload is
+written (not timed) and `rebuild_ledger` folds it, as a starting primary or a promoted
+standby does before opening its FIX port: records/s.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from typing import Optional
 
 from replica.client import OrderClient
 from replica.fix_codec import FixStreamReader, encode_message, utc_timestamp
-from replica.fix_ledger import format_decimal
-from tools.bench_failover import HOST, _free_ports, _Node
+from replica.fix_ledger import format_decimal, rebuild_ledger
+from tools.bench_failover import HOST, _free_ports, _Node, _write_workload_journal
 
 PRICE_BASE = 18_000  # AAPL's reference is 19000 (band 10%): buys here rest, never cross
 PRICE_LEVELS = 500
@@ -162,8 +166,17 @@ async def _run(node: _Node, fix_address: tuple[str, int], orders: int, window: i
     return figures
 
 
+def _rebuild_rate(root: Path, records: int) -> dict:
+    journal_directory = root / "rebuild" / "journal"
+    last_sequence = _write_workload_journal(journal_directory, records, 1)
+    started = time.perf_counter()
+    rebuild_ledger(str(journal_directory), last_sequence, 2)
+    elapsed = time.perf_counter() - started
+    return {"records": last_sequence, "seconds": round(elapsed, 2), "records_per_second": round(last_sequence / elapsed)}
+
+
 def run_fix_benchmark(orders: int, window: int, latency_orders: int, durability: str,
-                      workdir: Optional[str] = None) -> dict:
+                      workdir: Optional[str] = None, rebuild_records: int = 200_000) -> dict:
     root = Path(tempfile.mkdtemp(prefix="twinbook-bench-fix-", dir=workdir))
     node = _Node(root, "primary", durability=durability)
     fix_port = _free_ports(1)[0]
@@ -174,9 +187,11 @@ def run_fix_benchmark(orders: int, window: int, latency_orders: int, durability:
         figures = asyncio.run(asyncio.wait_for(
             _run(node, (HOST, fix_port), orders, window, latency_orders), 600))
         node.terminate()
+        rebuild = _rebuild_rate(root, rebuild_records)
     finally:
         node.kill()
         shutil.rmtree(root, ignore_errors=True)
     ratio = figures["fix"]["orders_per_second"] / max(1, figures["native"]["orders_per_second"])
     return {"benchmark": "fix", "orders": orders, "window": window, "latency_orders": latency_orders,
-            "durability": durability, **figures, "fix_over_native_throughput": round(ratio, 2)}
+            "durability": durability, **figures, "fix_over_native_throughput": round(ratio, 2),
+            "ledger_rebuild": rebuild}
