@@ -53,8 +53,11 @@ class Harness:
         return TestInitiator(self, connection_id, sender, password, heartbeat)
 
     def advance(self, seconds: float) -> None:
+        """The node's gateway tick: PrimaryCore's timers, then the FIX ones."""
         self.now_ns += int(seconds * SECOND_NS)
+        self.core.tick(self.now_ns)
         self.gateway.tick(self.now_ns)
+        self.gateway.pump()
         self.step()
 
 
@@ -328,3 +331,51 @@ def test_the_fix_table_is_opt_in_checked_and_follows_the_port_base():
         parse_config('[fix]\npassword = "x"\n')
     with pytest.raises(ConfigError, match="price_decimals"):
         parse_config("[fix]\nprice_decimals = 12\n")
+
+
+# ---------------------------------------------------------------- the native gateway's defences, reused
+
+
+def test_anything_but_a_logon_first_is_cut_without_a_word():
+    harness = Harness()
+    initiator = harness.connect()
+    place(initiator, "c1")
+    assert initiator.take() == [] and initiator.closed
+    assert len(harness.journal) == len(harness.config.instruments)  # nothing journaled
+
+
+def test_a_failed_logon_holds_the_next_attempt_from_that_address_like_a_native_one():
+    harness = Harness()
+    first = harness.connect(password="wrong")
+    first.logon()
+    assert "bad_credentials" in first.take()[0][58]
+    second = harness.connect()  # the right token, same address, at once
+    second.logon()
+    assert second.take() == []  # held by the LogonGuard (250 ms after the first failure)
+    harness.advance(0.3)
+    [logon] = second.take()
+    assert logon[35] == "A"
+
+
+def test_the_members_token_bucket_throttles_fix_orders_as_a_rejected_execution_report():
+    harness = Harness()
+    initiator = harness.connect()
+    initiator.logon()
+    initiator.take()
+    harness.core.buckets["M1"].tokens = 0.0
+    place(initiator, "c1")
+    [report] = initiator.take()
+    assert (report[35], report[150], report[11]) == ("8", "8", "c1") and report[58].startswith("throttled")
+    kinds = [getattr(decode_command(body), "kind", "") for _sequence, _timestamp, body in harness.journal]
+    assert not any(kind.startswith("fix_in") for kind in kinds)  # refused before the journal
+
+
+def test_a_hostile_body_length_is_garbled_and_never_buffered_beyond_the_bound():
+    from replica.fix_codec import MESSAGE_BYTES_MAX
+
+    reader = FixStreamReader()
+    assert reader.feed(b"8=FIX.4.4\x019=999999999\x0135=D\x01" + b"x" * 1000) == []
+    assert reader.garbled >= 1 and len(reader.buffer) < 16
+    for _ in range(10):
+        reader.feed(b"8=FIX.4.4\x019=16000\x0135=D\x01" + b"y" * 4000)
+    assert len(reader.buffer) <= 2 * MESSAGE_BYTES_MAX
