@@ -104,10 +104,10 @@ class TestInitiator:
         return self.connection_id in self.harness.gateway.closing
 
 
-def place(initiator: TestInitiator, client_order_id: str, qty: str = "10", price: str = "190.00", **extra) -> None:
-    body = [(11, client_order_id), (55, extra.pop("symbol", "AAPL")), (54, extra.pop("side", "1")), (38, qty),
-            (40, extra.pop("order_type", "2")), (44, price)]
-    initiator.send("D", body + list(extra.items()))
+def place(initiator: TestInitiator, client_order_id: str, qty: str = "10", price: str = "190.00", *,
+          symbol: str = "AAPL", side: str = "1", order_type: str = "2", fields: tuple = ()) -> None:
+    body = [(11, client_order_id), (55, symbol), (54, side), (38, qty), (40, order_type), (44, price)]
+    initiator.send("D", body + list(fields))
 
 
 # ---------------------------------------------------------------- codec
@@ -379,3 +379,52 @@ def test_a_hostile_body_length_is_garbled_and_never_buffered_beyond_the_bound():
     for _ in range(10):
         reader.feed(b"8=FIX.4.4\x019=16000\x0135=D\x01" + b"y" * 4000)
     assert len(reader.buffer) <= 2 * MESSAGE_BYTES_MAX
+
+
+# ---------------------------------------------------------------- order types and the other requests
+
+
+def test_order_types_time_in_force_post_only_iceberg_and_stp_map_onto_the_engine():
+    harness = Harness()
+    buyer = harness.connect("M1", "demo-M1")
+    seller = harness.connect("M2", "demo-M2")
+    buyer.logon()
+    seller.logon()
+    buyer.take()
+    seller.take()
+    place(buyer, "ice", qty="100", price="190.00", fields=((111, "10"), (59, "1")))
+    [accepted] = buyer.take()
+    order_id = int(accepted[37])
+    state = harness.core.exchange.order_state(order_id)
+    assert (state["visible_qty"], state["hidden_qty"]) == (10, 90)
+    place(seller, "po", qty="5", price="190.00", side="2", fields=((18, "6"),))
+    [post_only] = seller.take()
+    assert (post_only[150], post_only[58], post_only[103]) == ("8", "post_only_would_cross", "11")
+    place(seller, "stop", qty="5", price="185.00", side="2", order_type="4", fields=((99, "188.00"), (7928, "decrement")))
+    [stop_accepted] = seller.take()
+    assert stop_accepted[150] == "0"
+    place(seller, "ioc", qty="3", price="190.00", side="2", fields=((59, "3"),))
+    kinds = [(message[11], message[150]) for message in seller.take()]
+    assert kinds == [("ioc", "0"), ("ioc", "F")]
+    place(seller, "fok", qty="1000", price="190.00", side="2", fields=((59, "4"),))
+    assert [message[150] for message in seller.take()] == ["0", "4"]
+    place(seller, "bad-stp", qty="1", price="190.00", side="2", fields=((7928, "sometimes"),))
+    [reject] = seller.take()
+    assert (reject[35], reject[150], reject[11]) == ("8", "8", "bad-stp") and reject[58].startswith("malformed: STP")
+
+
+def test_order_status_and_mass_cancel_are_answered():
+    harness = Harness()
+    initiator = harness.connect()
+    initiator.logon()
+    initiator.take()
+    place(initiator, "s1", qty="7", price="189.50")
+    place(initiator, "s2", qty="3", price="189.40", symbol="MSFT")
+    accepted = initiator.take()
+    initiator.send("H", [(37, accepted[0][37]), (11, "s1")])
+    [status] = initiator.take()
+    assert (status[150], status[39], status[151], status[44]) == ("I", "0", "7", "189.50")
+    initiator.send("q", [(11, "mass"), (530, "1"), (55, "AAPL")])
+    answers = initiator.take()
+    assert [(message[35], message.get(150)) for message in answers] == [("8", "4"), ("r", None)]
+    assert (answers[1][11], answers[1][533], answers[1][55]) == ("mass", "1", "AAPL")
