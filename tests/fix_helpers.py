@@ -123,6 +123,14 @@ class QuickFixInitiator:
         index = self.wait_for(lambda line: line.startswith("APP ") and predicate(fields(line)), what, timeout, start)
         return fields(self.lines[index])
 
+    def event_log(self) -> str:
+        """QuickFIX's own session event log (logons, resends, rejects it decided)."""
+        path = self.directory / "log" / f"FIX.4.4-{self.sender}-TWINBOOK.event.current.log"
+        try:
+            return path.read_text(errors="replace")
+        except OSError:
+            return ""
+
     def stop(self) -> None:
         if self.process is None:
             return
