@@ -52,6 +52,14 @@ class Harness:
         assert self.gateway.opened(connection_id, "127.0.0.1", self.now_ns) is None
         return TestInitiator(self, connection_id, sender, password, heartbeat)
 
+    def buyer_and_seller(self) -> tuple["TestInitiator", "TestInitiator"]:
+        """M1 and M2 logged on."""
+        buyer = self.connect("M1", "demo-M1")
+        seller = self.connect("M2", "demo-M2")
+        buyer.logon()
+        seller.logon()
+        return buyer, seller
+
     def advance(self, seconds: float) -> None:
         """The node's gateway tick: PrimaryCore's timers, then the FIX ones."""
         self.now_ns += int(seconds * SECOND_NS)
@@ -274,10 +282,7 @@ def test_an_unsupported_type_gets_a_business_reject_and_a_missing_tag_a_session_
 
 def test_the_ledger_rebuilt_from_the_journal_numbers_exactly_what_the_live_one_did():
     harness = Harness()
-    buyer = harness.connect("M1", "demo-M1")
-    seller = harness.connect("M2", "demo-M2")
-    buyer.logon()
-    seller.logon()
+    buyer, seller = harness.buyer_and_seller()
     place(buyer, "b1", qty="10", price="190.00")
     place(seller, "s1", qty="4", price="190.00", side="2")
     buyer.send("F", [(11, "b1c"), (41, "b1")])
@@ -386,10 +391,7 @@ def test_a_hostile_body_length_is_garbled_and_never_buffered_beyond_the_bound():
 
 def test_order_types_time_in_force_post_only_iceberg_and_stp_map_onto_the_engine():
     harness = Harness()
-    buyer = harness.connect("M1", "demo-M1")
-    seller = harness.connect("M2", "demo-M2")
-    buyer.logon()
-    seller.logon()
+    buyer, seller = harness.buyer_and_seller()
     buyer.take()
     seller.take()
     place(buyer, "ice", qty="100", price="190.00", fields=((111, "10"), (59, "1")))
