@@ -84,7 +84,7 @@ class FixAcceptor:
         refusal = self.gateway.opened(connection_id, self._peer_host(connection.transport), time.time_ns())
         if refusal is not None:
             connection.transport.close()
-        self.flush()
+        self.node.flush()  # a pending connection it evicted, FIX or native, is closed now
         return connection_id
 
     def closed(self, connection_id: int) -> None:

@@ -440,6 +440,10 @@ class PrimaryNode:
         core = self.core
         if core is None:
             return
+        if self.fix is not None:
+            # First: it takes PrimaryCore's answers for FIX connections (an eviction, a
+            # held logon) before the native loop below would drop them.
+            self.fix.flush()
         if core.outbox:
             limit = self.config.limits.session_buffer_bytes_max
             for session_id, messages in core.take_outbox().items():
@@ -474,8 +478,6 @@ class PrimaryNode:
                 transport.write(b"".join(frames))
         if self.multicast is not None:
             self.multicast.flush()
-        if self.fix is not None:
-            self.fix.flush()
 
     # ------------------------------------------------------------ connections
 

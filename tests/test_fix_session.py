@@ -430,3 +430,12 @@ def test_order_status_and_mass_cancel_are_answered():
     answers = initiator.take()
     assert [(message[35], message.get(150)) for message in answers] == [("8", "4"), ("r", None)]
     assert (answers[1][11], answers[1][533], answers[1][55]) == ("mass", "1", "AAPL")
+
+
+def test_a_pending_fix_connection_evicted_by_the_admission_gate_is_closed():
+    harness = Harness()
+    pending_max = harness.config.gateway.pending_logons_max
+    for index in range(pending_max):
+        assert harness.gateway.opened(100 + index, f"10.0.0.{index}", harness.now_ns) is None
+    assert harness.gateway.opened(999, "10.0.1.1", harness.now_ns) is None
+    assert harness.gateway.closing == [100]  # the oldest pending one, of a busiest address
