@@ -12,7 +12,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-slow bench clean
 
+# The FIX end-to-end tests' counterparty is QuickFIX (tests/fix_helpers.py compiles a
+# small initiator against it): Debian's libquickfix-dev, installed here when running as
+# root on a machine with apt and the library absent (otherwise those tests are skipped).
+QUICKFIX_HEADER := /usr/include/quickfix/SocketInitiator.h
+
 $(STAMP): pyproject.toml
+	@if [ ! -e $(QUICKFIX_HEADER) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -q libquickfix-dev g++ >/dev/null || \
+		(apt-get update -q >/dev/null && apt-get install -y -q libquickfix-dev g++ >/dev/null) || \
+		echo "libquickfix-dev could not be installed: the QuickFIX end-to-end tests will be skipped"; \
+	fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

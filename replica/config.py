@@ -74,6 +74,12 @@ directory, look in $TWINBOOK_CERTS, else ./twinbook-certs (relative to the worki
 directory); a node with no `node` name takes `a` as `twinbook primary` and `b` as
 `twinbook standby` (the names `twinbook certs init` creates by default). `--certs DIR`
 and `--node-name NAME` on the command line override both.
+    [fix]                         # opt-in: absent means no FIX acceptor (replica/fix_session.py)
+    port = 7709                   # FIX 4.4 order entry (with_ports: base + 8)
+    comp_id = "TWINBOOK"          # our CompID (TargetCompID of the firms' messages)
+    price_decimals = 2            # FIX prices are decimals of 10**-price_decimals units
+    [fix.comp_ids]                # SenderCompID -> member (default: the member's own name)
+    FIRM1 = "M1"
 
 Tokens are never stored, only salted SHA-256 hashes (`hash_token`); tokens are long
 random secrets, so a fast hash with a salt is enough, and the check compares in constant
@@ -214,6 +220,39 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class FixConfig:
+    port: int = 7709
+    comp_id: str = "TWINBOOK"
+    price_decimals: int = 2
+    comp_ids: tuple[tuple[str, str], ...] = ()  # (SenderCompID, member)
+
+    def member_for(self, sender_comp_id: str) -> str:
+        for comp_id, member in self.comp_ids:
+            if comp_id == sender_comp_id:
+                return member
+        return sender_comp_id
+
+
+def parse_fix(table, source: str) -> FixConfig:
+    """The [fix] table: port, our CompID, the price scale, SenderCompID -> member."""
+    where = f"{source}: fix"
+    _check_table(table, where, FixConfig)
+    base = FixConfig()
+    comp_id = table.get("comp_id", base.comp_id)
+    if not isinstance(comp_id, str) or not comp_id or not (comp_id.isascii() and comp_id.isprintable()):
+        raise ConfigError(f"{where}.comp_id must be a non-empty printable ASCII string, not {comp_id!r}")
+    comp_ids = table.get("comp_ids", {})
+    if not isinstance(comp_ids, dict) or not all(isinstance(value, str) for value in comp_ids.values()):
+        raise ConfigError(f"{where}.comp_ids must be a table of SenderCompID = \"member\"")
+    return FixConfig(
+        port=_bounded_int(table, "port", where, base.port, 0, 65535),
+        comp_id=comp_id,
+        price_decimals=_bounded_int(table, "price_decimals", where, base.price_decimals, 0, 9),
+        comp_ids=tuple(sorted(comp_ids.items())),
+    )
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     cluster_id: int = 1
     host: str = "127.0.0.1"
@@ -234,6 +273,7 @@ class NodeConfig:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     window: "WindowConfig" = field(default_factory=lambda: WindowConfig())
+    fix: Optional[FixConfig] = None
 
     def member(self, name: str) -> Optional[MemberConfig]:
         for member in self.members:
@@ -242,16 +282,20 @@ class NodeConfig:
         return None
 
     def with_ports(self, base_port: int) -> "NodeConfig":
-        """The same config with the four ports at base_port .. base_port + 3.
+        """The same config with the four ports at base_port .. base_port + 3 (and the
+        FIX port, when configured, at base_port + 8).
 
         A base of 0 binds every port to 0, so the kernel picks four free ports (they are
         then written to DIR/node.json).
         """
+        fix = self.fix
+        if fix is not None:
+            fix = replace(fix, port=base_port + 8 if base_port else 0)
         if base_port == 0:
-            return replace(self, client_port=0, feed_port=0, replication_port=0, admin_port=0)
+            return replace(self, client_port=0, feed_port=0, replication_port=0, admin_port=0, fix=fix)
         return replace(
             self, client_port=base_port, feed_port=base_port + 1,
-            replication_port=base_port + 2, admin_port=base_port + 3,
+            replication_port=base_port + 2, admin_port=base_port + 3, fix=fix,
         )
 
 
@@ -430,6 +474,7 @@ def parse_config(text: str, source: str = "<config>") -> NodeConfig:
         gateway=parse_gateway(data.get("gateway", {}), source),
         tls=parse_tls(data["tls"], source) if "tls" in data else TlsConfig(),
         window=parse_window(data.get("window", {}), source),
+        fix=parse_fix(data["fix"], source) if "fix" in data else None,
     )
 
 

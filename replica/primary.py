@@ -165,6 +165,9 @@ class PrimaryCore:
         # True while the adapter has stopped reading client sockets (the in-flight window
         # is full): a member's silence is then ours, so no session is idle-cut.
         self.reading_paused = False
+        # Called with (sequence, timestamp_ns, command, events) for every released record
+        # (the FIX acceptor's ledger, replica/fix_ledger.py), or None.
+        self.release_observer = None
 
     # ------------------------------------------------------------ sessions
 
@@ -284,6 +287,22 @@ class PrimaryCore:
             else:
                 self._send(session, RequestRejected, 0, "malformed", str(error))
             return
+        self._client_message(session, message, now_ns, None)
+
+    def client_message(self, session_id: int, message, now_ns: int, prefix=None) -> None:
+        """A decoded client message from another front end (the FIX acceptor,
+        replica/fix_session.py): the same checks, limits and sequencer as a native frame.
+        `prefix`, when given, is journaled right before the message's command (and only
+        if a command is journaled for it)."""
+        session = self.sessions.get(session_id)
+        if session is None or session.closing:
+            return
+        session.last_inbound_ns = now_ns
+        session.test_request_sent = False
+        self._client_message(session, message, now_ns, prefix)
+
+    def _client_message(self, session: Session, message, now_ns: int, prefix) -> None:
+        session_id = session.session_id
         kind = type(message)
         if session.member is None:
             if kind is Logon:
@@ -336,6 +355,8 @@ class PrimaryCore:
         else:
             self._send(session, RequestRejected, 0, "unsupported", kind.__name__)
             return
+        if prefix is not None:
+            self._submit(prefix, 0, 0, now_ns)
         self._submit(command, session_id, message.request_id, now_ns)
 
     def _logon(self, session: Session, message: Logon, now_ns: int) -> None:
@@ -442,11 +463,14 @@ class PrimaryCore:
         outbox = self.outbox
         publish = self.feed.publish
         multicast = self.multicast
+        observer = self.release_observer
         count = 0
         while unreleased and unreleased[0][0] <= durable_sequence:
             sequence, timestamp_ns, command, session_id, request_id = unreleased.popleft()
             events = apply(sequence, timestamp_ns, command)
             count += 1
+            if observer is not None:
+                observer(sequence, timestamp_ns, command, events)
             if not sequence % DIGEST_INTERVAL_RECORDS:
                 self.digests.record(sequence, self.exchange.state_digest())
             market_data = None

@@ -10,6 +10,8 @@
     multicast ◄─ MulticastPublisherCore packets (opt-in; replica/multicast_node.py), with
                  its TCP retransmission server
     admin TCP ◄─ one JSON object per line: status, snapshot (mutual TLS: replica/tls.py)
+    FIX TCP   ◄► opt-in ([fix]): FIX 4.4 order entry into the same PrimaryCore
+                 (replica/fix_node.py, replica/fix_session.py)
     gateway tick (every GATEWAY_TICK_SECONDS): PrimaryCore.tick (logon timeouts, held
                  logons, heartbeats, test requests, idle cuts) and the feed port's
                  subscribe timeouts (replica/gateway.py's AdmissionGate)
@@ -40,6 +42,7 @@ import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
 from replica.data_directory import DataDirectory, record_primary_start
+from replica.fix_node import FixAcceptor
 from replica.gateway import AdmissionGate
 from replica.multicast import MulticastPublisherCore
 from replica.multicast import session_id as multicast_session_id
@@ -211,6 +214,7 @@ class PrimaryNode:
         self.stopped = asyncio.Event()
         self.addresses: dict[str, tuple[str, int]] = {}
         self.multicast: Optional[MulticastPublisher] = None
+        self.fix: Optional[FixAcceptor] = None
         # Set when the commit loop died (a journal write or fdatasync failed): the node
         # then stops at once (nothing more can be acknowledged) and run_primary raises it.
         self.failure: Optional[BaseException] = None
@@ -250,6 +254,9 @@ class PrimaryNode:
         self.core = PrimaryCore(
             exchange, config, self.writer.epoch, self.writer.last_sequence + 1, exchange.last_timestamp_ns
         )
+        if config.fix is not None:
+            # Before any record is released here: the ledger continues the journal's.
+            self.fix = FixAcceptor(self)
         # Restarted (not promoted) where a standby had been required: wait for one again.
         self.release = ReleasePolicy(config.replication,
                                      standby_required=promoted is None and self.directory.standby_required())
@@ -325,12 +332,21 @@ class PrimaryNode:
         self._tasks = [loop.create_task(self._gateway_ticks()), loop.create_task(self._maintenance())]
         if config.durability == "interval":
             self._tasks.append(loop.create_task(self._interval_syncs()))
+        if self.fix is not None:
+            self._tasks.append(loop.create_task(self._start_fix()))
         self.wake()
         self.log(
             f"primary up: epoch {self.writer.epoch}, sequence {self.writer.last_sequence}, "
             f"clients {self.addresses['client']}, feed {self.addresses['feed']}, admin {self.addresses['admin']}, "
             f"durability {config.durability}"
         )
+
+    async def _start_fix(self) -> None:
+        await self.fix.start(self.config.host, LISTEN_BACKLOG)
+        self._servers.append(self.fix.server)
+        self.addresses["fix"] = self.fix.address
+        self._write_node_file()
+        self.log(f"FIX acceptor on {self.fix.address} (ledger rebuilt in {self.fix.rebuild_ms:.0f} ms)")
 
     async def stop(self) -> None:
         """Stop accepting, finish the batch in flight, sync the journal, close."""
@@ -495,6 +511,10 @@ class PrimaryNode:
         core = self.core
         if core is None:
             return
+        if self.fix is not None:
+            # First: it takes PrimaryCore's answers for FIX connections (an eviction, a
+            # held logon) before the native loop below would drop them.
+            self.fix.flush()
         if core.outbox:
             limit = self.config.limits.session_buffer_bytes_max
             for session_id, messages in core.take_outbox().items():
@@ -604,6 +624,8 @@ class PrimaryNode:
             await asyncio.sleep(GATEWAY_TICK_SECONDS)
             now_ns = time.time_ns()
             self.core.tick(now_ns)
+            if self.fix is not None:
+                self.fix.tick(now_ns)
             for subscriber_id in self.feed_gate.expired(now_ns):
                 self.drop_subscriber(subscriber_id, "subscribe_timeout")
             self.flush()
@@ -683,6 +705,7 @@ class PrimaryNode:
                 **({"retransmit": list(self.addresses["retransmit"]),
                     "multicast": [self.config.multicast.group, self.config.multicast.port],
                     "session": self.multicast.session} if self.multicast is not None else {}),
+                **({"fix": list(self.addresses["fix"])} if "fix" in self.addresses else {}),
             }, handle)
         os.replace(temporary, path)
 
@@ -709,6 +732,8 @@ class PrimaryNode:
         for connection in list(self.connections.values()):
             if connection.transport is not None:
                 connection.transport.abort()
+        if self.fix is not None:
+            self.fix.abort_all()
         asyncio.ensure_future(self.stop())
 
     def status(self) -> dict:
@@ -744,6 +769,7 @@ class PrimaryNode:
             "subscribers": len(self.subscribers),
             "pending_subscribers": len(self.feed_gate.pending),
             "multicast": self.multicast.status() if self.multicast is not None else None,
+            "fix": self.fix.gateway.status() if self.fix is not None and self.fix.gateway is not None else None,
             "pid": os.getpid(),
         }
 

@@ -119,7 +119,7 @@ def _toml_value(value) -> str:
 
 def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: Optional[dict] = None,
                 cluster_id: Optional[int] = None, multicast: Optional[dict] = None,
-                gateway: Optional[dict] = None, tls: Optional[dict] = None) -> str:
+                gateway: Optional[dict] = None, tls: Optional[dict] = None, fix: Optional[dict] = None) -> str:
     """A node config: the demo instruments and members, these ports, these overrides
     (and [multicast] and [tls] tables when given)."""
     node_table = {"host": HOST, **ports, **(node or {})}
@@ -133,6 +133,8 @@ def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: O
         lines += ["[gateway]"] + [f"{key} = {_toml_value(value)}" for key, value in gateway.items()]
     if tls:
         lines += ["[tls]"] + [f"{key} = {_toml_value(value)}" for key, value in tls.items()]
+    if fix:
+        lines += ["[fix]"] + [f"{key} = {_toml_value(value)}" for key, value in fix.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -155,7 +157,7 @@ class NodeProcess:
     def __init__(self, data_dir: Path, *, node: Optional[dict] = None, limits: Optional[dict] = None,
                  launcher: Optional[list[str]] = None, cluster_id: Optional[int] = None,
                  multicast: Optional[dict] = None, gateway: Optional[dict] = None,
-                 tls: Optional[dict] = None) -> None:
+                 tls: Optional[dict] = None, fix: Optional[dict] = None) -> None:
         # `tls`: the [tls] table (default: a node certificate of the session's certificates
         # of this cluster id; {"enabled": False} for plain TCP).
         # `launcher`: the command that runs the CLI (default `python -c "...main()"`);
@@ -173,8 +175,11 @@ class NodeProcess:
         self.multicast = multicast
         self.tls = tls_table(cluster_id or 1) if tls is None else tls
         self.cluster_id = cluster_id or 1
+        if fix is not None and fix.get("port") is None:
+            fix = {**fix, "port": free_ports(1)[0]}  # the FIX acceptor's port ([fix] table)
+        self.fix = fix
         self.config_path.write_text(config_text(self.ports, node=node, limits=limits, cluster_id=cluster_id,
-                                                multicast=multicast, gateway=gateway, tls=self.tls))
+                                                multicast=multicast, gateway=gateway, tls=self.tls, fix=fix))
         self.process: Optional[subprocess.Popen] = None
         self.info: dict = {}
         self.starts = 0
@@ -196,6 +201,11 @@ class NodeProcess:
     @property
     def replication(self) -> tuple[str, int]:
         return (HOST, self.ports["replication_port"])
+
+    @property
+    def fix_address(self) -> tuple[str, int]:
+        assert self.fix is not None, "this node has no [fix] table"
+        return (HOST, self.fix["port"])
 
     @property
     def retransmit(self) -> tuple[str, int]:
@@ -494,10 +504,10 @@ class Cluster:
 
     def node(self, name: str, *, node: Optional[dict] = None, limits: Optional[dict] = None,
              cluster_id: Optional[int] = None, multicast: Optional[dict] = None,
-             tls: Optional[dict] = None) -> NodeProcess:
+             tls: Optional[dict] = None, fix: Optional[dict] = None) -> NodeProcess:
         """A node's data directory and config (free ports), not started."""
         process = NodeProcess(self.root / name, node=node, limits=limits, cluster_id=cluster_id, multicast=multicast,
-                              tls=tls)
+                              tls=tls, fix=fix)
         self.nodes.append(process)
         return process
 

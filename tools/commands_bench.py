@@ -157,6 +157,25 @@ def failover_benchmark(heartbeat_timeout_ms: int, load_seconds: float, clients: 
         raise SystemExit(1)
 
 
+@bench.command(name="fix")
+@click.option("--orders", default=20_000, show_default=True, type=click.IntRange(100, 10_000_000))
+@click.option("--window", default=100, show_default=True, type=click.IntRange(1, 10_000),
+              help="Orders in flight per round.")
+@click.option("--latency-orders", default=2_000, show_default=True, type=click.IntRange(10, 1_000_000))
+@click.option("--durability", default="none", show_default=True, type=click.Choice(["always", "interval", "none"]))
+@click.option("--rebuild-records", default=200_000, show_default=True, type=click.IntRange(1_000, 50_000_000),
+              help="Journal records for the ledger-rebuild rate.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the node's data (default: the system temp dir).")
+@_json_option
+@_results_option
+def fix_benchmark(orders: int, window: int, latency_orders: int, durability: str, rebuild_records: int,
+                  workdir: str | None, as_json: bool, results: str | None) -> None:
+    """FIX 4.4 orders/s, ack latency and primary CPU per order beside the native protocol; ledger rebuild rate."""
+    from tools.bench_fix import run_fix_benchmark
+
+    _emit(run_fix_benchmark(orders, window, latency_orders, durability, workdir, rebuild_records), as_json, results)
+
+
 @bench.command(name="multicast")
 @click.option("--records", default=200_000, show_default=True, type=click.IntRange(1_000, 5_000_000))
 @click.option("--seed", default=1, show_default=True, type=int)

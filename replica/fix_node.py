@@ -1,0 +1,129 @@
+"""The FIX acceptor's asyncio adapter: a TCP port of the primary speaking FIX 4.4.
+
+    FIX TCP ─► FixConnection.data_received ─► FixGateway.data (replica/fix_session.py)
+                                                   │ native requests into PrimaryCore
+    commit loop: release ─► FixGateway.observe (ledger numbering) ─► FixGateway.outbox
+    PrimaryNode.flush ─► FixAcceptor.flush: write each connection's bytes, close those
+                         asked closed, cut a connection whose buffer passed the limit
+    gateway tick ─► FixGateway.tick (Heartbeat / TestRequest at HeartBtInt)
+
+At start the ledger is rebuilt from the node's journal (replica/fix_ledger.py) in a
+thread, so a restarted primary or a promoted standby continues every FIX session's
+numbers while its native port already trades: records released meanwhile are held and
+folded in after the rebuild, then the FIX port opens (and DIR/node.json names it). Connection ids come from the node's own counter, so a FIX connection is a
+PrimaryCore session like a native one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Optional
+
+from replica.fix_ledger import rebuild_ledger
+from replica.fix_session import FixGateway
+
+
+class FixConnection(asyncio.Protocol):
+    def __init__(self, acceptor: "FixAcceptor") -> None:
+        self.acceptor = acceptor
+        self.transport: Optional[asyncio.Transport] = None
+        self.connection_id = 0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.connection_id = self.acceptor.opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.acceptor.gateway.data(self.connection_id, data, time.time_ns())
+        self.acceptor.node.wake()
+        self.acceptor.flush()
+
+    def connection_lost(self, exc) -> None:
+        self.acceptor.closed(self.connection_id)
+
+
+class FixAcceptor:
+    def __init__(self, node) -> None:
+        from replica.primary_node import peer_host  # the node module imports this one
+
+        self.node = node
+        self._peer_host = peer_host
+        # Records released while the ledger is being rebuilt, folded in once it is.
+        self.rebuild_to = node.core.exchange.last_sequence
+        self._released_meanwhile: list = []
+        node.core.release_observer = self._hold
+        self.rebuild_ms = 0.0
+        self.gateway: Optional[FixGateway] = None
+        self.connections: dict[int, FixConnection] = {}
+        self.server = None
+        self.address: Optional[tuple] = None
+
+    def _hold(self, sequence: int, timestamp_ns: int, command, events: list) -> None:
+        self._released_meanwhile.append((sequence, timestamp_ns, command, events))
+
+    async def start(self, host: str, backlog: int) -> None:
+        """Rebuild the ledger in a thread (the native port trades meanwhile), catch up
+        with what was released since, then open the FIX port."""
+        settings = self.node.config.fix
+        started = time.monotonic()
+        ledger = await asyncio.to_thread(rebuild_ledger, self.node.directory.journal, self.rebuild_to,
+                                         settings.price_decimals)
+        for record in self._released_meanwhile:
+            ledger.observe(*record)
+        self._released_meanwhile = []
+        self.gateway = FixGateway(self.node.core, settings, ledger, time.time_ns)
+        self.rebuild_ms = (time.monotonic() - started) * 1000
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: FixConnection(self), host, settings.port, backlog=backlog)
+        self.address = self.server.sockets[0].getsockname()[:2]
+
+    def opened(self, connection: FixConnection) -> int:
+        connection_id = self.node._new_id()
+        self.connections[connection_id] = connection
+        refusal = self.gateway.opened(connection_id, self._peer_host(connection.transport), time.time_ns())
+        if refusal is not None:
+            connection.transport.close()
+        self.node.flush()  # a pending connection it evicted, FIX or native, is closed now
+        return connection_id
+
+    def closed(self, connection_id: int) -> None:
+        self.connections.pop(connection_id, None)
+        self.gateway.closed(connection_id, time.time_ns())
+        self.node.wake()
+
+    def tick(self, now_ns: int) -> None:
+        if self.gateway is None:
+            return
+        self.gateway.tick(now_ns)
+        self.gateway.pump()
+        if self.node.core.pending:
+            self.node.wake()
+
+    def flush(self) -> None:
+        gateway = self.gateway
+        if gateway is None:
+            return
+        gateway.pump()
+        if gateway.outbox:
+            limit = self.node.config.limits.session_buffer_bytes_max
+            outbox, gateway.outbox = gateway.outbox, {}
+            for connection_id, chunks in outbox.items():
+                connection = self.connections.get(connection_id)
+                if connection is None or connection.transport is None:
+                    continue
+                transport = connection.transport
+                transport.write(b"".join(chunks))
+                if transport.get_write_buffer_size() > limit:
+                    transport.abort()  # a slow consumer: it resends-requests what it missed
+        if gateway.closing:
+            closing, gateway.closing = gateway.closing, []
+            for connection_id in closing:
+                connection = self.connections.get(connection_id)
+                if connection is not None and connection.transport is not None:
+                    connection.transport.close()
+
+    def abort_all(self) -> None:
+        for connection in list(self.connections.values()):
+            if connection.transport is not None:
+                connection.transport.abort()
