@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from array import array
 from bisect import bisect_left, insort
 from collections import deque
 from typing import Optional
@@ -108,11 +109,8 @@ RESTING = 1
 PENDING_STOP = 2
 STOP_FLAG = 2
 
-# Level list slots.
-HEAD = 0
-TAIL = 1
-TOTAL = 2
-COUNT = 3
+# The integer columns of every order id, in the order `Exchange._columns` holds them.
+COLUMN_NAMES = ("side", "price", "open", "hidden", "arrival", "prev", "next")
 
 # Why an incoming order stopped matching with quantity left.
 STOPPED_FILLED = 0
@@ -127,6 +125,10 @@ STOPPED_STP = 4
 ARRIVAL_WEIGHT = 1 << 41
 HIDDEN_WEIGHT = 1 << 40
 DIGEST_MASK = (1 << 64) - 1
+# The digest sum is kept modulo 2**128 (all `state_digest` reads of it); a compiled
+# build keeps it in one native 128-bit accumulator.
+DIGEST_SUM_MASK = (1 << 128) - 1
+PRICE_MASK = ARRIVAL_WEIGHT - 1
 
 # Columns grow by this many order ids at a time: large enough that growth is rare,
 # small enough that an idle exchange does not hold much memory.
@@ -137,6 +139,19 @@ KEY_UNLIMITED = -(1 << 62)
 KEY_UNLIMITED_MAX = 1 << 62
 
 _DIGEST_STRUCT = struct.Struct("<QQQQQ")
+
+
+class Level:
+    """One price level: the FIFO of its orders (`head` and `tail` are order ids, the
+    queue is linked through the prev/next columns), its visible total and its count."""
+
+    __slots__ = ("head", "tail", "total", "count")
+
+    def __init__(self, head: int, tail: int, total: int, count: int) -> None:
+        self.head = head
+        self.tail = tail
+        self.total = total
+        self.count = count
 
 
 class Book:
@@ -259,39 +274,33 @@ class Exchange:
         self._client_order_ids: dict[str, dict[str, int]] = {}
         self._capacity = 0
         self._cmd: list = []
-        self._side: list = []
-        self._price: list = []
-        self._open: list = []
-        self._hidden: list = []
-        self._prev: list = []
-        self._next: list = []
-        self._weight: list = []
-        self._grow(COLUMN_CHUNK)
+        # The integer columns, in COLUMN_NAMES order; `_side`, `_price`, ... are the same
+        # arrays under their own names (typed views of them in a compiled build).
+        self._columns: tuple = tuple(array("q") for _ in COLUMN_NAMES)
+        self._adopt_columns()
+        self._reserve(COLUMN_CHUNK)
         self._touched: Optional[dict] = {} if book_updates else None
-        self._handlers = {
-            PlaceOrder: self._place,
-            CancelOrder: self._cancel,
-            ReplaceOrder: self._replace,
-            MassCancel: self._mass_cancel,
-            AddInstrument: self._add_instrument,
-            HaltInstrument: self._halt,
-            ResumeInstrument: self._resume,
-            EndOfDay: self._end_of_day,
-            MalformedCommand: self._malformed,
-            Checkpoint: self._checkpoint,
-        }
 
     # ------------------------------------------------------------------ storage
 
-    def _grow(self, count: int) -> None:
+    def _reserve(self, end: int) -> None:
+        """Make room for order ids below `end`: grow every column by at least a chunk,
+        or double it, so growth costs O(1) per order over a run (a column is copied
+        whole: an array that lends its buffer to a typed view cannot be resized)."""
+        if end <= self._capacity:
+            return
+        count = max(COLUMN_CHUNK, self._capacity, end - self._capacity)
         self._capacity += count
         self._cmd.extend([None] * count)
-        zeros = [0] * count
-        for column in (
+        zeros = array("q", bytes(8 * count))
+        self._columns = tuple([column + zeros for column in self._columns])
+        self._adopt_columns()
+
+    def _adopt_columns(self) -> None:
+        (
             self._side, self._price, self._open, self._hidden,
-            self._prev, self._next, self._weight,
-        ):
-            column.extend(zeros)
+            self._arrival, self._prev, self._next,
+        ) = self._columns
 
     # ------------------------------------------------------------------ apply
 
@@ -304,16 +313,31 @@ class Exchange:
         self.last_sequence = sequence
         self.last_timestamp_ns = timestamp_ns
         events: list = []
+        # A chain of type tests rather than a dict of bound methods: a compiled build
+        # calls the handlers directly (they are not Python-callable there).
         kind = type(command)
         if kind is PlaceOrder:
             self._place(sequence, command, events)
         elif kind is CancelOrder:
             self._cancel(sequence, command, events)
+        elif kind is ReplaceOrder:
+            self._replace(sequence, command, events)
+        elif kind is MassCancel:
+            self._mass_cancel(sequence, command, events)
+        elif kind is AddInstrument:
+            self._add_instrument(sequence, command, events)
+        elif kind is HaltInstrument:
+            self._halt(sequence, command, events)
+        elif kind is ResumeInstrument:
+            self._resume(sequence, command, events)
+        elif kind is EndOfDay:
+            self._end_of_day(sequence, command, events)
+        elif kind is MalformedCommand:
+            self._malformed(sequence, command, events)
+        elif kind is Checkpoint:
+            self._checkpoint(sequence, command, events)
         else:
-            handler = self._handlers.get(kind)
-            if handler is None:
-                raise TypeError(f"not a command: {command!r}")
-            handler(sequence, command, events)
+            raise TypeError(f"not a command: {command!r}")
         if self._touched:
             self._emit_level_changes(sequence, events)
         return events
@@ -350,10 +374,14 @@ class Exchange:
             and not qty % book.lot_size
             and not price % book.tick_size
         ):
+            # Checked above to be within (0, 10**12]: a compiled build holds these two
+            # in native integers from here on.
+            quantity = qty
+            limit = price
             oid = self.next_order_id
             self.next_order_id = oid + 1
             if oid >= self._capacity:
-                self._grow(COLUMN_CHUNK)
+                self._reserve(oid + 1)
             self._cmd[oid] = cmd
             if ids is None:
                 ids = self._client_order_ids[member] = {}
@@ -375,7 +403,7 @@ class Exchange:
                 levels = book.bid_levels
                 level = levels.get(price)
                 if level is None:
-                    levels[price] = [oid, oid, qty, 1]
+                    levels[price] = Level(oid, oid, qty, 1)
                     insort(book.bid_keys, price)
             else:
                 side = SELL
@@ -389,23 +417,22 @@ class Exchange:
                 levels = book.ask_levels
                 level = levels.get(price)
                 if level is None:
-                    levels[price] = [oid, oid, qty, 1]
+                    levels[price] = Level(oid, oid, qty, 1)
                     insort(book.ask_keys, -price)
             # Rest at the back of the level (an inlined `_rest` for the common case).
             if level is not None:
-                tail = level[TAIL]
+                tail = level.tail
                 self._next[tail] = oid
                 self._prev[oid] = tail
-                level[TAIL] = oid
-                level[TOTAL] += qty
-                level[COUNT] += 1
+                level.tail = oid
+                level.total += quantity
+                level.count += 1
             self._side[oid] = side
-            self._price[oid] = price
-            self._open[oid] = qty
+            self._price[oid] = limit
+            self._open[oid] = quantity
             stamp = self._arrival_stamp = self._arrival_stamp + 1
-            weight = stamp * ARRIVAL_WEIGHT + price
-            self._weight[oid] = weight
-            self._digest_sum += weight * qty
+            self._arrival[oid] = stamp
+            self._digest_sum += (stamp * ARRIVAL_WEIGHT + limit) * quantity
             if self._touched is not None:
                 self._touched[(book, side, price)] = None
             return
@@ -415,7 +442,7 @@ class Exchange:
             oid = self.next_order_id
             self.next_order_id = oid + 1
             if oid >= self._capacity:
-                self._grow(COLUMN_CHUNK)
+                self._reserve(oid + 1)
             self._cmd[oid] = cmd
             side_name = cmd.side
             side = BUY if side_name == "buy" else SELL
@@ -482,7 +509,7 @@ class Exchange:
         oid = self.next_order_id
         self.next_order_id = oid + 1
         if oid >= self._capacity:
-            self._grow(COLUMN_CHUNK)
+            self._reserve(oid + 1)
         self._cmd[oid] = cmd
         side = BUY if cmd.side == "buy" else SELL
         self._side[oid] = side
@@ -610,7 +637,7 @@ class Exchange:
         o_open = self._open
         o_hidden = self._hidden
         o_next = self._next
-        o_weight = self._weight
+        o_arrival = self._arrival
         append = events.append
         touched = self._touched
         remaining = qty
@@ -633,26 +660,26 @@ class Exchange:
             if touched is not None:
                 touched[(book, opposite, price)] = None
             level_first_trade_id = trade_id
-            total = level[TOTAL]
-            count = level[COUNT]
-            maker = level[HEAD]
+            total = level.total
+            count = level.count
+            maker = level.head
             while maker:
                 maker_cmd = o_cmd[maker]
                 if stp_active and maker_cmd.member == member:
                     # Bring the level up to date first: the orders filled before this
                     # one have left it, and the self-trade helpers unlink from it.
-                    level[HEAD] = maker
+                    level.head = maker
                     self._prev[maker] = 0
-                    level[TOTAL] = total
-                    level[COUNT] = count
+                    level.total = total
+                    level.count = count
                     self._digest_sum = digest_sum
                     remaining, stop_matching = self._self_trade(
                         seq, book, level, maker, maker_cmd, stp, remaining, events
                     )
                     digest_sum = self._digest_sum
-                    total = level[TOTAL]
-                    count = level[COUNT]
-                    maker = level[HEAD]
+                    total = level.total
+                    count = level.count
+                    maker = level.head
                     if stop_matching:
                         stopped = STOPPED_STP
                         break
@@ -662,7 +689,7 @@ class Exchange:
                     fill = remaining
                     o_open[maker] = visible - fill
                     total -= fill
-                    digest_sum -= o_weight[maker] * fill
+                    digest_sum -= (o_arrival[maker] * ARRIVAL_WEIGHT + price) * fill
                     append(TradeExecuted(
                         seq, trade_id, symbol, price, fill, maker, taker, maker_cmd.member, member,
                         maker_cmd.client_order_id, taker_client_order_id, aggressor,
@@ -682,7 +709,7 @@ class Exchange:
                 if hidden:
                     # Iceberg refill: a new tranche at the back of the level, with a new
                     # time priority, which the same incoming order may still reach.
-                    digest_sum -= o_weight[maker] * (visible + hidden * HIDDEN_WEIGHT)
+                    digest_sum -= (o_arrival[maker] * ARRIVAL_WEIGHT + price) * (visible + hidden * HIDDEN_WEIGHT)
                     tranche = maker_cmd.display_qty
                     if tranche > hidden:
                         tranche = hidden
@@ -691,33 +718,32 @@ class Exchange:
                     o_hidden[maker] = hidden
                     total += tranche
                     stamp = self._arrival_stamp = self._arrival_stamp + 1
-                    weight = stamp * ARRIVAL_WEIGHT + price
-                    o_weight[maker] = weight
-                    digest_sum += weight * (tranche + hidden * HIDDEN_WEIGHT)
+                    o_arrival[maker] = stamp
+                    digest_sum += (stamp * ARRIVAL_WEIGHT + price) * (tranche + hidden * HIDDEN_WEIGHT)
                     if following:
                         o_prev = self._prev
                         o_prev[following] = 0
-                        tail = level[TAIL]
+                        tail = level.tail
                         o_next[tail] = maker
                         o_prev[maker] = tail
                         o_next[maker] = 0
-                        level[TAIL] = maker
+                        level.tail = maker
                         maker = following
                     # else: it is alone in the level and stays at its head.
                 else:
                     # Filled: it leaves the level (its own links stay stale, as closed
                     # orders' links may).
-                    digest_sum -= o_weight[maker] * visible
+                    digest_sum -= (o_arrival[maker] * ARRIVAL_WEIGHT + price) * visible
                     o_open[maker] = 0
                     count -= 1
                     maker = following
                 if not remaining:
                     break
             if count:
-                level[HEAD] = maker
+                level.head = maker
                 self._prev[maker] = 0
-                level[TOTAL] = total
-                level[COUNT] = count
+                level.total = total
+                level.count = count
             else:
                 del levels[price]
                 keys.pop()
@@ -748,13 +774,13 @@ class Exchange:
         visible = self._open[maker]
         hidden = self._hidden[maker]
         reduction = min(visible + hidden, remaining)
-        weight = self._weight[maker]
+        weight = self._arrival[maker] * ARRIVAL_WEIGHT + self._price[maker]
         self._digest_sum -= weight * (visible + hidden * HIDDEN_WEIGHT)
         if reduction <= hidden:
             hidden -= reduction
         else:
             visible -= reduction - hidden
-            level[TOTAL] -= reduction - hidden
+            level.total -= reduction - hidden
             hidden = 0
         self._open[maker] = visible
         self._hidden[maker] = hidden
@@ -779,7 +805,7 @@ class Exchange:
                 return False
             level = levels[key * sign]
             queue = deque()
-            maker = level[HEAD]
+            maker = level.head
             while maker:
                 queue.append((maker, self._open[maker], self._hidden[maker]))
                 maker = self._next[maker]
@@ -807,25 +833,24 @@ class Exchange:
         levels = book.levels[side]
         level = levels.get(price)
         if level is None:
-            levels[price] = [oid, oid, visible, 1]
+            levels[price] = Level(oid, oid, visible, 1)
             insort(book.keys[side], price if side == BUY else -price)
             self._prev[oid] = 0
         else:
-            tail = level[TAIL]
+            tail = level.tail
             self._next[tail] = oid
             self._prev[oid] = tail
-            level[TAIL] = oid
-            level[TOTAL] += visible
-            level[COUNT] += 1
+            level.tail = oid
+            level.total += visible
+            level.count += 1
         self._next[oid] = 0
         self._side[oid] = side
         self._price[oid] = price
         self._open[oid] = visible
         self._hidden[oid] = hidden
         stamp = self._arrival_stamp = self._arrival_stamp + 1
-        weight = stamp * ARRIVAL_WEIGHT + price
-        self._weight[oid] = weight
-        self._digest_sum += weight * (visible + hidden * HIDDEN_WEIGHT)
+        self._arrival[oid] = stamp
+        self._digest_sum += (stamp * ARRIVAL_WEIGHT + price) * (visible + hidden * HIDDEN_WEIGHT)
         if self._touched is not None:
             self._touched[(book, side, price)] = None
 
@@ -844,19 +869,19 @@ class Exchange:
         if previous:
             self._next[previous] = following
         else:
-            level[HEAD] = following
+            level.head = following
         if following:
             self._prev[following] = previous
         else:
-            level[TAIL] = previous
+            level.tail = previous
         visible = self._open[oid]
-        level[TOTAL] -= visible
-        level[COUNT] -= 1
-        if drop_empty_level and not level[COUNT]:
+        level.total -= visible
+        level.count -= 1
+        if drop_empty_level and not level.count:
             del levels[price]
             keys = book.keys[side]
             del keys[bisect_left(keys, price if side == BUY else -price)]
-        self._digest_sum -= self._weight[oid] * (visible + self._hidden[oid] * HIDDEN_WEIGHT)
+        self._digest_sum -= (self._arrival[oid] * ARRIVAL_WEIGHT + price) * (visible + self._hidden[oid] * HIDDEN_WEIGHT)
         self._open[oid] = 0
         self._hidden[oid] = 0
         self._prev[oid] = 0
@@ -875,9 +900,8 @@ class Exchange:
         self._price[oid] = stop_price
         self._open[oid] = qty
         stamp = self._arrival_stamp = self._arrival_stamp + 1
-        weight = stamp * ARRIVAL_WEIGHT + stop_price
-        self._weight[oid] = weight
-        self._digest_sum += weight * qty
+        self._arrival[oid] = stamp
+        self._digest_sum += (stamp * ARRIVAL_WEIGHT + stop_price) * qty
 
     def _remove_stop(self, oid: int, book: Book) -> None:
         stop_price = self._price[oid]
@@ -891,7 +915,7 @@ class Exchange:
         if index >= len(stops) or stops[index] != entry:
             raise InvariantViolation(f"stop order {oid} is not in its instrument's stop list")
         del stops[index]
-        self._digest_sum -= self._weight[oid] * self._open[oid]
+        self._digest_sum -= (self._arrival[oid] * ARRIVAL_WEIGHT + stop_price) * self._open[oid]
         self._side[oid] &= 1
         self._open[oid] = 0
 
@@ -970,24 +994,24 @@ class Exchange:
         if previous:
             o_next[previous] = following
         else:
-            level[HEAD] = following
+            level.head = following
         if following:
             o_prev[following] = previous
         else:
-            level[TAIL] = previous
-        count = level[COUNT] - 1
+            level.tail = previous
+        count = level.count - 1
         if count:
-            level[COUNT] = count
-            level[TOTAL] -= visible
+            level.count = count
+            level.total -= visible
         else:
             del book.levels[side][price]
             keys = book.keys[side]
             del keys[bisect_left(keys, price if side == BUY else -price)]
         if hidden:
-            self._digest_sum -= self._weight[oid] * (visible + hidden * HIDDEN_WEIGHT)
+            self._digest_sum -= (self._arrival[oid] * ARRIVAL_WEIGHT + price) * (visible + hidden * HIDDEN_WEIGHT)
             self._hidden[oid] = 0
         else:
-            self._digest_sum -= self._weight[oid] * visible
+            self._digest_sum -= (self._arrival[oid] * ARRIVAL_WEIGHT + price) * visible
         o_open[oid] = 0
         events.append(OrderCancelled(
             seq, oid, "user", visible + hidden, member, original.client_order_id, symbol
@@ -1050,13 +1074,13 @@ class Exchange:
             # iceberg gives up hidden quantity first.
             reduction = visible + hidden - qty
             if reduction:
-                weight = self._weight[oid]
+                weight = self._arrival[oid] * ARRIVAL_WEIGHT + old_price
                 self._digest_sum -= weight * (visible + hidden * HIDDEN_WEIGHT)
                 if reduction <= hidden:
                     hidden -= reduction
                 else:
                     level = book.levels[self._side[oid]][old_price]
-                    level[TOTAL] -= reduction - hidden
+                    level.total -= reduction - hidden
                     visible -= reduction - hidden
                     hidden = 0
                 self._open[oid] = visible
@@ -1107,7 +1131,7 @@ class Exchange:
         for book in books:
             for levels in book.levels:
                 for level in levels.values():
-                    oid = level[HEAD]
+                    oid = level.head
                     while oid:
                         found.append(oid)
                         oid = o_next[oid]
@@ -1204,7 +1228,7 @@ class Exchange:
             if level is None:
                 events.append(LevelChanged(seq, book.symbol, SIDE_NAMES[side], price, 0, 0))
             else:
-                events.append(LevelChanged(seq, book.symbol, SIDE_NAMES[side], price, level[TOTAL], level[COUNT]))
+                events.append(LevelChanged(seq, book.symbol, SIDE_NAMES[side], price, level.total, level.count))
         touched.clear()
 
     # ------------------------------------------------------------------ queries
@@ -1212,9 +1236,12 @@ class Exchange:
     def state_digest(self) -> int:
         """A 64-bit digest of the whole state, cheap at any sequence (no book walk)."""
         hasher = hashlib.blake2b(digest_size=8)
+        # Read modulo 2**128 (a negative value in the pure build, possible after a
+        # snapshot restore stored it reduced, has the same 128 low bits as the native sum).
+        digest_sum = self._digest_sum
         hasher.update(_DIGEST_STRUCT.pack(
-            self._digest_sum & DIGEST_MASK,
-            (self._digest_sum >> 64) & DIGEST_MASK,
+            digest_sum & DIGEST_MASK,
+            (digest_sum >> 64) & DIGEST_MASK,
             self.next_order_id,
             self.next_trade_id,
             self.last_sequence,
@@ -1244,10 +1271,10 @@ class Exchange:
         bid_qty = ask_qty = None
         if bid_keys:
             bid = bid_keys[-1]
-            bid_qty = book.levels[BUY][bid][TOTAL]
+            bid_qty = book.levels[BUY][bid].total
         if ask_keys:
             ask = -ask_keys[-1]
-            ask_qty = book.levels[SELL][ask][TOTAL]
+            ask_qty = book.levels[SELL][ask].total
         return bid, bid_qty, ask, ask_qty
 
     def depth(self, symbol: str, levels: Optional[int] = None) -> dict:
@@ -1260,7 +1287,7 @@ class Exchange:
             rows = []
             for key in chosen:
                 level = book.levels[side][key * sign]
-                rows.append((key * sign, level[TOTAL], level[COUNT]))
+                rows.append((key * sign, level.total, level.count))
             result[name] = rows
         return result
 
@@ -1272,7 +1299,7 @@ class Exchange:
             rows = []
             for key in reversed(book.keys[side]):
                 price = key * sign
-                oid = book.levels[side][price][HEAD]
+                oid = book.levels[side][price].head
                 while oid:
                     cmd = self._cmd[oid]
                     rows.append({
@@ -1326,6 +1353,19 @@ class Exchange:
         total = 0
         for book in self.books.values():
             for levels in book.levels:
-                total += sum(level[COUNT] for level in levels.values())
+                total += sum(level.count for level in levels.values())
             total += len(book.buy_stops) + len(book.sell_stops)
         return total
+
+
+# A compiled build keeps the constants above that its .pxd declares as C constants, which
+# Python code cannot import; this puts their values into the module namespace (in the
+# pure build it rebinds each name to itself).
+globals().update(
+    VALUE_MAX=VALUE_MAX, ICEBERG_TRANCHES_MAX=ICEBERG_TRANCHES_MAX, BUY=BUY, SELL=SELL,
+    CLOSED=CLOSED, RESTING=RESTING, PENDING_STOP=PENDING_STOP, STOP_FLAG=STOP_FLAG,
+    STOPPED_FILLED=STOPPED_FILLED, STOPPED_LIMIT=STOPPED_LIMIT, STOPPED_BAND=STOPPED_BAND,
+    STOPPED_EMPTY=STOPPED_EMPTY, STOPPED_STP=STOPPED_STP, ARRIVAL_WEIGHT=ARRIVAL_WEIGHT,
+    HIDDEN_WEIGHT=HIDDEN_WEIGHT, COLUMN_CHUNK=COLUMN_CHUNK, KEY_UNLIMITED=KEY_UNLIMITED,
+    KEY_UNLIMITED_MAX=KEY_UNLIMITED_MAX,
+)

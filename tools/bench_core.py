@@ -153,3 +153,47 @@ def run_core_benchmark(
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
+
+
+def _instruction_harness(argv: list) -> None:
+    """`python -m tools.bench_core COMMANDS MODE [BOOK_UPDATES]`: the callgrind harness.
+
+    Builds the workload of `COMMANDS` commands (seed 1), round-trips it through the
+    journal's msgpack codec (as the node and replay see commands), then in MODE `apply`
+    applies it to a fresh exchange; MODE `load` stops before applying. Run both under
+    `valgrind --tool=callgrind` and divide the difference of the instruction counts by
+    COMMANDS for the instructions per command of `Exchange.apply`. The workload is cached
+    in the system's temporary directory, keyed by its size, so the generation (itself
+    an exchange run) is not inside the two measured processes' difference by chance.
+    """
+    import os
+    import tempfile
+
+    from statemachine.codec import decode_commands, encode_command
+
+    commands, mode = int(argv[0]), argv[1]
+    book_updates = len(argv) > 2 and argv[2] == "book_updates"
+    cache = os.path.join(tempfile.gettempdir(), f"twinbook-core-workload-{commands}.msgpack")
+    if not os.path.exists(cache):
+        import msgspec
+
+        bodies = [encode_command(command) for command in generate_workload(commands, 1)]
+        with open(cache + ".partial", "wb") as file:
+            file.write(msgspec.msgpack.encode(bodies))
+        os.replace(cache + ".partial", cache)
+        return
+    import msgspec
+
+    with open(cache, "rb") as file:
+        stream = decode_commands(msgspec.msgpack.decode(file.read()))
+    if mode == "apply":
+        exchange = Exchange(book_updates=book_updates)
+        apply = exchange.apply
+        for sequence, command in enumerate(stream, 1):
+            apply(sequence, 0, command)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _instruction_harness(sys.argv[1:])
