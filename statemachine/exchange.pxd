@@ -51,12 +51,12 @@ cdef class Exchange:
     @cython.locals(
         oid=cython.longlong, side=cython.longlong, quantity=cython.longlong, limit=cython.longlong,
         tail=cython.longlong, stamp=cython.longlong, level=Level, book=Book, levels=dict,
-        opposite_keys=list, remaining=cython.longlong, stopped=cython.longlong,
+        opposite_keys=list, remaining=cython.longlong, stopped=cython.longlong, ids=dict,
     )
     cdef _place(self, seq, cmd, list events)
 
     @cython.locals(oid=cython.longlong, side=cython.longlong)
-    cdef _place_general(self, seq, cmd, Book book, ids, list events)
+    cdef _place_general(self, seq, cmd, Book book, dict ids, list events)
 
     cdef bint _would_cross(self, Book book, side_name, price)
 
@@ -115,8 +115,8 @@ cdef class Exchange:
     cdef _trigger(self, seq, Book book, long long oid, list events)
 
     @cython.locals(
-        o_open="long long[::1]", o_prev="long long[::1]", o_next="long long[::1]", o=cython.longlong,
-        side=cython.longlong, book=Book, price=cython.longlong, visible=cython.longlong,
+        o_open="long long[::1]", o_prev="long long[::1]", o_next="long long[::1]", oid=cython.longlong,
+        levels=dict, side=cython.longlong, book=Book, price=cython.longlong, visible=cython.longlong,
         hidden=cython.longlong, previous=cython.longlong, following=cython.longlong, level=Level,
         count=cython.longlong, keys=list,
     )

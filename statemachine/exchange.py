@@ -354,21 +354,15 @@ class Exchange:
             post_only, display_qty, _stop_price, stp,
         ) = astuple(cmd)
         ids = self._client_order_ids.get(member)
-        if ids is not None and client_order_id in ids:
-            events.append(OrderRejected(
-                seq, member, client_order_id, "duplicate_client_order_id", ids[client_order_id]
-            ))
-            return
         book = self.books.get(symbol)
-        if book is None:
-            events.append(OrderRejected(seq, member, client_order_id, "unknown_symbol"))
-            return
         # The fast path: a plain limit order with valid values on an instrument that is
         # trading without a band. Anything else takes the general path below, which
         # checks every reject reason in RULES.md's order. (Written for few bytecodes:
-        # this is the commonest command.)
+        # this is the commonest command.) Here the only reason left to reject it is a
+        # used client order id, so one `setdefault` both checks and records it.
         if (
-            book.plain
+            book is not None
+            and book.plain
             and order_type == "limit"
             and price is not None
             and 0 < qty <= VALUE_MAX
@@ -383,13 +377,16 @@ class Exchange:
             quantity = qty
             limit = price
             oid = self.next_order_id
+            if ids is None:
+                ids = self._client_order_ids[member] = {}
+            known = ids.setdefault(client_order_id, oid)
+            if known != oid:
+                events.append(OrderRejected(seq, member, client_order_id, "duplicate_client_order_id", known))
+                return
             self.next_order_id = oid + 1
             if oid >= self._capacity:
                 self._reserve(oid + 1)
             self._cmd[oid] = cmd
-            if ids is None:
-                ids = self._client_order_ids[member] = {}
-            ids[client_order_id] = oid
             events.append(OrderAccepted(
                 seq, oid, member, client_order_id, book.symbol, side_name, qty, price
             ))
@@ -437,6 +434,14 @@ class Exchange:
             self._digest_sum += (stamp * ARRIVAL_WEIGHT + limit) * quantity
             if self._touched is not None:
                 self._touched[(book, side, price)] = None
+            return
+        if ids is not None and client_order_id in ids:
+            events.append(OrderRejected(
+                seq, member, client_order_id, "duplicate_client_order_id", ids[client_order_id]
+            ))
+            return
+        if book is None:
+            events.append(OrderRejected(seq, member, client_order_id, "unknown_symbol"))
             return
         if book.plain and order_type == "market" and 0 < qty <= VALUE_MAX and not qty % book.lot_size:
             # A valid market order on a trading instrument without a band: nothing else
@@ -957,19 +962,21 @@ class Exchange:
 
     def _cancel(self, seq: int, cmd: CancelOrder, events: list) -> None:
         member = cmd.member
-        oid = cmd.order_id
-        if oid is None:
+        requested = cmd.order_id
+        if requested is None:
             if cmd.client_order_id is None:
                 events.append(OrderRejected(
                     seq, member, None, "malformed", None, "cancel needs order_id or client_order_id"
                 ))
                 return
             ids = self._client_order_ids.get(member)
-            oid = ids.get(cmd.client_order_id, 0) if ids is not None else 0
+            requested = ids.get(cmd.client_order_id, 0) if ids is not None else 0
         o_open = self._open
-        if not (0 < oid < self.next_order_id) or not o_open[oid]:
+        if not (0 < requested < self.next_order_id) or not o_open[requested]:
             events.append(OrderRejected(seq, member, cmd.client_order_id, "unknown_order"))
             return
+        # An assigned order id from here on (a native integer in a compiled build).
+        oid = requested
         original = self._cmd[oid]
         if original.member != member:
             events.append(OrderRejected(seq, member, cmd.client_order_id, "not_owner"))
@@ -989,7 +996,13 @@ class Exchange:
         o_next = self._next
         previous = o_prev[oid]
         following = o_next[oid]
-        level = book.levels[side][price]
+        if side == BUY:
+            levels = book.bid_levels
+            keys = book.bid_keys
+        else:
+            levels = book.ask_levels
+            keys = book.ask_keys
+        level = levels[price]
         # The closed order's own links stay stale, as closed orders' links may (the
         # canonical encoding writes them as 0).
         if previous:
@@ -1005,8 +1018,7 @@ class Exchange:
             level.count = count
             level.total -= visible
         else:
-            del book.levels[side][price]
-            keys = book.keys[side]
+            del levels[price]
             del keys[bisect_left(keys, price if side == BUY else -price)]
         if hidden:
             self._digest_sum -= (self._arrival[oid] * ARRIVAL_WEIGHT + price) * (visible + hidden * HIDDEN_WEIGHT)
