@@ -336,19 +336,31 @@ def engine_environment(engine: str, venv_directory: Path) -> Path:
 
 
 def find_interpreter(version: str) -> str | None:
-    """`pythonX.Y` on PATH, else the newest ~/.pyenv/versions/X.Y.*; None when neither exists."""
+    """An interpreter of Python `version` ("3.12") that really runs: `pythonX.Y` on PATH,
+    else the newest ~/.pyenv/versions/X.Y.*; None when there is none. Each candidate is
+    asked for its version, because a pyenv shim on PATH exists for every name but fails
+    for a version that is not selected."""
     import shutil
 
-    found = shutil.which(f"python{version}")
-    if found:
-        return found
     candidates = []
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(on_path)
+    releases = []
     for directory in PYENV_VERSIONS.glob(f"{version}.*"):
-        python = directory / "bin" / f"python{version}"
-        patch = directory.name.split(".")[2] if directory.name.count(".") == 2 else ""
-        if patch.isdigit() and os.access(python, os.X_OK):
-            candidates.append((int(patch), str(python)))
-    return max(candidates)[1] if candidates else None
+        patch = directory.name.removeprefix(f"{version}.")
+        if patch.isdigit():
+            releases.append((int(patch), str(directory / "bin" / f"python{version}")))
+    candidates += [python for _, python in sorted(releases, reverse=True)]
+    for python in candidates:
+        try:
+            completed = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                       capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if completed.returncode == 0 and completed.stdout.strip() == version:
+            return python
+    return None
 
 
 def _interpreter_absent(version: str) -> str:
