@@ -43,8 +43,11 @@ cdef class Exchange:
     cdef public list _cmd
     cdef public tuple _columns
     cdef public object _touched
+    cdef object _last_symbol
+    cdef Book _last_book
     cdef long long[::1] _side, _price, _open, _hidden, _arrival, _prev, _next
 
+    cdef Book _book_of(self, symbol)
     cpdef _reserve(self, long long end)
     cpdef _adopt_columns(self)
 

@@ -272,6 +272,12 @@ class Exchange:
         self._arrival_stamp = 0
         self._digest_sum = 0
         self.books: dict[str, Book] = {}
+        # The book last found by symbol: commands mostly name the same instrument, and
+        # comparing a symbol with the last one is cheaper than hashing it (each decoded
+        # command carries a new string object, whose hash is not computed yet). Books
+        # are never removed or replaced, so the pair stays true.
+        self._last_symbol: Optional[str] = None
+        self._last_book: Optional[Book] = None
         # member -> {client order id -> order id}: every id ever accepted, for ever.
         self._client_order_ids: dict[str, dict[str, int]] = {}
         self._capacity = 0
@@ -344,6 +350,16 @@ class Exchange:
             self._emit_level_changes(sequence, events)
         return events
 
+    def _book_of(self, symbol: str) -> Optional[Book]:
+        """The book of `symbol`, or None."""
+        if symbol == self._last_symbol:
+            return self._last_book
+        book = self.books.get(symbol)
+        if book is not None:
+            self._last_symbol = symbol
+            self._last_book = book
+        return book
+
     # ------------------------------------------------------------------ place
 
     def _place(self, seq: int, cmd: PlaceOrder, events: list) -> None:
@@ -354,7 +370,7 @@ class Exchange:
             post_only, display_qty, _stop_price, stp,
         ) = astuple(cmd)
         ids = self._client_order_ids.get(member)
-        book = self.books.get(symbol)
+        book = self._book_of(symbol)
         # The fast path: a plain limit order with valid values on an instrument that is
         # trading without a band. Anything else takes the general path below, which
         # checks every reject reason in RULES.md's order. (Written for few bytecodes:
@@ -988,7 +1004,7 @@ class Exchange:
         # The common case, a resting order without book updates: `_cancel_open_order`
         # and `_remove_resting` inlined.
         symbol = original.symbol
-        book = self.books[symbol]
+        book = self._book_of(symbol)
         price = self._price[oid]
         visible = o_open[oid]
         hidden = self._hidden[oid]
