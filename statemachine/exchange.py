@@ -292,16 +292,19 @@ class Exchange:
     # ------------------------------------------------------------------ storage
 
     def _reserve(self, end: int) -> None:
-        """Make room for order ids below `end`: grow every column by at least a chunk,
-        or double it, so growth costs O(1) per order over a run (a column is copied
-        whole: an array that lends its buffer to a typed view cannot be resized)."""
+        """Make room for order ids below `end`, by whole chunks. The arrays grow in place
+        (large blocks are remapped, not copied), which needs the typed views of a
+        compiled build let go first: an array that lends its buffer cannot be resized."""
         if end <= self._capacity:
             return
-        count = max(COLUMN_CHUNK, self._capacity, end - self._capacity)
+        count = max(COLUMN_CHUNK, end - self._capacity)
         self._capacity += count
         self._cmd.extend([None] * count)
-        zeros = array("q", bytes(8 * count))
-        self._columns = tuple([column + zeros for column in self._columns])
+        zeros = bytes(8 * count)
+        self._side = self._price = self._open = self._hidden = None
+        self._arrival = self._prev = self._next = None
+        for column in self._columns:
+            column.frombytes(zeros)
         self._adopt_columns()
 
     def _adopt_columns(self) -> None:
