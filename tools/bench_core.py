@@ -8,6 +8,7 @@ orders are live, so every cancel names an order that is really open; the timed r
 apply the same prebuilt command objects to fresh exchanges, so decoding is not timed
 (journal decoding has its own benchmark).
 
+The figures name the core that ran (`core`: "compiled" or "pure", statemachine.CORE_MODE).
 Throughput is the median of `runs` full passes. Latency is measured in a separate pass
 that wraps each apply in `perf_counter_ns`, whose own cost (measured and reported as
 `timer_overhead_ns`) is subtracted.
@@ -21,6 +22,7 @@ import random
 import statistics
 import time
 
+import statemachine
 from statemachine import AddInstrument, CancelOrder, Exchange, OrderAccepted, OrderCancelled, PlaceOrder, TradeExecuted
 
 SYMBOL = "BENCH"
@@ -150,6 +152,7 @@ def run_core_benchmark(
         },
         "timer_overhead_ns": timer_overhead_ns,
         "gc_collections_during_runs": gc_collections,
+        "core": statemachine.CORE_MODE,
         "python": platform.python_version(),
         "machine": platform.machine(),
     }

@@ -65,6 +65,7 @@ from typing import Callable, Literal, Union
 
 import msgspec
 
+import statemachine
 from statemachine import AddInstrument, CancelOrder, Exchange, OrderAccepted, OrderCancelled, PlaceOrder, TradeExecuted
 
 WORKLOAD_FORMAT = "twinbook-peer-workload"
@@ -563,6 +564,7 @@ def run_peers_benchmark(
         "peers_venv": str(venv_directory),
         "peers_python": _peer_python_version(venv_directory) if peers_python(venv_directory).exists() else None,
         "python": platform.python_version(),
+        "core": statemachine.CORE_MODE,
         "machine": platform.machine(),
     }
 
@@ -595,7 +597,10 @@ def render_table(figures: dict) -> str:
             rows.append((row["engine"], row.get("version") or "-", "-", "-", "-", f"{status}: {row.get('reason', '')}"))
             continue
         trades = "-" if row["trades"] is None else f"{row['trades']:,}"
-        rows.append((row["engine"], row["version"] or "-", f"{row['commands_per_second_median']:,}",
+        version = row["version"] or "-"
+        if row.get("python"):
+            version += f" (Python {row['python']})"
+        rows.append((row["engine"], version, f"{row['commands_per_second_median']:,}",
                      f"{row['ratio_to_twinbook']:.3f}", trades, row["agreement"]))
     widths = [max(len(str(line[column])) for line in [header, *rows]) for column in range(len(header) - 1)]
     lines = []
@@ -608,6 +613,6 @@ def render_table(figures: dict) -> str:
     lines.append(f"seed {figures['seed']}, {figures['commands']:,} commands ({counts['limit']:,} limit, "
                  f"{counts['market']:,} market, {counts['cancel']:,} cancel), median of {figures['runs']} rounds "
                  f"(fewer for an engine whose runs took {REPEAT_BUDGET_NS // 1_000_000_000} s); "
-                 f"twinbook on Python {figures['python']}, peers on {figures['peers_python'] or '-'} "
-                 f"({figures['peers_venv']})")
+                 f"twinbook on Python {figures['python']} ({figures.get('core', 'pure')} core), "
+                 f"the other peers on {figures['peers_python'] or '-'} ({figures['peers_venv']})")
     return "\n".join(lines)
