@@ -9,15 +9,16 @@ here iterates a set or depends on the hash of a string).
 How the book is stored (the hot path):
 
 * Order ids are assigned by the exchange (1, 2, 3, ...), so every per-order fact lives
-  in a flat, preallocated list indexed by order id ("columns": side, price, visible open
-  quantity, hidden quantity, previous/next order in the level, digest weight).
-  No Python object is created per resting order: the command that placed it already
-  exists and is kept for its immutable fields (member, client order id, symbol, tif,
-  stp, display quantity). Columns grow by whole chunks, so accepting an order never
-  resizes a list mid-command, and they hold only integers, which the garbage collector
-  does not track.
-* A price level is a 4-item list `[head, tail, visible_total, order_count]`; the orders
-  of a level form a doubly linked list through the `prev`/`next` columns, so FIFO is the
+  in a flat, preallocated 64-bit integer array indexed by order id ("columns", in
+  COLUMN_NAMES order: side, price, visible open quantity, hidden quantity, arrival
+  stamp, previous/next order in the level; `array("q")`, which a compiled build reads
+  through typed views at C speed). No Python object is created per resting order: the
+  command that placed it already exists and is kept (in `_cmd`) for its immutable
+  fields (member, client order id, symbol, tif, stp, display quantity). Columns grow by
+  whole chunks, so accepting an order rarely resizes them, and they hold no objects the
+  garbage collector tracks.
+* A price level is a `Level` (head, tail, visible total, order count); the orders of a
+  level form a doubly linked list through the `prev`/`next` columns, so FIFO is the
   list order and cancelling any order is O(1).
 * Each side keeps a dict price -> level and a sorted list of keys whose last element is
   the best price: for bids the key is the price, for asks it is the negated price. The
@@ -27,13 +28,21 @@ How the book is stored (the hot path):
   the weight encodes both exactly).
 * The incremental state digest is the sum over every open order of
   `weight * (visible + hidden * 2**40)`, kept up to date on every change with one
-  multiply-add; `state_digest()` folds it with the counters and instrument states through
-  blake2b into 64 bits. It is built to notice a replica that diverged, cheaply; the
+  multiply-add, modulo 2**128 (`state_digest()` reads only its low 128 bits, and a
+  compiled build keeps it in an unsigned 128-bit accumulator); `state_digest()` folds
+  it with the counters and instrument states through blake2b into 64 bits. The weight
+  is not stored: the arrival column and the price give it. It is built to notice a replica that diverged, cheaply; the
   canonical digest (snapshot.py) is the strong one.
 
 The matching loop works in "key space" so one loop serves both sides: an incoming buy
 walks the ask keys (negated prices) from the best, an incoming sell the bid keys, and a
 level is acceptable while its key is >= the incoming order's key limit.
+
+This file is also compiled by Cython (pure-Python mode; the C types are in exchange.pxd,
+the build in setup.py, the choice between the two in core_mode.py): the code must stay
+plain Python that means the same in both. So a value becomes native only after it is
+validated, digest arithmetic keeps every operand native, and handlers are called from
+`apply` directly rather than through a dict of bound methods.
 
 The most common commands take straight-line fast paths written for few bytecodes (each
 one costs about 30 machine instructions in CPython 3.11's eval loop, which is most of a
