@@ -139,6 +139,5 @@ def test_the_core_mode_module_reads_only_its_environment_variable():
         and ast.unparse(node.func) == "os.environ.get"
         and isinstance(node.args[0], ast.Name) and node.args[0].id == "PURE_PYTHON_VARIABLE"
     ]
-    assert len(uses) == 1 and len(calls) == 1
-    assert not any(isinstance(node, ast.Name) and node.id == "os" for node in ast.walk(tree)
-                   if node not in uses)
+    # The only mention of `os` is that one call (the import statement is not a Name).
+    assert len(calls) == 1 and len(uses) == 1
