@@ -255,7 +255,16 @@ def _band_keys(band: Optional[tuple[int, int]], side: int) -> tuple[int, int]:
         return KEY_UNLIMITED, KEY_UNLIMITED_MAX
     low, high = band
     if side == BUY:
-        return -high, -low
+        low, high = -high, -low
+    # A band may be far wider than any price (10**12 bps of 10**12 is 10**20 either
+    # way); keys are within +-10**12, so bounds beyond +-2**62 compare the same when
+    # clamped there, and then fit the native integers of a compiled build.
+    # (Compared one by one, not with min/max: a compiled build would convert the
+    # Python int to a native one first, which is what this avoids.)
+    if low < KEY_UNLIMITED:
+        low = KEY_UNLIMITED
+    if high > KEY_UNLIMITED_MAX:
+        high = KEY_UNLIMITED_MAX
     return low, high
 
 

@@ -135,3 +135,26 @@ def test_a_snapshot_round_trips_through_either_core(tmp_path):
     assert same_bytes == "True"
     assert int(digest) == exchange.state_digest()
     assert canonical_digest(decode_state(state)) == canonical_digest(exchange)
+
+
+def test_both_cores_agree_where_python_integers_outgrow_64_bits(tmp_path):
+    """A band of 10**12 bps around a price of 10**12 is 10**20 wide: the band keys must
+    not have to fit a native integer for the compiled core to match as Python does."""
+    requires_compiled_core()
+    from statemachine import AddInstrument, PlaceOrder
+
+    price = 10**12
+    stream = [
+        AddInstrument("WIDE", band_bps=10**12, reference_price=price),
+        PlaceOrder("A", "a1", "WIDE", "sell", "limit", 5, price),
+        PlaceOrder("A", "a2", "WIDE", "sell", "limit", 5, 1),
+        PlaceOrder("B", "b1", "WIDE", "buy", "market", 7),
+        PlaceOrder("B", "b2", "WIDE", "buy", "stop", 3, stop_price=1),
+        PlaceOrder("B", "b3", "WIDE", "buy", "stop_limit", 3, price, stop_price=1),
+        PlaceOrder("A", "a3", "WIDE", "sell", "limit", 2, 1),
+        PlaceOrder("A", "a4", "WIDE", "sell", "market", 9),
+    ]
+    commands = write_commands(tmp_path / "wide.msgpack", stream)
+    compiled, pure = run_core(commands, pure=False), run_core(commands, pure=True)
+    assert (compiled.pop("mode"), pure.pop("mode")) == ("compiled", "pure")
+    assert compiled == pure
