@@ -129,8 +129,7 @@ cdef class Exchange:
     cdef _cancel_open_order(self, seq, long long oid, reason, list events)
 
     @cython.locals(
-        o=cython.longlong, book=Book, old_price=cython.longlong, price=cython.longlong,
-        visible=cython.longlong, hidden=cython.longlong, reduction=cython.longlong, weight=uint128,
+        book=Book, old_price=cython.longlong, visible=cython.longlong, hidden=cython.longlong, reduction=cython.longlong, weight=uint128,
         level=Level, side=cython.longlong, key_limit=cython.longlong, remaining=cython.longlong,
         stopped=cython.longlong,
     )

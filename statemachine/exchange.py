@@ -1106,6 +1106,7 @@ class Exchange:
         elif book.halted:
             reason = "halted"
         old_price = self._price[oid]
+        # Not yet checked when `reason` is set: a Python int here (any size) in both builds.
         price = old_price if cmd.price is None else cmd.price
         price_changed = price != old_price
         if reason is None and price_changed:

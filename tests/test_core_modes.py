@@ -138,10 +138,12 @@ def test_a_snapshot_round_trips_through_either_core(tmp_path):
 
 
 def test_both_cores_agree_where_python_integers_outgrow_64_bits(tmp_path):
-    """A band of 10**12 bps around a price of 10**12 is 10**20 wide: the band keys must
-    not have to fit a native integer for the compiled core to match as Python does."""
+    """A band of 10**12 bps around a price of 10**12 is 10**20 wide, and a replace may
+    name any msgpack integer: neither may have to fit a native integer for the compiled
+    core to do what Python does (both crashed the compiled core before they were fixed;
+    found by a differential run of extreme values through both cores)."""
     requires_compiled_core()
-    from statemachine import AddInstrument, PlaceOrder
+    from statemachine import AddInstrument, PlaceOrder, ReplaceOrder
 
     price = 10**12
     stream = [
@@ -153,6 +155,10 @@ def test_both_cores_agree_where_python_integers_outgrow_64_bits(tmp_path):
         PlaceOrder("B", "b3", "WIDE", "buy", "stop_limit", 3, price, stop_price=1),
         PlaceOrder("A", "a3", "WIDE", "sell", "limit", 2, 1),
         PlaceOrder("A", "a4", "WIDE", "sell", "market", 9),
+        # A replace naming a price beyond 64 bits is rejected, in both builds alike.
+        PlaceOrder("A", "a5", "WIDE", "sell", "limit", 1, price),
+        ReplaceOrder("A", 8, 1, price=2**64 - 1),
+        ReplaceOrder("A", 8, 2**64 - 1),
     ]
     commands = write_commands(tmp_path / "wide.msgpack", stream)
     compiled, pure = run_core(commands, pure=False), run_core(commands, pure=True)
