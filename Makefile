@@ -17,7 +17,9 @@ STAMP := $(VENV)/.installed
 # root on a machine with apt and the library absent (otherwise those tests are skipped).
 QUICKFIX_HEADER := /usr/include/quickfix/SocketInitiator.h
 
-$(STAMP): pyproject.toml
+# The install compiles the matching core (statemachine/exchange.py + .pxd, by Cython, see
+# setup.py), so a change to either source rebuilds it.
+$(STAMP): pyproject.toml setup.py statemachine/exchange.py statemachine/exchange.pxd
 	@if [ ! -e $(QUICKFIX_HEADER) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get install -y -q libquickfix-dev g++ >/dev/null || \
 		(apt-get update -q >/dev/null && apt-get install -y -q libquickfix-dev g++ >/dev/null) || \
@@ -28,11 +30,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The tests of the state machine itself, run a second time on the pure-Python core: both
+# cores must give byte-identical events, digests and snapshots.
+CORE_TESTS := tests/test_core_modes.py tests/test_rules_*.py tests/test_properties_*.py \
+	tests/test_audit_golden.py tests/test_audit_determinism.py tests/test_architecture.py
+
 demo: $(STAMP)
 	$(BIN)/twinbook demo
 
 test: $(STAMP)
+	@$(BIN)/python -c 'import statemachine; print("twinbook: matching core", statemachine.CORE_MODE)'
 	$(BIN)/python -m pytest -q
+	@echo "twinbook: the state machine tests again, on the pure-Python core"
+	TWINBOOK_PURE_PYTHON=1 $(BIN)/python -m pytest -q $(CORE_TESTS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
@@ -41,4 +51,4 @@ bench: $(STAMP)
 	$(BIN)/twinbook bench core
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info statemachine/_compiled

@@ -9,15 +9,16 @@ here iterates a set or depends on the hash of a string).
 How the book is stored (the hot path):
 
 * Order ids are assigned by the exchange (1, 2, 3, ...), so every per-order fact lives
-  in a flat, preallocated list indexed by order id ("columns": side, price, visible open
-  quantity, hidden quantity, previous/next order in the level, digest weight).
-  No Python object is created per resting order: the command that placed it already
-  exists and is kept for its immutable fields (member, client order id, symbol, tif,
-  stp, display quantity). Columns grow by whole chunks, so accepting an order never
-  resizes a list mid-command, and they hold only integers, which the garbage collector
-  does not track.
-* A price level is a 4-item list `[head, tail, visible_total, order_count]`; the orders
-  of a level form a doubly linked list through the `prev`/`next` columns, so FIFO is the
+  in a flat, preallocated 64-bit integer array indexed by order id ("columns", in
+  COLUMN_NAMES order: side, price, visible open quantity, hidden quantity, arrival
+  stamp, previous/next order in the level; `array("q")`, which a compiled build reads
+  through typed views at C speed). No Python object is created per resting order: the
+  command that placed it already exists and is kept (in `_cmd`) for its immutable
+  fields (member, client order id, symbol, tif, stp, display quantity). Columns grow by
+  whole chunks, so accepting an order rarely resizes them, and they hold no objects the
+  garbage collector tracks.
+* A price level is a `Level` (head, tail, visible total, order count); the orders of a
+  level form a doubly linked list through the `prev`/`next` columns, so FIFO is the
   list order and cancelling any order is O(1).
 * Each side keeps a dict price -> level and a sorted list of keys whose last element is
   the best price: for bids the key is the price, for asks it is the negated price. The
@@ -27,13 +28,21 @@ How the book is stored (the hot path):
   the weight encodes both exactly).
 * The incremental state digest is the sum over every open order of
   `weight * (visible + hidden * 2**40)`, kept up to date on every change with one
-  multiply-add; `state_digest()` folds it with the counters and instrument states through
-  blake2b into 64 bits. It is built to notice a replica that diverged, cheaply; the
+  multiply-add, modulo 2**128 (`state_digest()` reads only its low 128 bits, and a
+  compiled build keeps it in an unsigned 128-bit accumulator); `state_digest()` folds
+  it with the counters and instrument states through blake2b into 64 bits. The weight
+  is not stored: the arrival column and the price give it. It is built to notice a replica that diverged, cheaply; the
   canonical digest (snapshot.py) is the strong one.
 
 The matching loop works in "key space" so one loop serves both sides: an incoming buy
 walks the ask keys (negated prices) from the best, an incoming sell the bid keys, and a
 level is acceptable while its key is >= the incoming order's key limit.
+
+This file is also compiled by Cython (pure-Python mode; the C types are in exchange.pxd,
+the build in setup.py, the choice between the two in core_mode.py): the code must stay
+plain Python that means the same in both. So a value becomes native only after it is
+validated, digest arithmetic keeps every operand native, and handlers are called from
+`apply` directly rather than through a dict of bound methods.
 
 The most common commands take straight-line fast paths written for few bytecodes (each
 one costs about 30 machine instructions in CPython 3.11's eval loop, which is most of a
@@ -50,9 +59,12 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from array import array
 from bisect import bisect_left, insort
 from collections import deque
 from typing import Optional
+
+from msgspec.structs import astuple
 
 from statemachine.commands import (
     AddInstrument,
@@ -108,11 +120,8 @@ RESTING = 1
 PENDING_STOP = 2
 STOP_FLAG = 2
 
-# Level list slots.
-HEAD = 0
-TAIL = 1
-TOTAL = 2
-COUNT = 3
+# The integer columns of every order id, in the order `Exchange._columns` holds them.
+COLUMN_NAMES = ("side", "price", "open", "hidden", "arrival", "prev", "next")
 
 # Why an incoming order stopped matching with quantity left.
 STOPPED_FILLED = 0
@@ -127,6 +136,10 @@ STOPPED_STP = 4
 ARRIVAL_WEIGHT = 1 << 41
 HIDDEN_WEIGHT = 1 << 40
 DIGEST_MASK = (1 << 64) - 1
+# The digest sum is kept modulo 2**128 (all `state_digest` reads of it); a compiled
+# build keeps it in one native 128-bit accumulator.
+DIGEST_SUM_MASK = (1 << 128) - 1
+PRICE_MASK = ARRIVAL_WEIGHT - 1
 
 # Columns grow by this many order ids at a time: large enough that growth is rare,
 # small enough that an idle exchange does not hold much memory.
@@ -137,6 +150,19 @@ KEY_UNLIMITED = -(1 << 62)
 KEY_UNLIMITED_MAX = 1 << 62
 
 _DIGEST_STRUCT = struct.Struct("<QQQQQ")
+
+
+class Level:
+    """One price level: the FIFO of its orders (`head` and `tail` are order ids, the
+    queue is linked through the prev/next columns), its visible total and its count."""
+
+    __slots__ = ("head", "tail", "total", "count")
+
+    def __init__(self, head: int, tail: int, total: int, count: int) -> None:
+        self.head = head
+        self.tail = tail
+        self.total = total
+        self.count = count
 
 
 class Book:
@@ -229,7 +255,16 @@ def _band_keys(band: Optional[tuple[int, int]], side: int) -> tuple[int, int]:
         return KEY_UNLIMITED, KEY_UNLIMITED_MAX
     low, high = band
     if side == BUY:
-        return -high, -low
+        low, high = -high, -low
+    # A band may be far wider than any price (10**12 bps of 10**12 is 10**20 either
+    # way); keys are within +-10**12, so bounds beyond +-2**62 compare the same when
+    # clamped there, and then fit the native integers of a compiled build.
+    # (Compared one by one, not with min/max: a compiled build would convert the
+    # Python int to a native one first, which is what this avoids.)
+    if low < KEY_UNLIMITED:
+        low = KEY_UNLIMITED
+    if high > KEY_UNLIMITED_MAX:
+        high = KEY_UNLIMITED_MAX
     return low, high
 
 
@@ -255,43 +290,46 @@ class Exchange:
         self._arrival_stamp = 0
         self._digest_sum = 0
         self.books: dict[str, Book] = {}
+        # The book last found by symbol: commands mostly name the same instrument, and
+        # comparing a symbol with the last one is cheaper than hashing it (each decoded
+        # command carries a new string object, whose hash is not computed yet). Books
+        # are never removed or replaced, so the pair stays true.
+        self._last_symbol: Optional[str] = None
+        self._last_book: Optional[Book] = None
         # member -> {client order id -> order id}: every id ever accepted, for ever.
         self._client_order_ids: dict[str, dict[str, int]] = {}
         self._capacity = 0
         self._cmd: list = []
-        self._side: list = []
-        self._price: list = []
-        self._open: list = []
-        self._hidden: list = []
-        self._prev: list = []
-        self._next: list = []
-        self._weight: list = []
-        self._grow(COLUMN_CHUNK)
+        # The integer columns, in COLUMN_NAMES order; `_side`, `_price`, ... are the same
+        # arrays under their own names (typed views of them in a compiled build).
+        self._columns: tuple = tuple(array("q") for _ in COLUMN_NAMES)
+        self._adopt_columns()
+        self._reserve(COLUMN_CHUNK)
         self._touched: Optional[dict] = {} if book_updates else None
-        self._handlers = {
-            PlaceOrder: self._place,
-            CancelOrder: self._cancel,
-            ReplaceOrder: self._replace,
-            MassCancel: self._mass_cancel,
-            AddInstrument: self._add_instrument,
-            HaltInstrument: self._halt,
-            ResumeInstrument: self._resume,
-            EndOfDay: self._end_of_day,
-            MalformedCommand: self._malformed,
-            Checkpoint: self._checkpoint,
-        }
 
     # ------------------------------------------------------------------ storage
 
-    def _grow(self, count: int) -> None:
+    def _reserve(self, end: int) -> None:
+        """Make room for order ids below `end`, by whole chunks. The arrays grow in place
+        (large blocks are remapped, not copied), which needs the typed views of a
+        compiled build let go first: an array that lends its buffer cannot be resized."""
+        if end <= self._capacity:
+            return
+        count = max(COLUMN_CHUNK, end - self._capacity)
         self._capacity += count
         self._cmd.extend([None] * count)
-        zeros = [0] * count
-        for column in (
+        zeros = bytes(8 * count)
+        self._side = self._price = self._open = self._hidden = None
+        self._arrival = self._prev = self._next = None
+        for column in self._columns:
+            column.frombytes(zeros)
+        self._adopt_columns()
+
+    def _adopt_columns(self) -> None:
+        (
             self._side, self._price, self._open, self._hidden,
-            self._prev, self._next, self._weight,
-        ):
-            column.extend(zeros)
+            self._arrival, self._prev, self._next,
+        ) = self._columns
 
     # ------------------------------------------------------------------ apply
 
@@ -304,69 +342,95 @@ class Exchange:
         self.last_sequence = sequence
         self.last_timestamp_ns = timestamp_ns
         events: list = []
+        # A chain of type tests rather than a dict of bound methods: a compiled build
+        # calls the handlers directly (they are not Python-callable there).
         kind = type(command)
         if kind is PlaceOrder:
             self._place(sequence, command, events)
         elif kind is CancelOrder:
             self._cancel(sequence, command, events)
+        elif kind is ReplaceOrder:
+            self._replace(sequence, command, events)
+        elif kind is MassCancel:
+            self._mass_cancel(sequence, command, events)
+        elif kind is AddInstrument:
+            self._add_instrument(sequence, command, events)
+        elif kind is HaltInstrument:
+            self._halt(sequence, command, events)
+        elif kind is ResumeInstrument:
+            self._resume(sequence, command, events)
+        elif kind is EndOfDay:
+            self._end_of_day(sequence, command, events)
+        elif kind is MalformedCommand:
+            self._malformed(sequence, command, events)
+        elif kind is Checkpoint:
+            self._checkpoint(sequence, command, events)
         else:
-            handler = self._handlers.get(kind)
-            if handler is None:
-                raise TypeError(f"not a command: {command!r}")
-            handler(sequence, command, events)
+            raise TypeError(f"not a command: {command!r}")
         if self._touched:
             self._emit_level_changes(sequence, events)
         return events
 
+    def _book_of(self, symbol: str) -> Optional[Book]:
+        """The book of `symbol`, or None."""
+        if symbol == self._last_symbol:
+            return self._last_book
+        book = self.books.get(symbol)
+        if book is not None:
+            self._last_symbol = symbol
+            self._last_book = book
+        return book
+
     # ------------------------------------------------------------------ place
 
     def _place(self, seq: int, cmd: PlaceOrder, events: list) -> None:
-        member = cmd.member
-        client_order_id = cmd.client_order_id
+        # Every field at once, in PlaceOrder's field order (a field added there makes
+        # this unpacking fail loudly): one call instead of an attribute lookup per field.
+        (
+            member, client_order_id, symbol, side_name, order_type, qty, price, tif,
+            post_only, display_qty, _stop_price, stp,
+        ) = astuple(cmd)
         ids = self._client_order_ids.get(member)
-        if ids is not None and client_order_id in ids:
-            events.append(OrderRejected(
-                seq, member, client_order_id, "duplicate_client_order_id", ids[client_order_id]
-            ))
-            return
-        book = self.books.get(cmd.symbol)
-        if book is None:
-            events.append(OrderRejected(seq, member, client_order_id, "unknown_symbol"))
-            return
-        qty = cmd.qty
-        price = cmd.price
+        book = self._book_of(symbol)
         # The fast path: a plain limit order with valid values on an instrument that is
         # trading without a band. Anything else takes the general path below, which
         # checks every reject reason in RULES.md's order. (Written for few bytecodes:
-        # this is the commonest command.)
+        # this is the commonest command.) Here the only reason left to reject it is a
+        # used client order id, so one `setdefault` both checks and records it.
         if (
-            book.plain
-            and cmd.order_type == "limit"
+            book is not None
+            and book.plain
+            and order_type == "limit"
             and price is not None
             and 0 < qty <= VALUE_MAX
             and 0 < price <= VALUE_MAX
-            and cmd.display_qty is None
-            and not cmd.post_only
-            and not qty % book.lot_size
-            and not price % book.tick_size
+            and display_qty is None
+            and not post_only
+            and (book.lot_size == 1 or not qty % book.lot_size)
+            and (book.tick_size == 1 or not price % book.tick_size)
         ):
+            # Checked above to be within (0, 10**12]: a compiled build holds these two
+            # in native integers from here on.
+            quantity = qty
+            limit = price
             oid = self.next_order_id
-            self.next_order_id = oid + 1
-            if oid >= self._capacity:
-                self._grow(COLUMN_CHUNK)
-            self._cmd[oid] = cmd
             if ids is None:
                 ids = self._client_order_ids[member] = {}
-            ids[client_order_id] = oid
-            side_name = cmd.side
+            known = ids.setdefault(client_order_id, oid)
+            if known != oid:
+                events.append(OrderRejected(seq, member, client_order_id, "duplicate_client_order_id", known))
+                return
+            self.next_order_id = oid + 1
+            if oid >= self._capacity:
+                self._reserve(oid + 1)
+            self._cmd[oid] = cmd
             events.append(OrderAccepted(
                 seq, oid, member, client_order_id, book.symbol, side_name, qty, price
             ))
-            tif = cmd.tif
             if side_name == "buy":
                 side = BUY
                 opposite_keys = book.ask_keys
-                if (opposite_keys and -opposite_keys[-1] <= price) or tif == "ioc" or tif == "fok":
+                if (opposite_keys and -opposite_keys[-1] <= price) or (tif is not None and (tif == "ioc" or tif == "fok")):
                     self._side[oid] = BUY
                     self._execute_limit(seq, book, oid, cmd, BUY, price, qty, tif or "gtc", None, events)
                     if book.buy_stops or book.sell_stops:
@@ -375,12 +439,12 @@ class Exchange:
                 levels = book.bid_levels
                 level = levels.get(price)
                 if level is None:
-                    levels[price] = [oid, oid, qty, 1]
+                    levels[price] = Level(oid, oid, qty, 1)
                     insort(book.bid_keys, price)
             else:
                 side = SELL
                 opposite_keys = book.bid_keys
-                if (opposite_keys and opposite_keys[-1] >= price) or tif == "ioc" or tif == "fok":
+                if (opposite_keys and opposite_keys[-1] >= price) or (tif is not None and (tif == "ioc" or tif == "fok")):
                     self._side[oid] = SELL
                     self._execute_limit(seq, book, oid, cmd, SELL, price, qty, tif or "gtc", None, events)
                     if book.buy_stops or book.sell_stops:
@@ -389,35 +453,41 @@ class Exchange:
                 levels = book.ask_levels
                 level = levels.get(price)
                 if level is None:
-                    levels[price] = [oid, oid, qty, 1]
+                    levels[price] = Level(oid, oid, qty, 1)
                     insort(book.ask_keys, -price)
             # Rest at the back of the level (an inlined `_rest` for the common case).
             if level is not None:
-                tail = level[TAIL]
+                tail = level.tail
                 self._next[tail] = oid
                 self._prev[oid] = tail
-                level[TAIL] = oid
-                level[TOTAL] += qty
-                level[COUNT] += 1
+                level.tail = oid
+                level.total += quantity
+                level.count += 1
             self._side[oid] = side
-            self._price[oid] = price
-            self._open[oid] = qty
+            self._price[oid] = limit
+            self._open[oid] = quantity
             stamp = self._arrival_stamp = self._arrival_stamp + 1
-            weight = stamp * ARRIVAL_WEIGHT + price
-            self._weight[oid] = weight
-            self._digest_sum += weight * qty
+            self._arrival[oid] = stamp
+            self._digest_sum += (stamp * ARRIVAL_WEIGHT + limit) * quantity
             if self._touched is not None:
                 self._touched[(book, side, price)] = None
             return
-        if book.plain and cmd.order_type == "market" and 0 < qty <= VALUE_MAX and not qty % book.lot_size:
+        if ids is not None and client_order_id in ids:
+            events.append(OrderRejected(
+                seq, member, client_order_id, "duplicate_client_order_id", ids[client_order_id]
+            ))
+            return
+        if book is None:
+            events.append(OrderRejected(seq, member, client_order_id, "unknown_symbol"))
+            return
+        if book.plain and order_type == "market" and 0 < qty <= VALUE_MAX and not qty % book.lot_size:
             # A valid market order on a trading instrument without a band: nothing else
             # about it can be rejected, and it matches without a band.
             oid = self.next_order_id
             self.next_order_id = oid + 1
             if oid >= self._capacity:
-                self._grow(COLUMN_CHUNK)
+                self._reserve(oid + 1)
             self._cmd[oid] = cmd
-            side_name = cmd.side
             side = BUY if side_name == "buy" else SELL
             self._side[oid] = side
             if ids is None:
@@ -427,7 +497,7 @@ class Exchange:
                 seq, oid, member, client_order_id, book.symbol, side_name, qty, None
             ))
             remaining, stopped = self._match(
-                seq, book, oid, cmd, side, qty, cmd.stp or "cancel_newest",
+                seq, book, oid, cmd, side, qty, stp or "cancel_newest",
                 KEY_UNLIMITED, KEY_UNLIMITED, KEY_UNLIMITED_MAX, events,
             )
             if remaining or stopped == STOPPED_STP:
@@ -482,7 +552,7 @@ class Exchange:
         oid = self.next_order_id
         self.next_order_id = oid + 1
         if oid >= self._capacity:
-            self._grow(COLUMN_CHUNK)
+            self._reserve(oid + 1)
         self._cmd[oid] = cmd
         side = BUY if cmd.side == "buy" else SELL
         self._side[oid] = side
@@ -610,7 +680,7 @@ class Exchange:
         o_open = self._open
         o_hidden = self._hidden
         o_next = self._next
-        o_weight = self._weight
+        o_arrival = self._arrival
         append = events.append
         touched = self._touched
         remaining = qty
@@ -633,26 +703,26 @@ class Exchange:
             if touched is not None:
                 touched[(book, opposite, price)] = None
             level_first_trade_id = trade_id
-            total = level[TOTAL]
-            count = level[COUNT]
-            maker = level[HEAD]
+            total = level.total
+            count = level.count
+            maker = level.head
             while maker:
                 maker_cmd = o_cmd[maker]
                 if stp_active and maker_cmd.member == member:
                     # Bring the level up to date first: the orders filled before this
                     # one have left it, and the self-trade helpers unlink from it.
-                    level[HEAD] = maker
+                    level.head = maker
                     self._prev[maker] = 0
-                    level[TOTAL] = total
-                    level[COUNT] = count
+                    level.total = total
+                    level.count = count
                     self._digest_sum = digest_sum
                     remaining, stop_matching = self._self_trade(
                         seq, book, level, maker, maker_cmd, stp, remaining, events
                     )
                     digest_sum = self._digest_sum
-                    total = level[TOTAL]
-                    count = level[COUNT]
-                    maker = level[HEAD]
+                    total = level.total
+                    count = level.count
+                    maker = level.head
                     if stop_matching:
                         stopped = STOPPED_STP
                         break
@@ -662,7 +732,7 @@ class Exchange:
                     fill = remaining
                     o_open[maker] = visible - fill
                     total -= fill
-                    digest_sum -= o_weight[maker] * fill
+                    digest_sum -= (o_arrival[maker] * ARRIVAL_WEIGHT + price) * fill
                     append(TradeExecuted(
                         seq, trade_id, symbol, price, fill, maker, taker, maker_cmd.member, member,
                         maker_cmd.client_order_id, taker_client_order_id, aggressor,
@@ -682,7 +752,7 @@ class Exchange:
                 if hidden:
                     # Iceberg refill: a new tranche at the back of the level, with a new
                     # time priority, which the same incoming order may still reach.
-                    digest_sum -= o_weight[maker] * (visible + hidden * HIDDEN_WEIGHT)
+                    digest_sum -= (o_arrival[maker] * ARRIVAL_WEIGHT + price) * (visible + hidden * HIDDEN_WEIGHT)
                     tranche = maker_cmd.display_qty
                     if tranche > hidden:
                         tranche = hidden
@@ -691,33 +761,32 @@ class Exchange:
                     o_hidden[maker] = hidden
                     total += tranche
                     stamp = self._arrival_stamp = self._arrival_stamp + 1
-                    weight = stamp * ARRIVAL_WEIGHT + price
-                    o_weight[maker] = weight
-                    digest_sum += weight * (tranche + hidden * HIDDEN_WEIGHT)
+                    o_arrival[maker] = stamp
+                    digest_sum += (stamp * ARRIVAL_WEIGHT + price) * (tranche + hidden * HIDDEN_WEIGHT)
                     if following:
                         o_prev = self._prev
                         o_prev[following] = 0
-                        tail = level[TAIL]
+                        tail = level.tail
                         o_next[tail] = maker
                         o_prev[maker] = tail
                         o_next[maker] = 0
-                        level[TAIL] = maker
+                        level.tail = maker
                         maker = following
                     # else: it is alone in the level and stays at its head.
                 else:
                     # Filled: it leaves the level (its own links stay stale, as closed
                     # orders' links may).
-                    digest_sum -= o_weight[maker] * visible
+                    digest_sum -= (o_arrival[maker] * ARRIVAL_WEIGHT + price) * visible
                     o_open[maker] = 0
                     count -= 1
                     maker = following
                 if not remaining:
                     break
             if count:
-                level[HEAD] = maker
+                level.head = maker
                 self._prev[maker] = 0
-                level[TOTAL] = total
-                level[COUNT] = count
+                level.total = total
+                level.count = count
             else:
                 del levels[price]
                 keys.pop()
@@ -748,13 +817,13 @@ class Exchange:
         visible = self._open[maker]
         hidden = self._hidden[maker]
         reduction = min(visible + hidden, remaining)
-        weight = self._weight[maker]
+        weight = self._arrival[maker] * ARRIVAL_WEIGHT + self._price[maker]
         self._digest_sum -= weight * (visible + hidden * HIDDEN_WEIGHT)
         if reduction <= hidden:
             hidden -= reduction
         else:
             visible -= reduction - hidden
-            level[TOTAL] -= reduction - hidden
+            level.total -= reduction - hidden
             hidden = 0
         self._open[maker] = visible
         self._hidden[maker] = hidden
@@ -779,7 +848,7 @@ class Exchange:
                 return False
             level = levels[key * sign]
             queue = deque()
-            maker = level[HEAD]
+            maker = level.head
             while maker:
                 queue.append((maker, self._open[maker], self._hidden[maker]))
                 maker = self._next[maker]
@@ -807,25 +876,24 @@ class Exchange:
         levels = book.levels[side]
         level = levels.get(price)
         if level is None:
-            levels[price] = [oid, oid, visible, 1]
+            levels[price] = Level(oid, oid, visible, 1)
             insort(book.keys[side], price if side == BUY else -price)
             self._prev[oid] = 0
         else:
-            tail = level[TAIL]
+            tail = level.tail
             self._next[tail] = oid
             self._prev[oid] = tail
-            level[TAIL] = oid
-            level[TOTAL] += visible
-            level[COUNT] += 1
+            level.tail = oid
+            level.total += visible
+            level.count += 1
         self._next[oid] = 0
         self._side[oid] = side
         self._price[oid] = price
         self._open[oid] = visible
         self._hidden[oid] = hidden
         stamp = self._arrival_stamp = self._arrival_stamp + 1
-        weight = stamp * ARRIVAL_WEIGHT + price
-        self._weight[oid] = weight
-        self._digest_sum += weight * (visible + hidden * HIDDEN_WEIGHT)
+        self._arrival[oid] = stamp
+        self._digest_sum += (stamp * ARRIVAL_WEIGHT + price) * (visible + hidden * HIDDEN_WEIGHT)
         if self._touched is not None:
             self._touched[(book, side, price)] = None
 
@@ -844,19 +912,19 @@ class Exchange:
         if previous:
             self._next[previous] = following
         else:
-            level[HEAD] = following
+            level.head = following
         if following:
             self._prev[following] = previous
         else:
-            level[TAIL] = previous
+            level.tail = previous
         visible = self._open[oid]
-        level[TOTAL] -= visible
-        level[COUNT] -= 1
-        if drop_empty_level and not level[COUNT]:
+        level.total -= visible
+        level.count -= 1
+        if drop_empty_level and not level.count:
             del levels[price]
             keys = book.keys[side]
             del keys[bisect_left(keys, price if side == BUY else -price)]
-        self._digest_sum -= self._weight[oid] * (visible + self._hidden[oid] * HIDDEN_WEIGHT)
+        self._digest_sum -= (self._arrival[oid] * ARRIVAL_WEIGHT + price) * (visible + self._hidden[oid] * HIDDEN_WEIGHT)
         self._open[oid] = 0
         self._hidden[oid] = 0
         self._prev[oid] = 0
@@ -875,9 +943,8 @@ class Exchange:
         self._price[oid] = stop_price
         self._open[oid] = qty
         stamp = self._arrival_stamp = self._arrival_stamp + 1
-        weight = stamp * ARRIVAL_WEIGHT + stop_price
-        self._weight[oid] = weight
-        self._digest_sum += weight * qty
+        self._arrival[oid] = stamp
+        self._digest_sum += (stamp * ARRIVAL_WEIGHT + stop_price) * qty
 
     def _remove_stop(self, oid: int, book: Book) -> None:
         stop_price = self._price[oid]
@@ -891,7 +958,7 @@ class Exchange:
         if index >= len(stops) or stops[index] != entry:
             raise InvariantViolation(f"stop order {oid} is not in its instrument's stop list")
         del stops[index]
-        self._digest_sum -= self._weight[oid] * self._open[oid]
+        self._digest_sum -= (self._arrival[oid] * ARRIVAL_WEIGHT + stop_price) * self._open[oid]
         self._side[oid] &= 1
         self._open[oid] = 0
 
@@ -932,19 +999,21 @@ class Exchange:
 
     def _cancel(self, seq: int, cmd: CancelOrder, events: list) -> None:
         member = cmd.member
-        oid = cmd.order_id
-        if oid is None:
+        requested = cmd.order_id
+        if requested is None:
             if cmd.client_order_id is None:
                 events.append(OrderRejected(
                     seq, member, None, "malformed", None, "cancel needs order_id or client_order_id"
                 ))
                 return
             ids = self._client_order_ids.get(member)
-            oid = ids.get(cmd.client_order_id, 0) if ids is not None else 0
+            requested = ids.get(cmd.client_order_id, 0) if ids is not None else 0
         o_open = self._open
-        if not (0 < oid < self.next_order_id) or not o_open[oid]:
+        if not (0 < requested < self.next_order_id) or not o_open[requested]:
             events.append(OrderRejected(seq, member, cmd.client_order_id, "unknown_order"))
             return
+        # An assigned order id from here on (a native integer in a compiled build).
+        oid = requested
         original = self._cmd[oid]
         if original.member != member:
             events.append(OrderRejected(seq, member, cmd.client_order_id, "not_owner"))
@@ -956,7 +1025,7 @@ class Exchange:
         # The common case, a resting order without book updates: `_cancel_open_order`
         # and `_remove_resting` inlined.
         symbol = original.symbol
-        book = self.books[symbol]
+        book = self._book_of(symbol)
         price = self._price[oid]
         visible = o_open[oid]
         hidden = self._hidden[oid]
@@ -964,30 +1033,35 @@ class Exchange:
         o_next = self._next
         previous = o_prev[oid]
         following = o_next[oid]
-        level = book.levels[side][price]
+        if side == BUY:
+            levels = book.bid_levels
+            keys = book.bid_keys
+        else:
+            levels = book.ask_levels
+            keys = book.ask_keys
+        level = levels[price]
         # The closed order's own links stay stale, as closed orders' links may (the
         # canonical encoding writes them as 0).
         if previous:
             o_next[previous] = following
         else:
-            level[HEAD] = following
+            level.head = following
         if following:
             o_prev[following] = previous
         else:
-            level[TAIL] = previous
-        count = level[COUNT] - 1
+            level.tail = previous
+        count = level.count - 1
         if count:
-            level[COUNT] = count
-            level[TOTAL] -= visible
+            level.count = count
+            level.total -= visible
         else:
-            del book.levels[side][price]
-            keys = book.keys[side]
+            del levels[price]
             del keys[bisect_left(keys, price if side == BUY else -price)]
         if hidden:
-            self._digest_sum -= self._weight[oid] * (visible + hidden * HIDDEN_WEIGHT)
+            self._digest_sum -= (self._arrival[oid] * ARRIVAL_WEIGHT + price) * (visible + hidden * HIDDEN_WEIGHT)
             self._hidden[oid] = 0
         else:
-            self._digest_sum -= self._weight[oid] * visible
+            self._digest_sum -= (self._arrival[oid] * ARRIVAL_WEIGHT + price) * visible
         o_open[oid] = 0
         events.append(OrderCancelled(
             seq, oid, "user", visible + hidden, member, original.client_order_id, symbol
@@ -1032,6 +1106,7 @@ class Exchange:
         elif book.halted:
             reason = "halted"
         old_price = self._price[oid]
+        # Not yet checked when `reason` is set: a Python int here (any size) in both builds.
         price = old_price if cmd.price is None else cmd.price
         price_changed = price != old_price
         if reason is None and price_changed:
@@ -1050,13 +1125,13 @@ class Exchange:
             # iceberg gives up hidden quantity first.
             reduction = visible + hidden - qty
             if reduction:
-                weight = self._weight[oid]
+                weight = self._arrival[oid] * ARRIVAL_WEIGHT + old_price
                 self._digest_sum -= weight * (visible + hidden * HIDDEN_WEIGHT)
                 if reduction <= hidden:
                     hidden -= reduction
                 else:
                     level = book.levels[self._side[oid]][old_price]
-                    level[TOTAL] -= reduction - hidden
+                    level.total -= reduction - hidden
                     visible -= reduction - hidden
                     hidden = 0
                 self._open[oid] = visible
@@ -1107,7 +1182,7 @@ class Exchange:
         for book in books:
             for levels in book.levels:
                 for level in levels.values():
-                    oid = level[HEAD]
+                    oid = level.head
                     while oid:
                         found.append(oid)
                         oid = o_next[oid]
@@ -1204,7 +1279,7 @@ class Exchange:
             if level is None:
                 events.append(LevelChanged(seq, book.symbol, SIDE_NAMES[side], price, 0, 0))
             else:
-                events.append(LevelChanged(seq, book.symbol, SIDE_NAMES[side], price, level[TOTAL], level[COUNT]))
+                events.append(LevelChanged(seq, book.symbol, SIDE_NAMES[side], price, level.total, level.count))
         touched.clear()
 
     # ------------------------------------------------------------------ queries
@@ -1212,9 +1287,12 @@ class Exchange:
     def state_digest(self) -> int:
         """A 64-bit digest of the whole state, cheap at any sequence (no book walk)."""
         hasher = hashlib.blake2b(digest_size=8)
+        # Read modulo 2**128 (a negative value in the pure build, possible after a
+        # snapshot restore stored it reduced, has the same 128 low bits as the native sum).
+        digest_sum = self._digest_sum
         hasher.update(_DIGEST_STRUCT.pack(
-            self._digest_sum & DIGEST_MASK,
-            (self._digest_sum >> 64) & DIGEST_MASK,
+            digest_sum & DIGEST_MASK,
+            (digest_sum >> 64) & DIGEST_MASK,
             self.next_order_id,
             self.next_trade_id,
             self.last_sequence,
@@ -1244,10 +1322,10 @@ class Exchange:
         bid_qty = ask_qty = None
         if bid_keys:
             bid = bid_keys[-1]
-            bid_qty = book.levels[BUY][bid][TOTAL]
+            bid_qty = book.levels[BUY][bid].total
         if ask_keys:
             ask = -ask_keys[-1]
-            ask_qty = book.levels[SELL][ask][TOTAL]
+            ask_qty = book.levels[SELL][ask].total
         return bid, bid_qty, ask, ask_qty
 
     def depth(self, symbol: str, levels: Optional[int] = None) -> dict:
@@ -1260,7 +1338,7 @@ class Exchange:
             rows = []
             for key in chosen:
                 level = book.levels[side][key * sign]
-                rows.append((key * sign, level[TOTAL], level[COUNT]))
+                rows.append((key * sign, level.total, level.count))
             result[name] = rows
         return result
 
@@ -1272,7 +1350,7 @@ class Exchange:
             rows = []
             for key in reversed(book.keys[side]):
                 price = key * sign
-                oid = book.levels[side][price][HEAD]
+                oid = book.levels[side][price].head
                 while oid:
                     cmd = self._cmd[oid]
                     rows.append({
@@ -1326,6 +1404,19 @@ class Exchange:
         total = 0
         for book in self.books.values():
             for levels in book.levels:
-                total += sum(level[COUNT] for level in levels.values())
+                total += sum(level.count for level in levels.values())
             total += len(book.buy_stops) + len(book.sell_stops)
         return total
+
+
+# A compiled build keeps the constants above that its .pxd declares as C constants, which
+# Python code cannot import; this puts their values into the module namespace (in the
+# pure build it rebinds each name to itself).
+globals().update(
+    VALUE_MAX=VALUE_MAX, ICEBERG_TRANCHES_MAX=ICEBERG_TRANCHES_MAX, BUY=BUY, SELL=SELL,
+    CLOSED=CLOSED, RESTING=RESTING, PENDING_STOP=PENDING_STOP, STOP_FLAG=STOP_FLAG,
+    STOPPED_FILLED=STOPPED_FILLED, STOPPED_LIMIT=STOPPED_LIMIT, STOPPED_BAND=STOPPED_BAND,
+    STOPPED_EMPTY=STOPPED_EMPTY, STOPPED_STP=STOPPED_STP, ARRIVAL_WEIGHT=ARRIVAL_WEIGHT,
+    HIDDEN_WEIGHT=HIDDEN_WEIGHT, COLUMN_CHUNK=COLUMN_CHUNK, KEY_UNLIMITED=KEY_UNLIMITED,
+    KEY_UNLIMITED_MAX=KEY_UNLIMITED_MAX,
+)

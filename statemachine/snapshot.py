@@ -39,22 +39,23 @@ runs in the forked snapshot child, off the apply loop.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from typing import Optional
 
 import msgspec
 
 from statemachine.commands import PlaceOrder
-from statemachine.errors import SnapshotFormatError
+from statemachine.errors import InvariantViolation, SnapshotFormatError
 from statemachine.exchange import (
+    ARRIVAL_WEIGHT,
     BUY,
-    COLUMN_CHUNK,
-    COUNT,
-    HEAD,
+    DIGEST_SUM_MASK,
+    HIDDEN_WEIGHT,
+    PRICE_MASK,
     SELL,
-    TAIL,
-    TOTAL,
     Book,
     Exchange,
+    Level,
 )
 from statemachine.version import REPLAYABLE_RULES_VERSIONS
 
@@ -114,7 +115,7 @@ def _levels(book: Book, side: int) -> list[tuple[int, int, int, int, int]]:
     for key in reversed(book.keys[side]):
         price = key * sign
         level = levels[price]
-        rows.append((price, level[HEAD], level[TAIL], level[TOTAL], level[COUNT]))
+        rows.append((price, level.head, level.tail, level.total, level.count))
     return rows
 
 
@@ -129,23 +130,32 @@ def encode_state(exchange: Exchange) -> bytes:
             book.last_trade_price, book.halted, _levels(book, BUY), _levels(book, SELL),
             list(book.buy_stops), list(book.sell_stops),
         ))
-    open_column = exchange._open[1:end]
-    price = exchange._price[1:end]
-    weight = exchange._weight[1:end]
-    prev = exchange._prev[1:end]
-    following = exchange._next[1:end]
-    # Closed orders keep stale prices, weights and links in the live columns (clearing
-    # them would cost the hot path); the canonical form writes them as 0.
+    side_column, price_column, open_column, hidden_column, arrival_column, prev_column, next_column = (
+        column[1:end].tolist() for column in exchange._columns
+    )
+    # Closed orders keep stale prices, arrivals and links in the live columns (clearing
+    # them would cost the hot path); the canonical form writes them as 0. The digest
+    # weight (`arrival * 2**41 + price`) is what the layout stores; the exchange keeps
+    # the arrival stamp and derives it. The digest sum is recomputed here exactly (the
+    # exchange keeps it modulo 2**128), so the bytes do not depend on the build.
+    weight_column = [0] * len(open_column)
+    digest_sum = 0
     for index, visible in enumerate(open_column):
-        if not visible:
-            price[index] = weight[index] = prev[index] = following[index] = 0
+        if visible:
+            weight = arrival_column[index] * ARRIVAL_WEIGHT + price_column[index]
+            weight_column[index] = weight
+            digest_sum += weight * (visible + hidden_column[index] * HIDDEN_WEIGHT)
+        else:
+            price_column[index] = prev_column[index] = next_column[index] = 0
+    if (digest_sum - exchange._digest_sum) & DIGEST_SUM_MASK:
+        raise InvariantViolation("the incremental digest sum differs from its recomputation from the columns")
     state = _State(
         STATE_FORMAT_VERSION, exchange.last_sequence, exchange.last_timestamp_ns,
-        end, exchange.next_trade_id, exchange._arrival_stamp, _int_to_bytes(exchange._digest_sum),
+        end, exchange.next_trade_id, exchange._arrival_stamp, _int_to_bytes(digest_sum),
         # The id dicts are already canonical: members in order of their first order id,
         # each member's ids in order-id order (both recorded as orders are accepted).
         instruments, exchange._cmd[1:end], exchange._client_order_ids,
-        exchange._side[1:end], price, open_column, exchange._hidden[1:end], weight, prev, following,
+        side_column, price_column, open_column, hidden_column, weight_column, prev_column, next_column,
         exchange.rules_version,
     )
     return _encoder.encode(state)
@@ -190,18 +200,23 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
     exchange.next_order_id = end
     exchange.next_trade_id = state.next_trade_id
     exchange._arrival_stamp = state.arrival_stamp
-    exchange._digest_sum = int.from_bytes(state.digest_sum, "little", signed=True)
-    if end > exchange._capacity:
-        chunks = (end - exchange._capacity) // COLUMN_CHUNK + 1
-        exchange._grow(chunks * COLUMN_CHUNK)
+    exchange._digest_sum = int.from_bytes(state.digest_sum, "little", signed=True) & DIGEST_SUM_MASK
+    if any(weight & PRICE_MASK != price for weight, price in zip(state.weight, state.price)):
+        raise SnapshotFormatError("snapshot state digest weights do not carry their orders' prices")
+    arrival = [weight >> 41 for weight in state.weight]
+    exchange._reserve(end)
     exchange._cmd[1:end] = state.placed_orders
-    exchange._side[1:end] = state.side
-    exchange._price[1:end] = state.price
-    exchange._open[1:end] = state.open
-    exchange._hidden[1:end] = state.hidden
-    exchange._weight[1:end] = state.weight
-    exchange._prev[1:end] = state.prev
-    exchange._next[1:end] = state.next
+    # New arrays rather than slice assignments: the live ones lend their buffers to the
+    # compiled core's typed views, and an array with lent buffers refuses to change.
+    tail = array("q", bytes(8 * (exchange._capacity - end)))
+    try:
+        exchange._columns = tuple([
+            array("q", [0]) + array("q", values) + tail
+            for values in (state.side, state.price, state.open, state.hidden, arrival, state.prev, state.next)
+        ])
+    except OverflowError:
+        raise SnapshotFormatError("snapshot state column value outside 64 bits") from None
+    exchange._adopt_columns()
     exchange._client_order_ids = state.client_order_ids
     for instrument in state.instruments:
         book = Book(
@@ -216,7 +231,7 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
             for price, head, tail, total, count in rows:
                 if not (0 < head < end and 0 < tail < end and count > 0):
                     raise SnapshotFormatError(f"{instrument.symbol}: level {price} links outside the orders")
-                levels[price] = [head, tail, total, count]
+                levels[price] = Level(head, tail, total, count)
                 keys.append(price if side == BUY else -price)
             keys.sort()
         book.buy_stops = [tuple(entry) for entry in instrument.buy_stops]

@@ -238,6 +238,54 @@ def test_the_pinned_peers_install_and_the_price_time_engines_agree_with_twinbook
     for engine in ("orderly-chaos", "liquibook", "obook", "lightmatchingengine", "pyorderbook", "pyclob", "order-matching"):
         assert rows[engine]["status"] == "ok", rows[engine]
         assert rows[engine]["agreement"] == "agree", rows[engine]
-    assert rows["limit-order-book"]["agreement"] == "n/a: the engine reports no trades"
-    if sys.version_info < (3, 12) and python.endswith("3.11"):
-        assert rows["matching-engine"]["status"] == "not_installed"
+    if bench_peers.find_interpreter("3.13"):
+        assert rows["limit-order-book"]["agreement"] == "n/a: the engine reports no trades"
+    else:
+        assert rows["limit-order-book"]["reason"].startswith("needs Python 3.13")
+    if bench_peers.find_interpreter("3.12"):
+        assert rows["matching-engine"]["agreement"] == "agree", rows["matching-engine"]
+    else:
+        assert rows["matching-engine"]["reason"].startswith("needs Python 3.12")
+
+
+def test_the_engines_that_need_a_newer_python_run_in_an_environment_of_their_own(tmp_path):
+    venv_directory = tmp_path / "venv"
+    assert bench_peers.engine_environment("liquibook", venv_directory) == venv_directory
+    assert bench_peers.engine_environment("matching-engine", venv_directory) == tmp_path / "venv-python3.12"
+    assert bench_peers.engine_environment("limit-order-book", venv_directory) == tmp_path / "venv-python3.13"
+    assert bench_peers.read_requirements()["limit-order-book"] == "limit-order-book==3.1.0"
+
+
+def test_an_interpreter_is_found_only_if_it_runs_as_that_version(tmp_path, monkeypatch):
+    """A pyenv shim answers to every name; only a candidate that reports the version counts."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    shim = shims / "python3.99"
+    shim.write_text("#!/bin/sh\necho 'pyenv: python3.99: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    versions = tmp_path / "pyenv-versions"
+    real = versions / "3.99.2" / "bin" / "python3.99"
+    real.parent.mkdir(parents=True)
+    real.write_text("#!/bin/sh\necho 3.99\n")
+    real.chmod(0o755)
+    older = versions / "3.99.1" / "bin" / "python3.99"
+    older.parent.mkdir(parents=True)
+    older.write_text("#!/bin/sh\necho 3.99\n")
+    older.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+    monkeypatch.setattr(bench_peers, "PYENV_VERSIONS", versions)
+    assert bench_peers.find_interpreter("3.99") == str(real)
+    real.unlink()
+    older.unlink()
+    assert bench_peers.find_interpreter("3.99") is None
+
+
+def test_a_peer_whose_interpreter_is_absent_is_reported_as_needing_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_peers, "ENGINE_INTERPRETERS", {"matching-engine": "3.99"})
+    monkeypatch.setattr(bench_peers, "PYENV_VERSIONS", tmp_path / "no-pyenv")
+    venv_directory = _fake_peer_environment(tmp_path / "venv")
+    figures = bench_peers.run_peers_benchmark(300, 1, ("matching-engine",), 1, venv_directory, timeout_s=60)
+    row = {row["engine"]: row for row in figures["engines"]}["matching-engine"]
+    assert row["status"] == "not_installed"
+    assert row["reason"].startswith("needs Python 3.99: none found")
+    assert "needs Python 3.99" in bench_peers.render_table(figures)

@@ -8,6 +8,7 @@ orders are live, so every cancel names an order that is really open; the timed r
 apply the same prebuilt command objects to fresh exchanges, so decoding is not timed
 (journal decoding has its own benchmark).
 
+The figures name the core that ran (`core`: "compiled" or "pure", statemachine.CORE_MODE).
 Throughput is the median of `runs` full passes. Latency is measured in a separate pass
 that wraps each apply in `perf_counter_ns`, whose own cost (measured and reported as
 `timer_overhead_ns`) is subtracted.
@@ -21,6 +22,7 @@ import random
 import statistics
 import time
 
+import statemachine
 from statemachine import AddInstrument, CancelOrder, Exchange, OrderAccepted, OrderCancelled, PlaceOrder, TradeExecuted
 
 SYMBOL = "BENCH"
@@ -150,6 +152,51 @@ def run_core_benchmark(
         },
         "timer_overhead_ns": timer_overhead_ns,
         "gc_collections_during_runs": gc_collections,
+        "core": statemachine.CORE_MODE,
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
+
+
+def _instruction_harness(argv: list) -> None:
+    """`python -m tools.bench_core COMMANDS MODE [BOOK_UPDATES]`: the callgrind harness.
+
+    Builds the workload of `COMMANDS` commands (seed 1), round-trips it through the
+    journal's msgpack codec (as the node and replay see commands), then in MODE `apply`
+    applies it to a fresh exchange; MODE `load` stops before applying. Run both under
+    `valgrind --tool=callgrind` and divide the difference of the instruction counts by
+    COMMANDS for the instructions per command of `Exchange.apply`. The workload is cached
+    in the system's temporary directory, keyed by its size, so the generation (itself
+    an exchange run) is not inside the two measured processes' difference by chance.
+    """
+    import os
+    import tempfile
+
+    from statemachine.codec import decode_commands, encode_command
+
+    commands, mode = int(argv[0]), argv[1]
+    book_updates = len(argv) > 2 and argv[2] == "book_updates"
+    cache = os.path.join(tempfile.gettempdir(), f"twinbook-core-workload-{commands}.msgpack")
+    if not os.path.exists(cache):
+        import msgspec
+
+        bodies = [encode_command(command) for command in generate_workload(commands, 1)]
+        with open(cache + ".partial", "wb") as file:
+            file.write(msgspec.msgpack.encode(bodies))
+        os.replace(cache + ".partial", cache)
+        return
+    import msgspec
+
+    with open(cache, "rb") as file:
+        stream = decode_commands(msgspec.msgpack.decode(file.read()))
+    if mode == "apply":
+        exchange = Exchange(book_updates=book_updates)
+        apply = exchange.apply
+        for sequence, command in enumerate(stream, 1):
+            apply(sequence, 0, command)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _instruction_harness(sys.argv[1:])

@@ -28,6 +28,14 @@ Peers never enter twinbook's runtime: they are installed only into the peer envi
 with tools/peers-constraints.txt pinning their dependencies), and twinbook's process
 never imports them.
 
+Two peers need a newer Python than the default peer environment's: matching-engine
+(>= 3.12) and limit-order-book 3.1 (>= 3.13; 2.0.0, which ran on 3.11, is no longer what
+PyPI users get). Each runs in an environment of its own beside the default one
+(`.bench-peers/venv-python3.12`, `...-python3.13`), made by `--install` with the first
+such interpreter found (on PATH as `python3.12`, else the newest
+~/.pyenv/versions/3.12.*). They are in every run by default; where no such interpreter
+exists, their row says so ("not installed: needs Python 3.13, none found ...").
+
 The neutral workload file (JSON lines, UTF-8):
 
     line 1     {"format":"twinbook-peer-workload","version":1,"seed":S,"commands":N,
@@ -57,6 +65,7 @@ from typing import Callable, Literal, Union
 
 import msgspec
 
+import statemachine
 from statemachine import AddInstrument, CancelOrder, Exchange, OrderAccepted, OrderCancelled, PlaceOrder, TradeExecuted
 
 WORKLOAD_FORMAT = "twinbook-peer-workload"
@@ -95,6 +104,9 @@ ENGINE_NAMES = (
 REPEAT_BUDGET_NS = 10_000_000_000
 # pip installs of one package are bounded so a hung index cannot hang the command.
 PIP_INSTALL_TIMEOUT_S = 600
+# Engines that need a newer interpreter than the default peer environment's, and which.
+ENGINE_INTERPRETERS = {"matching-engine": "3.12", "limit-order-book": "3.13"}
+PYENV_VERSIONS = Path.home() / ".pyenv" / "versions"
 
 
 class PeerLimit(msgspec.Struct, frozen=True, tag="limit"):
@@ -316,6 +328,46 @@ def peers_python(venv_directory: Path) -> Path:
     return venv_directory / "bin" / "python"
 
 
+def engine_environment(engine: str, venv_directory: Path) -> Path:
+    """The peer environment an engine runs in: its own interpreter's beside the default one."""
+    version = ENGINE_INTERPRETERS.get(engine)
+    if version is None:
+        return venv_directory
+    return venv_directory.with_name(f"{venv_directory.name}-python{version}")
+
+
+def find_interpreter(version: str) -> str | None:
+    """An interpreter of Python `version` ("3.12") that really runs: `pythonX.Y` on PATH,
+    else the newest ~/.pyenv/versions/X.Y.*; None when there is none. Each candidate is
+    asked for its version, because a pyenv shim on PATH exists for every name but fails
+    for a version that is not selected."""
+    import shutil
+
+    candidates = []
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(on_path)
+    releases = []
+    for directory in PYENV_VERSIONS.glob(f"{version}.*"):
+        patch = directory.name.removeprefix(f"{version}.")
+        if patch.isdigit():
+            releases.append((int(patch), str(directory / "bin" / f"python{version}")))
+    candidates += [python for _, python in sorted(releases, reverse=True)]
+    for python in candidates:
+        try:
+            completed = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                       capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if completed.returncode == 0 and completed.stdout.strip() == version:
+            return python
+    return None
+
+
+def _interpreter_absent(version: str) -> str:
+    return f"needs Python {version}: none found (python{version} on PATH or {PYENV_VERSIONS}/{version}.*)"
+
+
 def _read_install_report(venv_directory: Path) -> dict:
     try:
         return json.loads((venv_directory / INSTALL_REPORT_NAME).read_text(encoding="utf-8"))
@@ -333,10 +385,7 @@ def read_requirements(path: Path = REQUIREMENTS_PATH) -> dict[str, str]:
     return requirements
 
 
-def install_peers(venv_directory: Path, python: str, echo: Callable[[str], None]) -> dict:
-    """Create the peer environment if needed and install each pinned peer on its own
-    (one failing peer does not stop the others); record what failed and why in the
-    environment's install report, which the benchmark reads to say "not installed"."""
+def _install_into(venv_directory: Path, python: str, requirements: dict[str, str], echo: Callable[[str], None]) -> dict:
     if not peers_python(venv_directory).exists():
         echo(f"creating the peer environment {venv_directory} with {python}")
         venv_directory.parent.mkdir(parents=True, exist_ok=True)
@@ -344,7 +393,7 @@ def install_peers(venv_directory: Path, python: str, echo: Callable[[str], None]
         if completed.returncode != 0:
             raise PeerBenchError(f"{python} -m venv {venv_directory} failed: {completed.stderr.strip()[-500:]}")
     report = {}
-    for engine, requirement in read_requirements().items():
+    for engine, requirement in requirements.items():
         echo(f"installing {requirement}")
         command = [str(peers_python(venv_directory)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                    "--no-input", "-c", str(CONSTRAINTS_PATH), requirement]
@@ -365,12 +414,42 @@ def install_peers(venv_directory: Path, python: str, echo: Callable[[str], None]
     return report
 
 
+def install_peers(venv_directory: Path, python: str, echo: Callable[[str], None]) -> dict:
+    """Create the peer environments if needed and install each pinned peer on its own
+    (one failing peer does not stop the others): the engines of ENGINE_INTERPRETERS into
+    an environment of their interpreter (when one is found), the others into
+    `venv_directory` made with `python`. Each environment's install report records what
+    failed and why, which the benchmark reads to say "not installed". Returns the
+    reports merged, engine -> {requirement, installed[, reason]}."""
+    requirements = read_requirements()
+    default = {engine: line for engine, line in requirements.items() if engine not in ENGINE_INTERPRETERS}
+    report = _install_into(venv_directory, python, default, echo)
+    for engine, version in ENGINE_INTERPRETERS.items():
+        if engine not in requirements:
+            continue
+        interpreter = find_interpreter(version)
+        if interpreter is None:
+            report[engine] = {"requirement": requirements[engine], "installed": False, "reason": _interpreter_absent(version)}
+            echo(f"  {engine} not installed: {report[engine]['reason']}")
+            continue
+        report.update(_install_into(engine_environment(engine, venv_directory), interpreter,
+                                    {engine: requirements[engine]}, echo))
+    return report
+
+
 def run_peer(engine: str, venv_directory: Path, workload_path: Path, runs: int, timeout_s: float) -> dict:
     """Run one peer's adapter in the peer environment; its result object, or a
     not_installed / failed / timed_out one saying why."""
     install = _read_install_report(venv_directory).get(engine)
     if install is not None and not install.get("installed"):
         return {"engine": engine, "status": "not_installed", "reason": install.get("reason", "install failed")}
+    if not peers_python(venv_directory).exists():
+        version = ENGINE_INTERPRETERS.get(engine)
+        if version is not None and find_interpreter(version) is None:
+            reason = _interpreter_absent(version)
+        else:
+            reason = f"no peer environment at {venv_directory}: run `twinbook bench peers --install`"
+        return {"engine": engine, "status": "not_installed", "reason": reason}
     with tempfile.TemporaryDirectory(prefix="twinbook-peer-") as directory:
         result_path = Path(directory) / "result.json"
         command = [str(peers_python(venv_directory)), str(ADAPTER_PATH), engine, str(workload_path), str(result_path), str(runs)]
@@ -402,7 +481,7 @@ def run_peers_benchmark(
     unknown = [engine for engine in engines if engine not in ENGINE_NAMES]
     if unknown:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINE_NAMES)}")
-    if engines and not peers_python(venv_directory).exists():
+    if any(engine not in ENGINE_INTERPRETERS for engine in engines) and not peers_python(venv_directory).exists():
         raise PeerEnvironmentMissing(
             f"no peer environment at {venv_directory}: run `twinbook bench peers --install` to create it "
             f"(it installs tools/peers-requirements.txt into a separate venv), or pass --peers-venv DIR"
@@ -431,7 +510,7 @@ def run_peers_benchmark(
                 if round_number > 1 and (results[engine]["status"] != "ok" or sum(elapsed[engine]) >= REPEAT_BUDGET_NS):
                     continue
                 progress(f"round {round_number} of {runs}: {engine}")
-                result = run_peer(engine, venv_directory, workload_path, 1, timeout_s)
+                result = run_peer(engine, engine_environment(engine, venv_directory), workload_path, 1, timeout_s)
                 if round_number == 1:
                     results[engine] = result
                 elif result["status"] != "ok":
@@ -454,6 +533,8 @@ def run_peers_benchmark(
     for engine in engines:
         result = results[engine]
         row = {"engine": engine, "version": result.get("version"), "status": result["status"]}
+        if engine in ENGINE_INTERPRETERS and result["status"] == "ok":
+            row["python"] = _peer_python_version(engine_environment(engine, venv_directory))
         if result["status"] != "ok":
             row["reason"] = result.get("reason", "")
             rows.append(row)
@@ -481,8 +562,9 @@ def run_peers_benchmark(
         "runs": runs,
         "engines": rows,
         "peers_venv": str(venv_directory),
-        "peers_python": _peer_python_version(venv_directory) if engines else None,
+        "peers_python": _peer_python_version(venv_directory) if peers_python(venv_directory).exists() else None,
         "python": platform.python_version(),
+        "core": statemachine.CORE_MODE,
         "machine": platform.machine(),
     }
 
@@ -515,7 +597,10 @@ def render_table(figures: dict) -> str:
             rows.append((row["engine"], row.get("version") or "-", "-", "-", "-", f"{status}: {row.get('reason', '')}"))
             continue
         trades = "-" if row["trades"] is None else f"{row['trades']:,}"
-        rows.append((row["engine"], row["version"] or "-", f"{row['commands_per_second_median']:,}",
+        version = row["version"] or "-"
+        if row.get("python"):
+            version += f" (Python {row['python']})"
+        rows.append((row["engine"], version, f"{row['commands_per_second_median']:,}",
                      f"{row['ratio_to_twinbook']:.3f}", trades, row["agreement"]))
     widths = [max(len(str(line[column])) for line in [header, *rows]) for column in range(len(header) - 1)]
     lines = []
@@ -528,6 +613,6 @@ def render_table(figures: dict) -> str:
     lines.append(f"seed {figures['seed']}, {figures['commands']:,} commands ({counts['limit']:,} limit, "
                  f"{counts['market']:,} market, {counts['cancel']:,} cancel), median of {figures['runs']} rounds "
                  f"(fewer for an engine whose runs took {REPEAT_BUDGET_NS // 1_000_000_000} s); "
-                 f"twinbook on Python {figures['python']}, peers on {figures['peers_python'] or '-'} "
-                 f"({figures['peers_venv']})")
+                 f"twinbook on Python {figures['python']} ({figures.get('core', 'pure')} core), "
+                 f"the other peers on {figures['peers_python'] or '-'} ({figures['peers_venv']})")
     return "\n".join(lines)
