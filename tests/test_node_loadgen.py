@@ -84,3 +84,11 @@ def test_e2e_benchmark_without_a_standby_measures_the_primary_alone(tmp_path):
     assert figures["exit_codes"] == {"primary": 0} and not figures["standby_attached"]
     (phase,) = figures["phases"]
     assert phase["standby_cpu_us_per_order"] is None and phase["unanswered"] == 0 and phase["ack_samples"] > 100
+
+
+def test_the_sender_alone_offers_its_whole_plan_to_a_sink_that_answers_nothing():
+    from tools.bench_e2e import run_sender_benchmark
+
+    figures = run_sender_benchmark(clients=2, seconds=0.2)
+    assert figures["orders_sent"] == figures["orders_planned"] > 0
+    assert figures["offered_orders_per_second"] > 0 and figures["loadgen_cpu_us_per_order"] > 0

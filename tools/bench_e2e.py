@@ -180,3 +180,63 @@ def render_e2e(figures: dict) -> str:
     widths = [max(len(row[index]) for row in rows) for index in range(len(columns))]
     lines += ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows]
     return "\n".join(lines)
+
+
+# The sink of `run_sender_benchmark`: a separate process that logs every session on and
+# reads and discards whatever follows, answering nothing (so only the sender is measured).
+SINK_CODE = """
+import asyncio, sys
+from replica.protocol import PROTOCOL_VERSION, LogonAccepted, encode_frame
+
+class Sink(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.logged_on = transport, False
+    def data_received(self, data):
+        if not self.logged_on:
+            self.logged_on = True
+            self.transport.write(encode_frame(LogonAccepted(1, "sink", PROTOCOL_VERSION, 0, 0)))
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Sink, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.sleep(float(sys.argv[1]))
+
+asyncio.run(main())
+"""
+SINK_LIFETIME_SECONDS = 600.0
+
+
+def run_sender_benchmark(clients: int = 4, seconds: float = 2.0, seed: int = 1) -> dict:
+    """The load generator alone, unpaced and with an unbounded window, against the sink
+    process: orders offered per second and this process's CPU µs per order."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    sink = subprocess.Popen([sys.executable, "-c", SINK_CODE, str(SINK_LIFETIME_SECONDS)], cwd=root,
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        port = int(sink.stdout.readline())
+        params = LoadParams((HOST, port), clients=clients, rate=0.0, seconds=seconds, seed=seed,
+                            run_id=f"sink{seed}", in_flight_max=1 << 30, drain_seconds_max=0.0)
+        plan = plan_load(params)
+        planned = sum(len(frames) for frames in plan.frames)
+        cpu_before = time.process_time()
+        result = run_async(run_load(params, plan))
+        cpu_seconds = time.process_time() - cpu_before
+    finally:
+        sink.kill()
+        sink.wait(timeout=30)
+    sent = result.places_sent + result.cancels_sent
+    return {
+        "benchmark": "e2e-sender",
+        "clients": clients,
+        "seconds": seconds,
+        "orders_planned": planned,
+        "orders_sent": sent,
+        "send_seconds": round(result.send_seconds, 3),
+        "offered_orders_per_second": round(sent / result.send_seconds, 1) if result.send_seconds else None,
+        "loadgen_cpu_us_per_order": round(cpu_seconds * 1e6 / sent, 2) if sent else None,
+        "cpu_count": os.cpu_count(),
+    }
+

@@ -101,14 +101,18 @@ def _rates(text: str) -> tuple[float, ...]:
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the nodes' temporary data (default: the system temp dir).")
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--tls/--no-tls", default=True, show_default=True, help="TLS on every port, the members' gateway included (--no-tls: plain TCP, to measure the cost).")
+@click.option("--sender-only", is_flag=True, help="Measure the load generator alone (unpaced, against a sink process that answers nothing).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of the figures.")
 @click.option("--results", type=click.Path(dir_okay=False), help="Append the JSON figures to this JSON-lines file.")
 def bench_e2e_command(standby, rates, clients, seconds, symbols, durability, in_flight_max,
-                      workdir, seed, tls, as_json, results) -> None:
+                      workdir, seed, tls, sender_only, as_json, results) -> None:
     """End to end on loopback: loadgen -> primary -> sync standby, fsync on both -> ack."""
-    from tools.bench_e2e import render_e2e, run_e2e_benchmark
+    from tools.bench_e2e import render_e2e, run_e2e_benchmark, run_sender_benchmark
     from tools.commands_bench import _emit
 
+    if sender_only:
+        _emit(run_sender_benchmark(clients=clients, seconds=seconds, seed=seed), as_json, results)
+        return
     figures = run_e2e_benchmark(
         clients=clients, seconds=seconds, rates=_rates(rates), standby=standby,
         symbols=_symbols(symbols), durability=durability, workdir=workdir,

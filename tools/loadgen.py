@@ -93,6 +93,7 @@ class LoadParams:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     reference_prices: Optional[dict] = None  # symbol -> (reference price, tick, lot)
     ssl_context: Optional[object] = None  # TLS to the gateway (replica.tls.member_client_context)
+    drain_seconds_max: float = DRAIN_SECONDS_MAX  # after the sending stops, wait this long for answers
 
 
 @dataclass
@@ -504,7 +505,7 @@ async def _drive(loads: list[_ClientLoad], start: float, end: float, per_client_
 
 async def run_load(params: LoadParams, plan: Optional[LoadPlan] = None) -> LoadResult:
     """Log the clients on, send the plan (made by `plan_load(params)` unless given), wait
-    for the last answers (at most DRAIN_SECONDS_MAX), log off."""
+    for the last answers (at most `params.drain_seconds_max`), log off."""
     plan = plan or plan_load(params)
     result = LoadResult(params)
     loads: list[_ClientLoad] = []
@@ -525,7 +526,8 @@ async def run_load(params: LoadParams, plan: Optional[LoadPlan] = None) -> LoadR
         await _drive(loads, start, end, per_client_rate)
         result.send_seconds = loop.time() - start
         try:
-            await asyncio.wait_for(asyncio.gather(*(load.all_answered.wait() for load in loads)), DRAIN_SECONDS_MAX)
+            await asyncio.wait_for(asyncio.gather(*(load.all_answered.wait() for load in loads)),
+                                   params.drain_seconds_max)
         except asyncio.TimeoutError:
             pass
         result.elapsed_seconds = (time.perf_counter_ns() - first_send_ns) / 1e9
