@@ -102,12 +102,13 @@ def test_commit_async_other_policies(tmp_path, durability):
     asyncio.run(scenario())
 
 
-def test_a_failed_fdatasync_fences_the_writer(tmp_path, monkeypatch):
-    def failing(fd):
-        os.close(fd)
-        raise OSError(errno.EIO, "Input/output error")
+def failing_fdatasync_and_close(fd):
+    os.close(fd)
+    raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(journal.writer, "_fdatasync_and_close", failing)
+
+def test_a_failed_fdatasync_fences_the_writer(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal.writer, "_fdatasync_and_close", failing_fdatasync_and_close)
 
     async def scenario():
         writer = JournalWriter.open(tmp_path, CLUSTER, durability="always")
@@ -177,11 +178,7 @@ def test_write_and_start_sync_writes_now_and_only_commit_async_makes_durable(tmp
 
 
 def test_a_failed_sync_started_by_write_and_start_sync_fences_the_next_commit(tmp_path, monkeypatch):
-    def failing(fd):
-        os.close(fd)
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(journal.writer, "_fdatasync_and_close", failing)
+    monkeypatch.setattr(journal.writer, "_fdatasync_and_close", failing_fdatasync_and_close)
 
     async def scenario():
         writer = JournalWriter.open(tmp_path, CLUSTER, durability="always")

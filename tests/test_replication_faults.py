@@ -290,6 +290,18 @@ def test_a_standby_of_another_cluster_is_refused_for_good(cluster):
 # ---------------------------------------------------------------- promotion mid-batch
 
 
+async def accept_and_send_everything(reader, writer, records, all_frames):
+    """A fake primary's side of attaching a fresh standby: read its Hello, accept it, send
+    every record in one Frames message; returns the link reader state."""
+    frames, backlog = LinkFrameReader(), []
+    hello = await next_link_message(reader, frames, backlog)
+    assert type(hello) is Hello
+    writer.write(encode_frame(Accepted(0, 1, len(records))))
+    writer.write(encode_frame(Frames(1, len(records), all_frames, len(records))))
+    await writer.drain()
+    return frames, backlog
+
+
 def test_promotion_applies_a_batch_the_link_journaled_but_had_not_applied(tmp_path, monkeypatch):
     """Promotion cancels the link task; if that lands while a batch is durable in the
     journal but not yet applied, the new primary must apply it first (found under load:
@@ -311,12 +323,7 @@ def test_promotion_applies_a_batch_the_link_journaled_but_had_not_applied(tmp_pa
             return durable
 
         async def fake_primary(reader, writer):
-            frames, backlog = LinkFrameReader(), []
-            hello = await next_link_message(reader, frames, backlog)
-            assert type(hello) is Hello
-            writer.write(encode_frame(Accepted(0, 1, len(records))))
-            writer.write(encode_frame(Frames(1, len(records), all_frames, len(records))))
-            await writer.drain()
+            frames, backlog = await accept_and_send_everything(reader, writer, records, all_frames)
             while await next_link_message(reader, frames, backlog, timeout=30) is not None:
                 pass
 
@@ -358,12 +365,7 @@ def test_the_standby_acks_a_batch_durable_before_applying_it_then_acks_it_applie
         applied_seen = asyncio.Event()
 
         async def fake_primary(reader, writer):
-            frames, backlog = LinkFrameReader(), []
-            hello = await next_link_message(reader, frames, backlog)
-            assert type(hello) is Hello
-            writer.write(encode_frame(Accepted(0, 1, len(records))))
-            writer.write(encode_frame(Frames(1, len(records), all_frames, len(records))))
-            await writer.drain()
+            frames, backlog = await accept_and_send_everything(reader, writer, records, all_frames)
             while True:
                 message = await next_link_message(reader, frames, backlog, timeout=30)
                 if message is None:
