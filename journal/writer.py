@@ -23,6 +23,8 @@ How a record gets to disk:
      thread works on a dup() of the segment fd, so a segment roll meanwhile cannot
      close the fd under it. (A roll itself fdatasyncs the finished segment on the
      caller's thread: one short block per segment, 64 MiB by default.)
+     `write_and_start_sync()` is its first half: write now and start the sync, await
+     nothing; a later `commit_async()` waits for the sync that covers the records.
 
 Three sequences describe a writer: `last_sequence` (appended, maybe only buffered),
 `written_sequence` (handed to the kernel) and `durable_sequence` (fdatasync'd; with
@@ -554,6 +556,27 @@ class JournalWriter:
             # other commits are waiting on too.
             await asyncio.shield(task)
         return self._durable_sequence
+
+    def write_and_start_sync(self) -> int:
+        """Write every buffered record now (one os.write per segment, as commit_async
+        does) and, under policy "always", start their fdatasync on the sync thread unless
+        one is already running; returns the written sequence. Nothing becomes durable
+        here: a later `commit_async()` waits for a sync that covers these records (and
+        starts one if the running sync began before they were written).
+
+        This lets a caller put batch N+1 on its way to disk before it does the work of
+        releasing batch N (the primary's pipelined commit loop). Call it from the event
+        loop's thread."""
+        if self._pending:
+            self._write_pending()
+        else:
+            self._check_usable()
+        if (self._durability == DURABILITY_ALWAYS and self._sync_task is None
+                and self._durable_sequence < self._written_sequence):
+            # Its failure fences the writer, which the next commit_async() raises;
+            # retrieving it here keeps asyncio from also logging it as never retrieved.
+            self._start_sync_task().add_done_callback(lambda task: task.cancelled() or task.exception())
+        return self._written_sequence
 
     def _start_sync_task(self) -> asyncio.Task:
         loop = asyncio.get_running_loop()

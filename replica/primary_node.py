@@ -2,10 +2,11 @@
 
     client TCP ─► ClientConnection.data_received ─► PrimaryCore.client_payload (records pend)
                                                           │
-    commit loop: take_records ─► JournalWriter.append ... commit_async (write + fdatasync
-                 in a thread, so sockets keep being read: group commit forms by itself)
-                                                          │
-                 release(durable sequence) ─► apply ─► outboxes ─► transport.write
+    commit loop: take_records ─► JournalWriter.append ─► write_and_start_sync (write +
+                 fdatasync in a thread, so sockets keep being read: group commit forms
+                 by itself) ... commit_async (batch N durable)
+                 pipelined: batch N+1 is written and its fdatasync started, THEN
+                 release(release_point) ─► apply N ─► outboxes ─► transport.write
     feed TCP  ◄─ FeedCore outbox (one encoded frame per update, shared by subscribers)
     multicast ◄─ MulticastPublisherCore packets (opt-in; replica/multicast_node.py), with
                  its TCP retransmission server
@@ -398,35 +399,51 @@ class PrimaryNode:
         self.flush()
 
     async def _commit_loop(self) -> None:
+        """Journal, replicate and release, pipelined: as soon as batch N is durable,
+        batch N+1 (what was sequenced meanwhile) is written, streamed to the standby
+        and its fdatasync started, and only then is batch N released (reports routed
+        and flushed) while that fdatasync runs. Release stays strictly in sequence
+        order and never passes `release_point` (durable here and, in sync mode, at the
+        standby); a record waits for at most one fdatasync begun before it arrived."""
         core = self.core
         writer = self.writer
         while True:
             await self._work.wait()
             self._work.clear()
-            while True:
-                records = self._records_within_window()
-                if not records:
-                    break
-                append = writer.append
-                batch_bytes = 0
-                for sequence, epoch, timestamp_ns, body in records:
-                    # A long fsync stall can pile up more than one journal batch holds.
-                    batch_bytes += len(body) + BATCH_RECORD_OVERHEAD_BYTES
-                    if batch_bytes > journal.BATCH_SIZE_BYTES_MAX:
-                        await self._commit_and_replicate()
-                        batch_bytes = len(body) + BATCH_RECORD_OVERHEAD_BYTES
-                    appended = append(epoch, timestamp_ns, body)
-                    if appended != sequence:
-                        raise journal.JournalUsageError(
-                            writer.segment_path, None, f"sequencer assigned {sequence}, journal {appended}"
-                        )
-                await self._commit_and_replicate()
+            journaled = self._journal_sequenced()
+            while journaled:
+                await writer.commit_async()
+                journaled = self._journal_sequenced()
                 core.release(self.release_point())
                 self.flush()
             if self._stopping and not core.pending:
                 # Records still waiting for the window were never journaled, so never
                 # acknowledged: their clients resubmit to whichever node serves next.
                 return
+
+    def _journal_sequenced(self) -> bool:
+        """Append the sequenced records the window lets through, stream them to a live
+        standby, write them and start their fdatasync (awaiting nothing); whether any
+        were."""
+        records = self._records_within_window()
+        if not records:
+            return False
+        writer = self.writer
+        append = writer.append
+        batch_bytes = 0
+        for sequence, epoch, timestamp_ns, body in records:
+            # A long fsync stall can pile up more than one journal batch holds.
+            batch_bytes += len(body) + BATCH_RECORD_OVERHEAD_BYTES
+            if batch_bytes > journal.BATCH_SIZE_BYTES_MAX:
+                self._write_and_replicate()
+                batch_bytes = len(body) + BATCH_RECORD_OVERHEAD_BYTES
+            appended = append(epoch, timestamp_ns, body)
+            if appended != sequence:
+                raise journal.JournalUsageError(
+                    writer.segment_path, None, f"sequencer assigned {sequence}, journal {appended}"
+                )
+        self._write_and_replicate()
+        return True
 
     def _records_within_window(self) -> list:
         """The sequenced records to journal now: all of them, unless a standby is
@@ -469,8 +486,8 @@ class PrimaryNode:
                 else:
                     connection.transport.resume_reading()
 
-    async def _commit_and_replicate(self) -> None:
-        """Write the appended records, stream them to a live standby, wait for the fsync.
+    def _write_and_replicate(self) -> None:
+        """Stream the appended records to a live standby, write them, start their fsync.
 
         The frames go to the standby before the local fdatasync starts, so both disks work
         at once; nothing is released until `release_point` says both are durable.
@@ -486,7 +503,7 @@ class PrimaryNode:
                     self.window.journaled(writer.last_sequence, len(frames))
                 if live:
                     link.send_frames(writer.written_sequence + 1, writer.last_sequence, frames)
-        await writer.commit_async()
+        writer.write_and_start_sync()
 
     def release_point(self) -> int:
         """The highest sequence whose outputs may leave this node.

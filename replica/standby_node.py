@@ -3,8 +3,11 @@
     connect ─► Hello(cluster, epoch, last seq + crc)
       Accepted ─► for each Frames message:
                     JournalWriter.append_frames (verifies every CRC and the chain, refuses
-                    an older epoch) ─► commit (fdatasync) ─► Ack(durable) ─► apply the
-                    records to the hot exchange ─► Ack(applied, digest)
+                    an older epoch) ─► write + start the fdatasync, and read on
+                  (acker task) fdatasync ends ─► Ack(durable) ─► apply the batches it
+                    covers to the hot exchange ─► Ack(applied, digest)
+                  so the primary's release waits only for our fdatasync, never for
+                  our apply, and the next batch is read while this one syncs
       Diverged(boundary, crc) ─► our chain at the primary's epoch boundary matches:
                     our tail after it (any length) was never acknowledged by the new
                     primary: cut it into `<segment>.divergent` (kept for audit, never
@@ -32,6 +35,7 @@ turns this very process into a PrimaryNode over the same hot exchange and open j
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import dataclasses
 import json
 import os
@@ -291,6 +295,22 @@ class StandbyNode:
             raise OwnJournalCorrupt(error) from error
         hello = self.core.hello(self.writer.epoch, self.writer.last_sequence, self.writer.last_crc, starts)
         writer.write(encode_frame(hello))
+        journaled: deque = deque()  # (Frames, chain before) written, not yet applied
+        batch_written = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        acker = loop.create_task(self._acknowledge_and_apply(writer, journaled, batch_written))
+        reading = loop.create_task(self._read_link(reader, writer, journaled, batch_written))
+        try:
+            done, _ = await asyncio.wait({acker, reading}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (acker, reading):
+                task.cancel()
+            await asyncio.gather(acker, reading, return_exceptions=True)
+        for task in done:
+            task.result()  # the link's end: an error of either side, or the primary's close
+
+    async def _read_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, journaled: deque,
+                         batch_written: asyncio.Event) -> None:
         frames = LinkFrameReader()
         first_reply = True
         while True:
@@ -319,18 +339,37 @@ class StandbyNode:
                              f"{action.primary_last_sequence}, epoch {action.epoch})")
                     continue
                 if kind is Frames:
-                    await self._on_frames(message, writer)
+                    # Journal and start the fdatasync now; acknowledging and applying
+                    # happen in _acknowledge_and_apply, so the next batch is read (and
+                    # written) while this one's fdatasync runs.
+                    chain_before = self.writer.last_crc
+                    self.writer.append_frames(message.frames,
+                                              source=f"primary {self.primary_address[0]}:{self.primary_address[1]}")
+                    self.writer.write_and_start_sync()
+                    journaled.append((message, chain_before))
+                    batch_written.set()
                 elif kind is PrimaryBeat:
                     self._on_beat(message)
 
-    async def _on_frames(self, message: Frames, link: asyncio.StreamWriter) -> None:
-        chain_before = self.writer.last_crc
-        self.writer.append_frames(message.frames, source=f"primary {self.primary_address[0]}:{self.primary_address[1]}")
-        await self.writer.commit_async()
-        durable = self.writer.durable_sequence
-        # Acknowledge durability first: that is what the primary's sync mode waits for.
-        self._acknowledge(link, self.core.durable_ack(durable))
-        self._acknowledge(link, self.core.apply_frames(message, chain_before, durable))
+    async def _acknowledge_and_apply(self, link: asyncio.StreamWriter, journaled: deque,
+                                     batch_written: asyncio.Event) -> None:
+        """Ack each durable point as soon as its fdatasync ends (all the primary's sync
+        mode waits for), THEN apply the batches it covers, in order, and ack that too.
+        Applying is off the ack path; what is journaled but not applied when the link
+        ends (promotion) is applied from the journal by _apply_journaled before the node
+        can act as a primary."""
+        while True:
+            await batch_written.wait()
+            batch_written.clear()
+            while journaled:
+                durable = await self.writer.commit_async()
+                self._acknowledge(link, self.core.durable_ack(durable))
+                applied = None
+                while journaled and journaled[0][0].last_sequence <= durable:
+                    message, chain_before = journaled.popleft()
+                    applied = self.core.apply_frames(message, chain_before, durable)
+                if applied is not None:
+                    self._acknowledge(link, applied)
 
     def _acknowledge(self, link: asyncio.StreamWriter, ack) -> None:
         """Send an Ack, unless the link closed while the batch was being journaled: uvloop

@@ -102,12 +102,13 @@ def test_commit_async_other_policies(tmp_path, durability):
     asyncio.run(scenario())
 
 
-def test_a_failed_fdatasync_fences_the_writer(tmp_path, monkeypatch):
-    def failing(fd):
-        os.close(fd)
-        raise OSError(errno.EIO, "Input/output error")
+def failing_fdatasync_and_close(fd):
+    os.close(fd)
+    raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(journal.writer, "_fdatasync_and_close", failing)
+
+def test_a_failed_fdatasync_fences_the_writer(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal.writer, "_fdatasync_and_close", failing_fdatasync_and_close)
 
     async def scenario():
         writer = JournalWriter.open(tmp_path, CLUSTER, durability="always")
@@ -142,3 +143,54 @@ def test_a_failed_sync_commit_fences_the_writer(tmp_path, monkeypatch):
     with pytest.raises(JournalClosedError):
         writer.commit()
     writer.close()
+
+
+def test_write_and_start_sync_writes_now_and_only_commit_async_makes_durable(tmp_path, monkeypatch):
+    # The pipelined commit loop's first half: batch 2 is written and its sync started
+    # while nothing is awaited; durable moves only when a sync that covers it ends.
+    release_sync = []
+    real = journal.writer._fdatasync_and_close
+
+    def gated_fdatasync_and_close(fd):
+        while not release_sync:
+            time.sleep(0.001)
+        real(fd)
+
+    monkeypatch.setattr(journal.writer, "_fdatasync_and_close", gated_fdatasync_and_close)
+
+    async def scenario():
+        writer = JournalWriter.open(tmp_path, CLUSTER, durability="always")
+        for _ in range(3):
+            writer.append(0, 0, BODY)
+        assert writer.write_and_start_sync() == 3
+        assert writer.written_sequence == 3 and writer.durable_sequence == 0
+        assert os.path.getsize(writer.segment_path) == SEGMENT_HEADER_SIZE_BYTES + 3 * FRAME_SIZE_BYTES
+        writer.append(0, 0, BODY)
+        assert writer.write_and_start_sync() == 4  # a sync is running: written, no second sync yet
+        await asyncio.sleep(0)
+        assert writer.durable_sequence == 0  # the sync is held: nothing is durable
+        release_sync.append(True)
+        assert await writer.commit_async() == 4  # waits for the first sync, then one covering 4
+        assert writer.durable_sequence == 4
+        writer.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_sync_started_by_write_and_start_sync_fences_the_next_commit(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal.writer, "_fdatasync_and_close", failing_fdatasync_and_close)
+
+    async def scenario():
+        writer = JournalWriter.open(tmp_path, CLUSTER, durability="always")
+        writer.append(0, 0, BODY)
+        writer.write_and_start_sync()
+        for _ in range(5000):  # the sync fails meanwhile, awaited by nobody
+            if writer._sync_task is None:
+                break
+            await asyncio.sleep(0.001)
+        with pytest.raises((JournalIOError, JournalClosedError)):
+            await writer.commit_async()
+        assert writer.durable_sequence == 0
+        writer.close()
+
+    asyncio.run(scenario())

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from node_helpers import start_node  # noqa: F401
 from tools.commands_load import loadgen
-from tools.loadgen import histogram_table, latency_percentiles, run_e2e_benchmark, value_at
+from tools.bench_e2e import run_e2e_benchmark
+from tools.loadgen import histogram_table, latency_percentiles, value_at
 
 
 def test_loadgen_json_figures_against_a_running_node(start_node):
@@ -62,10 +63,32 @@ def test_percentiles_and_histogram_table():
     assert rows[-1][:3] == ["1000.0", "1.000000", "1,000"]
 
 
-def test_e2e_benchmark_returns_complete_figures(tmp_path):
-    figures = run_e2e_benchmark(clients=2, seconds=0.5, latency_rate=1000, workdir=str(tmp_path), in_flight_max=100)
-    assert figures["durability"] == "always" and figures["node_exit_code"] == 0
-    assert figures["orders_per_second"] > 0 and figures["throughput_unanswered"] == 0
-    assert 0 < figures["ack_p50_ns"] <= figures["ack_p99_ns"] <= figures["ack_p99_9_ns"] <= figures["ack_max_ns"]
-    assert figures["ack_samples"] > 100 and figures["latency_unanswered"] == 0
-    assert list(tmp_path.iterdir()) == []  # the node's temporary directory is gone
+def test_e2e_benchmark_through_a_sync_standby_returns_figures_per_rate_and_process(tmp_path):
+    figures = run_e2e_benchmark(clients=2, seconds=0.5, rates=(1000.0, 0.0), workdir=str(tmp_path), in_flight_max=100)
+    assert figures["durability"] == "always" and figures["standby"] == "sync" and figures["standby_attached"]
+    assert figures["exit_codes"] == {"primary": 0, "standby": 0}
+    paced, unpaced = figures["phases"]
+    assert paced["offered_rate"] == 1000.0 and unpaced["offered_rate"] == 0.0
+    for phase in (paced, unpaced):
+        assert phase["orders_per_second"] > 0 and phase["unanswered"] == 0 and phase["gateway_rejected"] == 0
+        assert 0 < phase["ack_p50_us"] <= phase["ack_p99_us"] <= phase["ack_p99_9_us"] <= phase["ack_max_us"]
+        assert phase["primary_cpu_us_per_order"] > 0 and phase["standby_cpu_us_per_order"] is not None
+        assert phase["loadgen_cpu_us_per_order"] > 0
+    assert paced["ack_samples"] > 200
+    assert list(tmp_path.iterdir()) == []  # the nodes' temporary directory is gone
+
+
+def test_e2e_benchmark_without_a_standby_measures_the_primary_alone(tmp_path):
+    figures = run_e2e_benchmark(clients=1, seconds=0.5, rates=(500.0,), standby="none", workdir=str(tmp_path),
+                                tls=False)
+    assert figures["exit_codes"] == {"primary": 0} and not figures["standby_attached"]
+    (phase,) = figures["phases"]
+    assert phase["standby_cpu_us_per_order"] is None and phase["unanswered"] == 0 and phase["ack_samples"] > 100
+
+
+def test_the_sender_alone_offers_its_whole_plan_to_a_sink_that_answers_nothing():
+    from tools.bench_e2e import run_sender_benchmark
+
+    figures = run_sender_benchmark(clients=2, seconds=0.2)
+    assert figures["orders_sent"] == figures["orders_planned"] > 0
+    assert figures["offered_orders_per_second"] > 0 and figures["loadgen_cpu_us_per_order"] > 0

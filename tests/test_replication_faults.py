@@ -290,6 +290,18 @@ def test_a_standby_of_another_cluster_is_refused_for_good(cluster):
 # ---------------------------------------------------------------- promotion mid-batch
 
 
+async def accept_and_send_everything(reader, writer, records, all_frames):
+    """A fake primary's side of attaching a fresh standby: read its Hello, accept it, send
+    every record in one Frames message; returns the link reader state."""
+    frames, backlog = LinkFrameReader(), []
+    hello = await next_link_message(reader, frames, backlog)
+    assert type(hello) is Hello
+    writer.write(encode_frame(Accepted(0, 1, len(records))))
+    writer.write(encode_frame(Frames(1, len(records), all_frames, len(records))))
+    await writer.drain()
+    return frames, backlog
+
+
 def test_promotion_applies_a_batch_the_link_journaled_but_had_not_applied(tmp_path, monkeypatch):
     """Promotion cancels the link task; if that lands while a batch is durable in the
     journal but not yet applied, the new primary must apply it first (found under load:
@@ -311,12 +323,7 @@ def test_promotion_applies_a_batch_the_link_journaled_but_had_not_applied(tmp_pa
             return durable
 
         async def fake_primary(reader, writer):
-            frames, backlog = LinkFrameReader(), []
-            hello = await next_link_message(reader, frames, backlog)
-            assert type(hello) is Hello
-            writer.write(encode_frame(Accepted(0, 1, len(records))))
-            writer.write(encode_frame(Frames(1, len(records), all_frames, len(records))))
-            await writer.drain()
+            frames, backlog = await accept_and_send_everything(reader, writer, records, all_frames)
             while await next_link_message(reader, frames, backlog, timeout=30) is not None:
                 pass
 
@@ -341,6 +348,47 @@ def test_promotion_applies_a_batch_the_link_journaled_but_had_not_applied(tmp_pa
 
     run(scenario(), timeout=60)
     assert any("left unapplied" in line for line in logs), logs
+
+
+def test_the_standby_acks_a_batch_durable_before_applying_it_then_acks_it_applied(tmp_path):
+    """The primary's release waits only for the standby's fdatasync: the first Ack of a
+    batch says durable with nothing applied yet; the apply follows, acked apart. (That a
+    standby promoted between the two applies everything first: the test above.)"""
+    from replica.config import default_config
+    from replica.standby_node import StandbyNode
+
+    records = source_journal(tmp_path / "source", 300)
+    all_frames = b"".join(journal.read_frames(tmp_path / "source"))
+    acks: list = []
+
+    async def scenario():
+        applied_seen = asyncio.Event()
+
+        async def fake_primary(reader, writer):
+            frames, backlog = await accept_and_send_everything(reader, writer, records, all_frames)
+            while True:
+                message = await next_link_message(reader, frames, backlog, timeout=30)
+                if message is None:
+                    return
+                if type(message) is Ack:
+                    acks.append(message)
+                    if message.applied_sequence == len(records):
+                        applied_seen.set()
+
+        server = await asyncio.start_server(fake_primary, HOST, 0, ssl=node_server_ssl())
+        node = StandbyNode(dataclasses.replace(default_config().with_ports(0), tls=tls_config()), str(tmp_path / "standby"),
+                           server.sockets[0].getsockname()[:2], log=lambda _line: None)
+        await node.start()
+        try:
+            await asyncio.wait_for(applied_seen.wait(), 20)
+        finally:
+            server.close()
+            await asyncio.wait_for(node.stop(), 10)
+
+    run(scenario(), timeout=60)
+    first = next(ack for ack in acks if ack.durable_sequence == len(records))
+    assert first.applied_sequence == 0  # durable acknowledged before any record was applied
+    assert acks.index(first) < next(index for index, ack in enumerate(acks) if ack.applied_sequence == len(records))
 
 
 # ---------------------------------------------------------------- the link gone mid-batch

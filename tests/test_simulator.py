@@ -89,6 +89,34 @@ def test_the_checker_catches_a_primary_that_releases_before_its_standby_is_durab
     pytest.fail("20 seeds did not expose a primary that ignores its standby")
 
 
+def test_the_pipelined_primary_never_releases_past_what_its_standby_reported_durable(tmp_path, monkeypatch):
+    # The commit loop releases batch N while batch N+1's fdatasync runs; the checker
+    # looks at every release. A planted bug that ignores the standby is caught at the
+    # release itself on the very first seed, not only when a failover loses a record.
+    monkeypatch.setattr(ReleasePolicy, "point", lambda self, local_sequence: local_sequence)
+    result = run_seed(1, 4000, str(tmp_path))
+    assert any("with the standby durable only up to" in violation for violation in result.violations)
+
+
+def test_the_pipelined_primary_never_releases_past_its_own_durable_sequence(tmp_path, monkeypatch):
+    # A planted bug: release one record beyond the durable point (the batch whose
+    # fdatasync is still in flight under pipelining).
+    original = ReleasePolicy.point
+    monkeypatch.setattr(ReleasePolicy, "point", lambda self, local_sequence: original(self, local_sequence) + 1)
+    result = run_seed(1, 4000, str(tmp_path))
+    assert any("durable" in violation and "released up to" in violation for violation in result.violations)
+
+
+def test_the_checker_refuses_releases_out_of_sequence_order(tmp_path):
+    simulator = Simulator(1, str(tmp_path))
+    node = simulator.nodes["A"]
+    node.durable_sequence = 10
+    simulator.checker.check_release_rules(node, 1, 5)
+    assert simulator.checker.violations == []  # in order: the next release starts at 6
+    simulator.checker.check_release_rules(node, 7, 8)
+    assert any("out of sequence order" in violation for violation in simulator.checker.violations)
+
+
 def test_the_checker_refuses_a_journal_record_no_primary_wrote(tmp_path):
     simulator = Simulator(1, str(tmp_path))
     simulator.nodes["A"].start_primary()

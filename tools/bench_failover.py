@@ -84,9 +84,9 @@ class _Node:
 
     def __init__(self, root: Path, name: str, *, durability: str = "always", replication: str = "sync",
                  certs: Optional[Path] = None, node_name: str = "a",
-                 window_records_max: Optional[int] = None) -> None:
+                 window_records_max: Optional[int] = None, members_tls: bool = False) -> None:
         # `certs`: the cluster's `certs init` directory (mutual TLS on the link and the admin
-        # port); None: the node runs with [tls] enabled = false.
+        # port; `members_tls`: on the members' gateway too); None: [tls] enabled = false.
         from replica.tls import ClientCredentials
 
         self.name = name
@@ -106,7 +106,8 @@ class _Node:
             f"replication_port = {replication_port}\nadmin_port = {admin}\n"
             f'durability = "{durability}"\nreplication = "{replication}"\n'
             "[limits]\nmessages_per_second = 1000000\nburst_messages = 2000000\n"
-            + ("[tls]\nenabled = false\n" if certs is None else f'[tls]\ndirectory = "{certs}"\nnode = "{node_name}"\n')
+            + ("[tls]\nenabled = false\n" if certs is None else f'[tls]\ndirectory = "{certs}"\nnode = "{node_name}"\n'
+                                                               + ("members = true\n" if members_tls else ""))
             + ("" if window_records_max is None else f"[window]\nrecords_max = {window_records_max}\n")
         )
         self.process: Optional[subprocess.Popen] = None

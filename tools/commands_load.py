@@ -6,9 +6,9 @@ throughput and an HDR-style table of ack latencies (or one JSON object with --js
 Note that a node's default per-session rate limit (20,000 msgs/s, burst 40,000) throttles
 a single client above that; raise [limits] in the node's config for big runs.
 
-`bench e2e` starts its own primary (durability `always`, limits raised) in a temporary
-directory, runs a throughput phase and a latency phase against it, stops it with
-SIGTERM, and prints the figures; see tools/loadgen.py.
+`bench e2e` starts its own primary and sync standby (durability `always`, limits raised)
+in a temporary directory, runs one phase per offered rate against them, stops them with
+SIGTERM, and prints the figures; see tools/bench_e2e.py.
 """
 
 from __future__ import annotations
@@ -72,32 +72,50 @@ def loadgen(endpoint, clients, rate, seconds, symbols, members, tokens, config_p
         click.echo(format_report(result), nl=False)
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    rates = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            rate = 0.0 if part == "max" else float(part)
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not a rate (orders/s) or max") from None
+        if rate < 0:
+            raise click.BadParameter(f"{part!r}: a rate is >= 0")
+        rates.append(rate)
+    if not rates:
+        raise click.BadParameter("give at least one rate")
+    return tuple(rates)
+
+
 @click.command(name="e2e")
+@click.option("--standby", default="sync", show_default=True, type=click.Choice(["sync", "none"]), help="sync: a standby attached in sync replication (the target); none: the primary alone.")
+@click.option("--rates", default="10000,50000,max", show_default=True, help="Offered orders/s of the phases, comma-separated; max: as fast as the windows allow.")
 @click.option("--clients", default=4, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--seconds", default=5.0, show_default=True, type=click.FloatRange(0.5, 600), help="Length of each phase.")
-@click.option("--latency-rate", default=10_000.0, show_default=True, type=click.FloatRange(1), help="Orders/s of the latency phase.")
-@click.option("--throughput-rate", default=0.0, show_default=True, type=click.FloatRange(0), help="Orders/s of the throughput phase (0: unthrottled).")
 @click.option("--symbols", default="AAPL,MSFT", show_default=True)
 @click.option("--durability", default="always", show_default=True, type=click.Choice(["always", "interval", "none"]))
 @click.option("--in-flight", "in_flight_max", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
-@click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the node's temporary data (default: the system temp dir).")
-@click.option("--profile", "profile_path", type=click.Path(dir_okay=False), help="Run the primary under cProfile; write its stats to this file.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the nodes' temporary data (default: the system temp dir).")
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--tls/--no-tls", default=True, show_default=True, help="TLS on every port, the members' gateway included (--no-tls: plain TCP, to measure the cost).")
+@click.option("--sender-only", is_flag=True, help="Measure the load generator alone (unpaced, against a sink process that answers nothing).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of the figures.")
 @click.option("--results", type=click.Path(dir_okay=False), help="Append the JSON figures to this JSON-lines file.")
-def bench_e2e_command(clients, seconds, latency_rate, throughput_rate, symbols, durability, in_flight_max,
-                      workdir, profile_path, seed, tls, as_json, results) -> None:
-    """End to end on loopback: client -> primary -> journal fsync -> ack."""
-    import os
-
+def bench_e2e_command(standby, rates, clients, seconds, symbols, durability, in_flight_max,
+                      workdir, seed, tls, sender_only, as_json, results) -> None:
+    """End to end on loopback: loadgen -> primary -> sync standby, fsync on both -> ack."""
+    from tools.bench_e2e import render_e2e, run_e2e_benchmark, run_sender_benchmark
     from tools.commands_bench import _emit
-    from tools.loadgen import run_e2e_benchmark
 
+    if sender_only:
+        _emit(run_sender_benchmark(clients=clients, seconds=seconds, seed=seed), as_json, results)
+        return
     figures = run_e2e_benchmark(
-        clients=clients, seconds=seconds, latency_rate=latency_rate, throughput_rate=throughput_rate,
+        clients=clients, seconds=seconds, rates=_rates(rates), standby=standby,
         symbols=_symbols(symbols), durability=durability, workdir=workdir,
-        profile_path=os.path.abspath(profile_path) if profile_path else None,
         in_flight_max=in_flight_max, seed=seed, tls=tls,
     )
-    _emit(figures, as_json, results)
+    _emit(figures, as_json, results, render=render_e2e)

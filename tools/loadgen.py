@@ -1,52 +1,63 @@
-"""The load generator behind `twinbook loadgen` and `twinbook bench e2e`.
+"""The load generator behind `twinbook loadgen` and `twinbook bench e2e`: built so that
+the sender, not the node, is never the ceiling.
 
-`run_load(params)` connects N `OrderClient`s (members round robin, M1..M3 by default)
-to a primary and sends, for `seconds`, a mix of orders near each symbol's reference
-price: passive limit orders a few ticks away from it (60%), marketable limit orders
-that cross it (20%), and cancels of the client's own earlier orders (20%). Sending is
-pipelined: every request goes out at once (`send_place` / `send_cancel` futures) and
-each client keeps at most `in_flight_max` requests unanswered; each client's burst goes
-out in one write (`OrderClient.batched`). With a target `rate` (orders per second, all
-clients together) one pacing loop ticks every millisecond and sends each client its
-share of what is due (catching up in a burst when the event loop was late); with rate 0
-it sends as fast as the windows allow.
+`plan_load(params)` pre-encodes every request of the run before the clock starts, per
+client: a mix of orders near each symbol's reference price (60 % passive limit orders a
+few ticks away, 20 % marketable limit orders that cross it, 20 % cancels, by client
+order id, of one of the client's earlier passive places), each already a complete
+frame. `run_load(params, plan)` opens N sessions (members round robin, M1..M3 by
+default) as raw asyncio protocols, logs them on, and sends: a burst is one `b"".join`
+of planned frames and one socket write; each client keeps at most `in_flight_max`
+requests unanswered. With a target `rate` (orders per second, all clients together)
+one pacing loop ticks every millisecond and sends each client its share of what is due
+(catching up in a burst when the event loop was late); with rate 0 it sends as fast as
+the windows allow.
 
-Ack latency of a place = time from just before its frame is written to the socket to
-the moment its `accepted` / `rejected` report (or a gateway `request_rejected`) is
-dispatched by the client library, on the monotonic perf counter, in nanoseconds. Every
-sample is kept, so percentiles are exact; `format_report` prints them as an HDR-style
-percentile table (value at percentile, count of samples at or below it).
+Answers are matched by request id and never built into event objects: each server
+frame is decoded into `_AnswerHead` (message type, request id, and the event's type and
+reason), msgspec skipping the rest. The first report naming a request answers it.
 
-`run_e2e_benchmark(...)` starts a primary as a separate process in a temporary
-directory (durability `always` unless told otherwise, per-session rate limits raised
-so the gateway does not throttle the benchmark), runs a throughput phase (unthrottled)
-and a latency phase (at a fixed rate, 10,000 orders/s by default), shuts the node down
-with SIGTERM, and returns the figures. With `profile_path` the primary runs under
-cProfile and writes its stats there on shutdown.
+    frame = | length u32 BE | msgpack map {"type": "place", "request_id": n, ...} |
+
+Ack latency of a place = from just before the write of its burst to the socket to the
+decoding of the first answer naming it (accepted / rejected report, or a gateway
+`request_rejected`), on the monotonic perf counter, in ns. Every sample is kept in an
+array during the run and recorded into an `hdrhistogram` HdrHistogram afterwards, for
+the percentiles; `format_report` prints them as an HDR-style percentile table.
+
+`NodeUnderTest` runs a single primary as a child process (`bench ioc-memory`); `bench
+e2e` (tools/bench_e2e.py) runs a primary and a sync standby.
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
-import itertools
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
-from replica.client import OrderClient
+import msgspec
+from hdrh.histogram import HdrHistogram
+
 from replica.config import default_config
-from replica.protocol import RequestRejected
-from statemachine.events import OrderAccepted, OrderRejected, TradeExecuted
+from replica.protocol import (
+    PROTOCOL_VERSION,
+    CancelRequest,
+    FrameReader,
+    Heartbeat,
+    Logon,
+    Logout,
+    PlaceRequest,
+    encode_frame,
+)
 
 DEFAULT_MEMBERS = ("M1", "M2", "M3")
 PASSIVE_SHARE = 0.6
@@ -60,6 +71,11 @@ REPORT_PERCENTILES = (0.0, 50.0, 75.0, 87.5, 90.0, 93.75, 96.875, 99.0, 99.9, 99
 # Limits for a node started by the benchmark: far above what the load can reach.
 BENCH_LIMITS = {"messages_per_second": 100_000_000, "burst_messages": 100_000_000}
 NODE_START_SECONDS_MAX = 30.0
+# Unpaced runs pre-encode this many orders per second of the run (all clients): above
+# what the node can answer, bounded so that the plan's memory stays near 100 MB for 5 s.
+PLANNED_ORDERS_PER_SECOND_MAX = 250_000
+HEARTBEAT_SECONDS = 0.5  # below the gateway's idle cut (four 1 s heartbeat intervals)
+LATENCY_HIGHEST_NS = 3_600_000_000_000  # the histogram's range: 1 ns .. 1 h, 3 significant digits
 NODE_STOP_SECONDS_MAX = 30.0
 
 
@@ -77,6 +93,7 @@ class LoadParams:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     reference_prices: Optional[dict] = None  # symbol -> (reference price, tick, lot)
     ssl_context: Optional[object] = None  # TLS to the gateway (replica.tls.member_client_context)
+    drain_seconds_max: float = DRAIN_SECONDS_MAX  # after the sending stops, wait this long for answers
 
 
 @dataclass
@@ -132,17 +149,28 @@ class LoadResult:
         }
 
 
+def latency_histogram(samples) -> HdrHistogram:
+    """The samples (ns) in an HdrHistogram (3 significant digits: values below 2,048 ns
+    exact, others within 0.1 %), recorded after the run, off the measured path."""
+    histogram = HdrHistogram(1, LATENCY_HIGHEST_NS, 3)
+    record = histogram.record_value
+    for sample in samples:
+        record(max(1, min(sample, LATENCY_HIGHEST_NS)))
+    return histogram
+
+
 def latency_percentiles(samples) -> dict:
-    ordered = sorted(samples)
-    if not ordered:
+    if not len(samples):
         return {"p50": 0, "p90": 0, "p99": 0, "p99.9": 0, "max": 0, "count": 0}
+    histogram = latency_histogram(samples)
+    at = histogram.get_value_at_percentile
     return {
-        "p50": value_at(ordered, 50.0),
-        "p90": value_at(ordered, 90.0),
-        "p99": value_at(ordered, 99.0),
-        "p99.9": value_at(ordered, 99.9),
-        "max": ordered[-1],
-        "count": len(ordered),
+        "p50": at(50.0),
+        "p90": at(90.0),
+        "p99": at(99.0),
+        "p99.9": at(99.9),
+        "max": histogram.get_max_value(),
+        "count": histogram.get_total_count(),
     }
 
 
@@ -194,17 +222,6 @@ def format_report(result: LoadResult) -> str:
     return "\n".join(lines) + "\n" + histogram_table(result.latencies_ns)
 
 
-class _DiscardQueue:
-    """Stands in for OrderClient.reports: the load generator reads reports through
-    on_report and must not pile up millions of events nobody reads."""
-
-    def put_nowait(self, _item) -> None:
-        pass
-
-    def qsize(self) -> int:
-        return 0
-
-
 def reference_prices_from_config(config=None) -> dict:
     config = config or default_config()
     prices = {}
@@ -216,135 +233,236 @@ def reference_prices_from_config(config=None) -> dict:
     return prices
 
 
-class _ClientLoad:
-    """One client's sending loop and bookkeeping."""
+class _EventHead(msgspec.Struct):
+    """The part of an ExecutionReport's event the load generator reads (the rest of the
+    message is skipped by the decoder, never built into objects)."""
 
-    def __init__(self, index: int, client: OrderClient, params: LoadParams, result: LoadResult,
-                 prices: dict, rng: random.Random, window_open: asyncio.Event) -> None:
+    type: str
+    reason: Optional[str] = None
+
+
+class _AnswerHead(msgspec.Struct):
+    """Any server message, reduced to what the load generator reads."""
+
+    type: str
+    request_id: int = 0
+    event: Optional[_EventHead] = None
+    reason: Optional[str] = None
+
+
+_answer_decoder = msgspec.msgpack.Decoder(_AnswerHead)
+_HEARTBEAT_FRAME = encode_frame(Heartbeat())
+_LOGOUT_FRAME = encode_frame(Logout())
+
+
+@dataclass
+class LoadPlan:
+    """The pre-encoded requests of one run, per client: request ids (ascending), a flag
+    per request (True: a place, False: a cancel) and the frames, built before the clock
+    starts so that sending is one `b"".join` and one socket write per burst."""
+
+    request_ids: list[list[int]]
+    is_place: list[list[bool]]
+    frames: list[list[bytes]]
+
+
+def _client_requests(params: LoadParams, prices: dict, rng: random.Random, index: int, count: int):
+    """`count` requests of client `index`: the 60/20/20 mix; a cancel names (by client
+    order id) one of this client's earlier passive places, drawn at random."""
+    request_ids, is_place, frames = [], [], []
+    cancellable: list[str] = []
+    symbols = params.symbols
+    prefix = f"{params.run_id}-{index}-"
+    for request_id in range(1, count + 1):
+        roll = rng.random()
+        bits = rng.getrandbits(32)
+        if roll >= PASSIVE_SHARE + MARKETABLE_SHARE and cancellable:
+            slot = bits % len(cancellable)
+            coid = cancellable[slot]
+            cancellable[slot] = cancellable[-1]
+            cancellable.pop()
+            message = CancelRequest(request_id, client_order_id=coid)
+            is_place.append(False)
+        else:
+            symbol = symbols[bits % len(symbols)]
+            bits //= len(symbols)
+            reference, tick, lot = prices[symbol]
+            side = "buy" if bits & 1 else "sell"
+            bits >>= 1
+            qty = lot * (1 + bits % 10)
+            bits //= 10
+            if roll < PASSIVE_SHARE:
+                ticks = 1 + bits % PRICE_TICKS_MAX
+                price = reference - ticks * tick if side == "buy" else reference + ticks * tick
+            else:  # marketable: crosses the reference price by a few ticks
+                ticks = 1 + bits % 5
+                price = reference + ticks * tick if side == "buy" else reference - ticks * tick
+            coid = f"{prefix}{request_id}"
+            if roll < PASSIVE_SHARE:
+                cancellable.append(coid)
+            message = PlaceRequest(request_id, coid, symbol, side, "limit", qty, price=price)
+            is_place.append(True)
+        request_ids.append(request_id)
+        frames.append(encode_frame(message))
+    return request_ids, is_place, frames
+
+
+def plan_load(params: LoadParams) -> LoadPlan:
+    """Pre-encode what `run_load(params)` will send: with a rate, that rate for `seconds`
+    (plus 5 %); unpaced, up to PLANNED_ORDERS_PER_SECOND_MAX for `seconds`."""
+    if params.clients < 1:
+        raise ValueError("at least one client")
+    prices = params.reference_prices or reference_prices_from_config()
+    unknown = [symbol for symbol in params.symbols if symbol not in prices]
+    if unknown:
+        raise ValueError(f"no reference price known for {', '.join(unknown)}")
+    rate = params.rate or PLANNED_ORDERS_PER_SECOND_MAX
+    per_client = max(1, int(rate * params.seconds * 1.05 / params.clients) + 1)
+    rng = random.Random(params.seed)
+    plan = LoadPlan([], [], [])
+    for index in range(params.clients):
+        request_ids, is_place, frames = _client_requests(params, prices, random.Random(rng.random()), index, per_client)
+        plan.request_ids.append(request_ids)
+        plan.is_place.append(is_place)
+        plan.frames.append(frames)
+    return plan
+
+
+class _Session(asyncio.Protocol):
+    """One member session: logs on, then sends pre-encoded bursts and matches answers
+    to requests by request id (the first report naming a request answers it)."""
+
+    def __init__(self, load: "_ClientLoad") -> None:
+        self.load = load
+        self.transport: Optional[asyncio.Transport] = None
+        self.frames = FrameReader()
+        self.logged_on: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        params = self.load.params
+        token = (params.tokens or {}).get(self.load.member, f"demo-{self.load.member}")
+        transport.write(encode_frame(Logon(PROTOCOL_VERSION, self.load.member, token)))
+
+    def data_received(self, data: bytes) -> None:
+        decode = _answer_decoder.decode
+        answered = self.load.answered
+        for payload in self.frames.feed(data):
+            head = decode(payload)
+            kind = head.type
+            if kind == "report" or kind == "request_rejected":
+                if head.request_id:
+                    answered(head)
+            elif kind == "test_request":
+                self.transport.write(_HEARTBEAT_FRAME)
+            elif kind == "logon_accepted":
+                if not self.logged_on.done():
+                    self.logged_on.set_result(True)
+            elif kind == "logon_rejected" or kind == "disconnect":
+                if not self.logged_on.done():
+                    self.logged_on.set_exception(ConnectionError(f"{self.load.member}: {kind} {head.reason}"))
+                self.transport.close()
+
+    def connection_lost(self, _error) -> None:
+        if not self.logged_on.done():
+            self.logged_on.set_exception(ConnectionError(f"{self.load.member}: connection lost at logon"))
+        if not self.closed.done():
+            self.closed.set_result(True)
+        self.load.connection_lost()
+
+
+class _ClientLoad:
+    """One client's planned requests, its send position and its answers."""
+
+    def __init__(self, index: int, params: LoadParams, plan: LoadPlan, result: LoadResult,
+                 window_open: asyncio.Event) -> None:
         self.index = index
-        self.client = client
         self.params = params
+        self.member = params.members[index % len(params.members)]
         self.result = result
-        self.prices = prices
-        self.rng = rng
-        self.sent_ns: dict[str, int] = {}  # client order id -> send time of places in flight
-        self.cancellable: list[int] = []
-        self.cancels_in_flight = 0
-        self.prefix = f"{params.run_id}-{index}-"
-        self.counter = itertools.count(1)
+        self.request_ids = plan.request_ids[index]
+        self.is_place = plan.is_place[index]
+        self.frames = plan.frames[index]
+        self.sent_ns: dict[int, int] = {}  # request id -> send time, places in flight
+        self.cancels_in_flight: set[int] = set()
         self.window_open = window_open  # shared by all clients: "some window has room"
         self.sent = 0
         self.finished_sending = False
+        self.lost = False
         self.all_answered = asyncio.Event()
+        self.session: Optional[_Session] = None
 
-    # ---------------------------------------------------------------- answers
-
-    def on_report(self, event) -> None:
-        kind = type(event)
-        if kind is OrderAccepted or kind is OrderRejected:
-            coid = event.client_order_id
-            sent = self.sent_ns.pop(coid, None) if coid is not None else None
-            if sent is None:
-                return  # a cancel's reject: counted by its future
-            self.result.latencies_ns.append(time.perf_counter_ns() - sent)
-            if kind is OrderAccepted:
-                self.result.accepted += 1
-                if event.price is not None:
-                    self.cancellable.append(event.order_id)
+    def answered(self, head: _AnswerHead) -> None:
+        request_id = head.request_id
+        sent = self.sent_ns.pop(request_id, None)
+        result = self.result
+        if sent is not None:
+            result.latencies_ns.append(time.perf_counter_ns() - sent)
+            if head.type == "request_rejected":
+                result.gateway_rejected += 1
+                reason = head.reason
+            elif head.event is not None and head.event.type == "rejected":
+                result.rejected += 1
+                reason = head.event.reason
             else:
-                self.result.rejected += 1
-                self.result.reject_reasons[event.reason] = self.result.reject_reasons.get(event.reason, 0) + 1
-            self._answered()
-        elif kind is TradeExecuted:
-            if event.taker_member == self.client.member:
-                self.result.trades += 1
-
-    def _place_done(self, future: asyncio.Future, coid: str) -> None:
-        # Engine answers are counted in on_report (earlier and exact); only gateway
-        # rejections (never journaled, no report) are counted here.
-        if future.cancelled() or future.exception() is not None:
-            self.sent_ns.pop(coid, None)
-            self._answered()
+                result.accepted += 1
+                reason = None
+            if reason is not None:
+                result.reject_reasons[reason] = result.reject_reasons.get(reason, 0) + 1
+        elif request_id in self.cancels_in_flight:
+            self.cancels_in_flight.discard(request_id)
+            result.cancels_answered += 1
+        else:
+            if head.event is not None and head.event.type == "trade":
+                result.trades += 1  # a later report of a request already answered: its fills
             return
-        answer = future.result()
-        if type(answer) is RequestRejected:
-            sent = self.sent_ns.pop(coid, None)
-            if sent is not None:
-                self.result.latencies_ns.append(time.perf_counter_ns() - sent)
-            self.result.gateway_rejected += 1
-            self.result.reject_reasons[answer.reason] = self.result.reject_reasons.get(answer.reason, 0) + 1
-            self._answered()
-
-    def _cancel_done(self, _future: asyncio.Future) -> None:
-        self.cancels_in_flight -= 1
-        self.result.cancels_answered += 1
-        self._answered()
-
-    def _answered(self) -> None:
-        in_flight = len(self.sent_ns) + self.cancels_in_flight
+        in_flight = len(self.sent_ns) + len(self.cancels_in_flight)
         if in_flight < self.params.in_flight_max:
             self.window_open.set()
         if self.finished_sending and in_flight == 0:
             self.all_answered.set()
 
-    # ---------------------------------------------------------------- sending
-
-    def send_one(self) -> None:
-        # Two draws per order (the generator is part of the measured sender's cost).
-        rng = self.rng
-        roll = rng.random()
-        bits = rng.getrandbits(32)
-        client = self.client
-        if roll >= PASSIVE_SHARE + MARKETABLE_SHARE and self.cancellable:
-            cancellable = self.cancellable
-            index = bits % len(cancellable)
-            order_id = cancellable[index]
-            cancellable[index] = cancellable[-1]
-            cancellable.pop()
-            self.cancels_in_flight += 1
-            client.send_cancel(order_id).add_done_callback(self._cancel_done)
-            self.result.cancels_sent += 1
-            return
-        symbols = self.params.symbols
-        symbol = symbols[bits % len(symbols)]
-        bits //= len(symbols)
-        reference, tick, lot = self.prices[symbol]
-        side = "buy" if bits & 1 else "sell"
-        bits >>= 1
-        qty = lot * (1 + bits % 10)
-        bits //= 10
-        if roll < PASSIVE_SHARE:
-            ticks = 1 + bits % PRICE_TICKS_MAX
-            price = reference - ticks * tick if side == "buy" else reference + ticks * tick
-        else:  # marketable: crosses the reference price by a few ticks
-            ticks = 1 + bits % 5
-            price = reference + ticks * tick if side == "buy" else reference - ticks * tick
-        coid = f"{self.prefix}{next(self.counter)}"
-        self.sent_ns[coid] = time.perf_counter_ns()
-        future = client.send_place(coid, symbol, side, "limit", qty, price=price)
-        future.add_done_callback(lambda f, coid=coid: self._place_done(f, coid))
-        self.result.places_sent += 1
+    def connection_lost(self) -> None:
+        self.lost = True
+        self.window_open.set()
+        self.all_answered.set()  # nothing more can come
 
     def in_flight(self) -> int:
-        return len(self.sent_ns) + self.cancels_in_flight
+        return len(self.sent_ns) + len(self.cancels_in_flight)
 
     def send_due(self, now: float, start: float, per_client_rate: float) -> int:
-        """Send what the schedule says is due (all the window allows when unpaced)."""
+        """Write what the schedule says is due (all the window allows when unpaced) in one write."""
+        if self.lost:
+            return 0
         room = self.params.in_flight_max - self.in_flight()
+        left = len(self.frames) - self.sent
         if per_client_rate:
-            count = min(int((now - start) * per_client_rate) + 1 - self.sent, BATCH_MAX, room)
+            count = min(int((now - start) * per_client_rate) + 1 - self.sent, BATCH_MAX, room, left)
         else:
-            count = min(BATCH_MAX, room)
+            count = min(BATCH_MAX, room, left)
         if count <= 0:
             return 0
-        with self.client.batched():  # one write for the whole burst
-            for _ in range(count):
-                self.send_one()
-        self.sent += count
+        first, end = self.sent, self.sent + count
+        sent_ns = time.perf_counter_ns()
+        in_flight = self.sent_ns
+        for request_id, place in zip(self.request_ids[first:end], self.is_place[first:end]):
+            if place:
+                in_flight[request_id] = sent_ns
+            else:
+                self.cancels_in_flight.add(request_id)
+        self.session.transport.write(b"".join(self.frames[first:end]))
+        self.sent = end
         return count
+
+    def exhausted(self) -> bool:
+        return self.lost or self.sent >= len(self.frames)
 
     def stop_sending(self) -> None:
         self.finished_sending = True
+        places = sum(self.is_place[:self.sent])
+        self.result.places_sent += places
+        self.result.cancels_sent += self.sent - places
         if self.in_flight() == 0:
             self.all_answered.set()
 
@@ -352,21 +470,28 @@ class _ClientLoad:
 async def _drive(loads: list[_ClientLoad], start: float, end: float, per_client_rate: float) -> None:
     """One pacing loop for every client: a tick per millisecond when paced (so the
     sender's own wake-ups do not grow with the number of clients), back to back when
-    unpaced, waiting for an answer whenever every window is full."""
+    unpaced, waiting for an answer whenever every window is full; a Heartbeat on every
+    session each HEARTBEAT_SECONDS so that none is cut as idle while its window is full."""
     loop = asyncio.get_running_loop()
     window_open = loads[0].window_open
+    window = loads[0].params.in_flight_max
+    heartbeat_due = start + HEARTBEAT_SECONDS
     while True:
         now = loop.time()
-        if now >= end:
+        if now >= end or all(load.exhausted() for load in loads):
             break
+        if now >= heartbeat_due:
+            for load in loads:
+                if not load.lost:
+                    load.session.transport.write(_HEARTBEAT_FRAME)
+            heartbeat_due = now + HEARTBEAT_SECONDS
         sent = 0
         for load in loads:
             sent += load.send_due(now, start, per_client_rate)
-        window = loads[0].params.in_flight_max
-        if not sent and all(load.in_flight() >= window for load in loads):
+        if not sent and all(load.in_flight() >= window or load.exhausted() for load in loads):
             window_open.clear()
             try:
-                await asyncio.wait_for(window_open.wait(), max(0.001, end - now))
+                await asyncio.wait_for(window_open.wait(), max(0.001, min(end, heartbeat_due) - now))
             except asyncio.TimeoutError:
                 pass
         elif per_client_rate:
@@ -378,47 +503,46 @@ async def _drive(loads: list[_ClientLoad], start: float, end: float, per_client_
         load.stop_sending()
 
 
-async def run_load(params: LoadParams) -> LoadResult:
-    if params.clients < 1:
-        raise ValueError("at least one client")
-    prices = params.reference_prices or reference_prices_from_config()
-    unknown = [symbol for symbol in params.symbols if symbol not in prices]
-    if unknown:
-        raise ValueError(f"no reference price known for {', '.join(unknown)}")
+async def run_load(params: LoadParams, plan: Optional[LoadPlan] = None) -> LoadResult:
+    """Log the clients on, send the plan (made by `plan_load(params)` unless given), wait
+    for the last answers (at most `params.drain_seconds_max`), log off."""
+    plan = plan or plan_load(params)
     result = LoadResult(params)
-    rng = random.Random(params.seed)
     loads: list[_ClientLoad] = []
     window_open = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    host, port = params.endpoint
+    tls = {"ssl": params.ssl_context, "server_hostname": ""} if params.ssl_context else {}
     try:
         for index in range(params.clients):
-            member = params.members[index % len(params.members)]
-            token = (params.tokens or {}).get(member, f"demo-{member}")
-            client = OrderClient([params.endpoint], member, token, ssl_context=params.ssl_context)
-            load = _ClientLoad(index, client, params, result, prices, random.Random(rng.random()), window_open)
-            client.on_report = load.on_report
-            client.reports = _DiscardQueue()
-            await asyncio.wait_for(client.connect(), 15)
+            load = _ClientLoad(index, params, plan, result, window_open)
+            _, load.session = await asyncio.wait_for(loop.create_connection(lambda: _Session(load), host, port, **tls), 15)
             loads.append(load)
-        loop = asyncio.get_running_loop()
+            await asyncio.wait_for(load.session.logged_on, 15)
         per_client_rate = params.rate / params.clients if params.rate else 0.0
         start = loop.time()
         end = start + params.seconds
         first_send_ns = time.perf_counter_ns()
         await _drive(loads, start, end, per_client_rate)
         result.send_seconds = loop.time() - start
-        drain_deadline = DRAIN_SECONDS_MAX
         try:
-            await asyncio.wait_for(asyncio.gather(*(load.all_answered.wait() for load in loads)), drain_deadline)
+            await asyncio.wait_for(asyncio.gather(*(load.all_answered.wait() for load in loads)),
+                                   params.drain_seconds_max)
         except asyncio.TimeoutError:
             pass
         result.elapsed_seconds = (time.perf_counter_ns() - first_send_ns) / 1e9
         result.unanswered = sum(load.in_flight() for load in loads)
     finally:
         for load in loads:
+            transport = load.session.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(_LOGOUT_FRAME)
+                transport.close()
+        for load in loads:
             try:
-                await asyncio.wait_for(load.client.close(), 5)
-            except (asyncio.TimeoutError, OSError):
-                pass
+                await asyncio.wait_for(asyncio.shield(load.session.closed), 5)
+            except asyncio.TimeoutError:
+                load.session.transport.abort()
     return result
 
 
@@ -531,96 +655,3 @@ class NodeUnderTest:
                 self.process.wait(timeout=NODE_STOP_SECONDS_MAX)
         self.log.close()
         return self.process.returncode
-
-
-def run_e2e_benchmark(
-    clients: int = 4,
-    seconds: float = 5.0,
-    latency_rate: float = 10_000.0,
-    latency_clients: Optional[int] = None,
-    throughput_rate: float = 0.0,
-    symbols: tuple[str, ...] = ("AAPL", "MSFT"),
-    durability: str = "always",
-    workdir: Optional[str] = None,
-    profile_path: Optional[str] = None,
-    in_flight_max: int = 1000,
-    seed: int = 1,
-    tls: bool = True,
-) -> dict:
-    """Start a primary (durability `always`), measure throughput then latency, stop it.
-
-    `tls`: the node's certificates are created in the temporary directory and the clients
-    reach the gateway over TLS (members = true); False: plain TCP, to measure the cost.
-
-    Figures: orders (places + cancels) per second sustained in the throughput phase
-    (unthrottled, or at `throughput_rate`), and the ack latency percentiles of places
-    in ns at `latency_rate` orders/s, with the parameters.
-    """
-    base = tempfile.mkdtemp(prefix="twinbook-e2e-", dir=workdir)
-    node = None
-    try:
-        certs = ssl_context = None
-        if tls:
-            from replica.certs import create_cluster_certificates
-            from replica.tls import member_client_context
-
-            certs = os.path.join(base, "certs")
-            create_cluster_certificates(certs, 1, ("a",))
-            ssl_context = member_client_context(os.path.join(certs, "ca.pem"))
-        node = NodeUnderTest(base, durability, profile_path, certs=certs)
-        endpoint = node.client_endpoint
-        cpu_before = process_cpu_seconds(node.process.pid)
-        throughput = run_async(run_load(LoadParams(
-            endpoint, clients=clients, rate=throughput_rate, seconds=seconds, symbols=symbols,
-            in_flight_max=in_flight_max, seed=seed, run_id=f"tp{seed}", ssl_context=ssl_context,
-        )))
-        cpu_after = process_cpu_seconds(node.process.pid)
-        latency = run_async(run_load(LoadParams(
-            endpoint, clients=latency_clients or clients, rate=latency_rate, seconds=seconds, symbols=symbols,
-            in_flight_max=in_flight_max, seed=seed + 1, run_id=f"lat{seed}", ssl_context=ssl_context,
-        )))
-        exit_code = node.stop()
-        node_log = node.log_tail()
-    finally:
-        if node is not None:
-            node.stop()
-        shutil.rmtree(base, ignore_errors=True)
-    tp = throughput.figures()
-    answered = throughput.places_answered + throughput.cancels_answered
-    lat_pct = latency.percentiles()
-    tp_pct = throughput.percentiles()
-    return {
-        "benchmark": "e2e",
-        "durability": durability,
-        "tls": tls,
-        "clients": clients,
-        "seconds": seconds,
-        "symbols": ",".join(symbols),
-        "in_flight_max_per_client": in_flight_max,
-        "throughput_target_rate": throughput_rate,
-        "orders_per_second": tp["orders_per_second"],
-        "places_per_second": tp["places_per_second"],
-        "throughput_places_answered": throughput.places_answered,
-        "throughput_cancels_answered": throughput.cancels_answered,
-        "throughput_unanswered": throughput.unanswered,
-        # The node's CPU (user + system) over the throughput phase (logons included) per
-        # order answered; None where /proc is missing.
-        "node_cpu_us_per_order": (round((cpu_after - cpu_before) * 1e6 / answered, 1)
-                                  if None not in (cpu_before, cpu_after) and answered else None),
-        "throughput_ack_p50_ns": tp_pct["p50"],
-        "throughput_ack_p99_ns": tp_pct["p99"],
-        "latency_target_rate": latency_rate,
-        "latency_clients": latency_clients or clients,
-        "latency_orders_per_second": latency.figures()["orders_per_second"],
-        "ack_p50_ns": lat_pct["p50"],
-        "ack_p90_ns": lat_pct["p90"],
-        "ack_p99_ns": lat_pct["p99"],
-        "ack_p99_9_ns": lat_pct["p99.9"],
-        "ack_max_ns": lat_pct["max"],
-        "ack_samples": lat_pct["count"],
-        "latency_unanswered": latency.unanswered,
-        "node_exit_code": exit_code,
-        "node_stop_log": node_log.strip().splitlines()[-1] if node_log.strip() else "",
-        "profile": profile_path or "",
-        "cpu_count": os.cpu_count(),
-    }

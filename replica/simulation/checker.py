@@ -65,6 +65,7 @@ class Checker:
         self.snapshots_written = 0
         self.recoveries_from_snapshot = 0
         self.snapshots_skipped: Counter = Counter()
+        self.released_sequences: dict[str, int] = {}  # node -> the next sequence it may release
 
     def violation(self, text: str) -> None:
         self.simulator.trace(f"VIOLATION: {text}")
@@ -83,6 +84,7 @@ class Checker:
             self.highest_epoch_started = epoch
 
     def released(self, node, first_sequence: int, last_sequence: int) -> None:
+        self.check_release_rules(node, first_sequence, last_sequence)
         if node.epoch < self.highest_epoch_started:
             self.old_epoch_releases += last_sequence - first_sequence + 1
         for record in journal.read_records(node.directory.journal, first_sequence, last_sequence, live=True):
@@ -95,6 +97,22 @@ class Checker:
                     f"{node.name} (epoch {node.epoch}) released sequence {record.sequence} of epoch {record.epoch}, "
                     f"but a record of epoch {earlier[0]} was released for it before"
                 )
+
+    def check_release_rules(self, node, first_sequence: int, last_sequence: int) -> None:
+        """The ordering rules of the (pipelined) commit loop, checked at every release:
+        in sequence order, nothing past the local durable sequence, and in sync mode
+        nothing past what the standby reported durable."""
+        if first_sequence != self.released_sequences.get(node.name, first_sequence):
+            self.violation(f"{node.name} released {first_sequence}..{last_sequence} after "
+                           f"{self.released_sequences[node.name] - 1}: out of sequence order")
+        self.released_sequences[node.name] = last_sequence + 1
+        if last_sequence > node.durable_sequence:
+            self.violation(f"{node.name} released up to {last_sequence} with only {node.durable_sequence} durable")
+        release = node.release
+        if (release is not None and release.mode == "sync" and release.standby_required and not release.degraded
+                and last_sequence > release.standby_durable_sequence):
+            self.violation(f"{node.name} released up to {last_sequence} with the standby durable only up to "
+                           f"{release.standby_durable_sequence}")
 
     def holds_everything_released(self, node) -> bool:
         """Whether `node`'s journal holds every record released so far, durably (for a

@@ -239,6 +239,7 @@ class SimulatedNode:
         record_primary_start(self.directory, self.writer.epoch, self.writer.last_sequence)
         self.core = PrimaryCore(self.exchange, config, self.writer.epoch, self.writer.last_sequence + 1,
                                 self.exchange.last_timestamp_ns)
+        simulator.checker.released_sequences.pop(self.name, None)  # a new core releases from its start
         self.release = ReleasePolicy(config.replication,
                                      standby_required=not promoted and self.directory.standby_required())
         if promoted:
@@ -328,6 +329,10 @@ class SimulatedNode:
         self.fsync_in_flight = False
         if covered > self.durable_sequence:
             self.durable_sequence = covered
+        # Pipelined like the real commit loop: the next batch is written and its
+        # fdatasync started before this one is released.
+        if self.core.pending and not self.commit_scheduled:
+            self._commit()
         self._release(self.release.point(self.durable_sequence))
         self._kick()
 
