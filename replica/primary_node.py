@@ -342,7 +342,12 @@ class PrimaryNode:
         )
 
     async def _start_fix(self) -> None:
-        await self.fix.start(self.config.host, LISTEN_BACKLOG)
+        try:
+            await self.fix.start(self.config.host, LISTEN_BACKLOG)
+        except Exception as error:  # noqa: BLE001 - an operating fault: the node stops on it
+            self.fix.start_failed()
+            self.fail(error, "FIX acceptor could not start")
+            return
         self._servers.append(self.fix.server)
         self.addresses["fix"] = self.fix.address
         self._write_node_file()
@@ -468,6 +473,8 @@ class PrimaryNode:
                     connection.transport.pause_reading()
                 else:
                     connection.transport.resume_reading()
+        if self.fix is not None:
+            self.fix.pause_reading(paused)
 
     async def _commit_and_replicate(self) -> None:
         """Write the appended records, stream them to a live standby, wait for the fsync.
