@@ -456,8 +456,8 @@ class FixGateway:
         behind a fix_in mark, so that a resend of the request after a failover is seen
         as taken (PossDup below next_inbound) and never gets a second outcome."""
         msg_type, seq, message = request
-        if reason in ("throttled", "busy") and not self._charge(state, 1, now_ns):
-            return  # the core did not charge a refused message: its answer is paid here
+        if reason == "throttled" and not self._charge(state, 1, now_ns):
+            return  # the bucket refused the message, so its answer is paid here (debt)
         get = message.get
         client_order_id, original_client_order_id = _echoed(get(11)), _echoed(get(41))
         if msg_type == "D":
