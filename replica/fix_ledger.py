@@ -151,6 +151,9 @@ class FixLedger:
             if name.startswith(FIX_OUT_PREFIX):
                 member = name[len(FIX_OUT_PREFIX):]
                 stream = self.stream(member)
+                if inbound is not None and inbound[0] == member and inbound[2] >= stream.next_inbound:
+                    # A request refused before the engine: its reject is what took it.
+                    stream.next_inbound = inbound[2] + 1
                 seq = stream.next_outbound
                 stream.next_outbound = seq + 1
                 return [OutboundMessage(member, seq, None, [], timestamp_ns)]
@@ -319,10 +322,17 @@ def rebuild_ledger(journal_directory: str, last_sequence: int, price_decimals: i
     if last_sequence == 0:
         return ledger
     exchange = Exchange()
-    for batch in journal.read_record_batches(journal_directory, 1, last_sequence):
-        commands = decode_commands([record.body for record in batch])
-        fold(ledger, exchange, [(record.sequence, record.timestamp_ns, command)
-                                for record, command in zip(batch, commands)])
+    try:
+        for batch in journal.read_record_batches(journal_directory, 1, last_sequence):
+            commands = decode_commands([record.body for record in batch])
+            fold(ledger, exchange, [(record.sequence, record.timestamp_ns, command)
+                                    for record, command in zip(batch, commands)])
+    except journal.JournalSequenceRangeError as error:
+        # A journal archived before sequence 1 (a node seeded from a snapshot): the FIX
+        # numbering is in no snapshot, so it cannot be continued exactly. Refused.
+        raise journal.JournalSequenceRangeError(
+            journal_directory, None, f"the FIX ledger is folded from sequence 1, which this journal no longer "
+                                     f"holds ({error}); keep the journal from sequence 1 or remove [fix]") from error
     if exchange.last_sequence != last_sequence:
         raise journal.JournalUsageError(journal_directory, None, f"the FIX ledger's replay reached sequence "
                                         f"{exchange.last_sequence}, not {last_sequence}")

@@ -10,8 +10,12 @@
 At start the ledger is rebuilt from the node's journal (replica/fix_ledger.py) in a
 thread, so a restarted primary or a promoted standby continues every FIX session's
 numbers while its native port already trades: records released meanwhile are held and
-folded in after the rebuild, then the FIX port opens (and DIR/node.json names it). Connection ids come from the node's own counter, so a FIX connection is a
-PrimaryCore session like a native one.
+folded in after the rebuild, then the FIX port opens (and DIR/node.json names it), with
+TLS when [tls] members = true. A rebuild that fails (a journal that no longer starts at
+sequence 1) stops the node as an operating fault: the FIX port never opens in silence.
+Connection ids come from the node's own counter, so a FIX connection is a PrimaryCore
+session like a native one. The in-flight window pauses FIX sockets with the native ones
+(`pause_reading`).
 """
 
 from __future__ import annotations
@@ -62,6 +66,13 @@ class FixAcceptor:
     def _hold(self, sequence: int, timestamp_ns: int, command, events: list) -> None:
         self._released_meanwhile.append((sequence, timestamp_ns, command, events))
 
+    def start_failed(self) -> None:
+        """The start raised (the node stops on it): nothing more is held for a ledger
+        that will never be built."""
+        if self.node.core.release_observer == self._hold:
+            self.node.core.release_observer = None
+        self._released_meanwhile = []
+
     async def start(self, host: str, backlog: int) -> None:
         """Rebuild the ledger in a thread (the native port trades meanwhile), catch up
         with what was released since, then open the FIX port."""
@@ -75,12 +86,30 @@ class FixAcceptor:
         self.gateway = FixGateway(self.node.core, settings, ledger, time.time_ns)
         self.rebuild_ms = (time.monotonic() - started) * 1000
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: FixConnection(self), host, settings.port, backlog=backlog)
+        # TLS when [tls] members = true: the Logon's Password (554) is a member token,
+        # never sent in clear when TLS is configured (the native gateway's rule).
+        self.server = await loop.create_server(lambda: FixConnection(self), host, settings.port, backlog=backlog,
+                                               **self.node.tls.member_server_options())
         self.address = self.server.sockets[0].getsockname()[:2]
+
+    def pause_reading(self, paused: bool) -> None:
+        """The in-flight window's backpressure (PrimaryNode._pause_clients): FIX sockets
+        stop being read like native ones; on resume their silence counts from now."""
+        for connection in self.connections.values():
+            transport = connection.transport
+            if transport is not None and not transport.is_closing():
+                if paused:
+                    transport.pause_reading()
+                else:
+                    transport.resume_reading()
+        if not paused and self.gateway is not None:
+            self.gateway.reading_resumed(time.time_ns())
 
     def opened(self, connection: FixConnection) -> int:
         connection_id = self.node._new_id()
         self.connections[connection_id] = connection
+        if self.node.clients_paused:
+            connection.transport.pause_reading()  # arrived while the window is full
         refusal = self.gateway.opened(connection_id, self._peer_host(connection.transport), time.time_ns())
         if refusal is not None:
             connection.transport.close()

@@ -38,7 +38,8 @@ from typing import Callable, Optional
 from replica.config import FixConfig
 from replica.fix_codec import FixMessage, FixStreamReader, encode_message, utc_timestamp
 from replica.fix_ledger import CANCEL_REJECT_REASONS, FIX_IN_PREFIX, FIX_OUT_PREFIX, ORDER_REJECT_REASONS, FixLedger
-from replica.primary import PrimaryCore
+from replica.gateway import CLIENT_ORDER_ID_BYTES_MAX, text_field_problem
+from replica.primary import UNRELEASED_RECORDS_MAX, PrimaryCore
 from replica.protocol import (
     PROTOCOL_VERSION,
     CancelRequest,
@@ -69,6 +70,18 @@ APPLICATION_TYPES = ("D", "F", "G", "q", "H")
 REQUIRED_TAG_MISSING = 1
 VALUE_INCORRECT = 5
 COMP_ID_PROBLEM = 9
+# FIX's HeartBtInt (108) in seconds: the native session's interval is at most 60 s
+# (HEARTBEAT_INTERVAL_MS_MAX), and its idle cut must not fire on a peer that keeps its word.
+HEARTBEAT_SECONDS_MAX = 60
+# Tokens a member's bucket may owe: answers to messages the bucket did not pay for (a
+# throttled order's reject) run it into debt down to minus this; one more and the session
+# is logged out. What a member can make the journal hold stays bounded by its rate.
+BUCKET_DEBT_MAX = 100
+# A ResendRequest is answered with at most this many messages (one synchronous encode
+# per message), and costs one token plus one per RESEND_MESSAGES_PER_TOKEN sent; the peer
+# asks again for the rest when it sees the next message's number.
+RESEND_MESSAGES_MAX = 2_000
+RESEND_MESSAGES_PER_TOKEN = 100
 # A decimal the gateway accepts: no exponent, no sign on quantities, bounded digits.
 _DECIMAL = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,15})?")
 
@@ -153,6 +166,14 @@ class FixGateway:
         self.pump()
         return None
 
+    def reading_resumed(self, now_ns: int) -> None:
+        """The node reads again: every session's silence counts from now (what the peer
+        sent meanwhile is in the kernel's buffer, its heartbeat among it)."""
+        for state in self.connections.values():
+            if state.last_in_ns < now_ns:
+                state.last_in_ns = now_ns
+                state.test_request_ns = 0
+
     def closed(self, connection_id: int, now_ns: int) -> None:
         state = self.connections.pop(connection_id, None)
         if state is not None and state.member is not None and self.by_member.get(state.member) == connection_id:
@@ -230,7 +251,7 @@ class FixGateway:
                 return
             if msg_type == "2":
                 self._resend(state, message, now_ns)  # answered at once, the gap is asked for too
-            if not state.resend_requested:
+            if not state.resend_requested and self._charge(state, 1, now_ns):
                 state.resend_requested = True
                 self._session_message(state, "2", [(7, state.expected), (16, 0)], now_ns)
             return
@@ -239,7 +260,8 @@ class FixGateway:
         if msg_type == "0":
             return
         if msg_type == "1":
-            self._session_message(state, "0", [(112, message.get(112) or "")], now_ns)
+            if self._charge(state, 1, now_ns):
+                self._session_message(state, "0", [(112, message.get(112) or "")], now_ns)
         elif msg_type == "2":
             self._resend(state, message, now_ns)
         elif msg_type == "3":
@@ -254,7 +276,7 @@ class FixGateway:
             self._logout(state, "already logged on", now_ns)
         elif msg_type in APPLICATION_TYPES:
             self._application(state, message, seq, now_ns)
-        else:
+        elif self._charge(state, 1, now_ns):
             self._session_message(state, "j", [(45, seq), (372, msg_type), (380, 3),
                                                (58, f"unsupported message type {msg_type}")], now_ns)
 
@@ -264,17 +286,17 @@ class FixGateway:
         username = message.get(553)
         heartbeat = message.get(108)
         if (username is not None and username != member) or heartbeat is None or not heartbeat.isdigit() \
-                or int(heartbeat) < 1 or message.get(141) == "Y":
+                or not 1 <= int(heartbeat) <= HEARTBEAT_SECONDS_MAX or message.get(141) == "Y":
             # ResetSeqNumFlag is refused: a reset would forget what the journal promises.
             self._refuse(state, "logon refused: Username must be the SenderCompID's member, HeartBtInt "
-                                "positive, no ResetSeqNumFlag")
+                                f"1 to {HEARTBEAT_SECONDS_MAX} seconds, no ResetSeqNumFlag")
             return
         state.sender_comp_id = sender
         state.heartbeat_ns = int(heartbeat) * 1_000_000_000
         state.logon_seq = seq
         self.core.client_message(
             state.connection_id,
-            Logon(PROTOCOL_VERSION, member, message.get(554) or "", min(int(heartbeat), 60) * 1000),
+            Logon(PROTOCOL_VERSION, member, message.get(554) or "", int(heartbeat) * 1000),
             now_ns,
         )
 
@@ -316,6 +338,9 @@ class FixGateway:
 
     def _sequence_reset(self, state: FixConnectionState, message: FixMessage, now_ns: int) -> None:
         new_seq = message.get(36)
+        if (new_seq is None or not new_seq.isdigit() or int(new_seq) < state.expected) \
+                and not self._charge(state, 1, now_ns):
+            return
         if new_seq is None or not new_seq.isdigit():
             self._session_reject(state, message, REQUIRED_TAG_MISSING, 36, "NewSeqNo missing", now_ns)
         elif int(new_seq) < state.expected:
@@ -332,10 +357,19 @@ class FixGateway:
         client_order_id = message.get(11) or ""
         request = (msg_type, seq, message)
         try:
+            # ClOrdID and OrigClOrdID are bounded like the native client order id before
+            # anything is built from them: the first goes into the journal (fix_in kind).
+            for tag in (11, 41):
+                problem = text_field_problem(message.get(tag), "client_order_id", CLIENT_ORDER_ID_BYTES_MAX)
+                if problem is not None:
+                    raise FieldProblem(problem[0], tag, f"tag {tag}: {problem[1]}")
             native = self._native_request(message, seq)
         except FieldProblem as problem:
+            if not self._charge(state, 1, now_ns):
+                return
             if problem.reason == "missing":
-                self._session_reject(state, message, REQUIRED_TAG_MISSING, problem.tag, problem.text, now_ns)
+                self._session_reject(state, message, REQUIRED_TAG_MISSING, problem.tag, problem.text, now_ns,
+                                     inbound_seq=seq)
             else:
                 self._reject_request(state, request, problem.reason, problem.text, now_ns)
             return
@@ -418,22 +452,27 @@ class FixGateway:
 
     def _reject_request(self, state: FixConnectionState, request: tuple, reason: str, text: str, now_ns: int) -> None:
         """A request refused before the journal (gateway checks, throttling): the
-        application-level answer its type calls for, as a journaled session message."""
+        application-level answer its type calls for, as a journaled session message
+        behind a fix_in mark, so that a resend of the request after a failover is seen
+        as taken (PossDup below next_inbound) and never gets a second outcome."""
         msg_type, seq, message = request
+        if reason == "throttled" and not self._charge(state, 1, now_ns):
+            return  # the bucket refused the message, so its answer is paid here (debt)
         get = message.get
+        client_order_id, original_client_order_id = _echoed(get(11)), _echoed(get(41))
         if msg_type == "D":
-            body = [(37, "NONE"), (17, f"R{state.member}-{seq}"), (11, get(11) or ""), (150, "8"), (39, "8"),
+            body = [(37, "NONE"), (17, f"R{state.member}-{seq}"), (11, client_order_id), (150, "8"), (39, "8"),
                     (55, get(55) or ""), (54, get(54) or "1"), (38, get(38) or "0"), (151, 0), (14, 0), (6, "0"),
                     (103, ORDER_REJECT_REASONS.get(reason, 99)), (58, f"{reason}: {text}"[:200])]
-            self._session_message(state, "8", body, now_ns)
+            self._session_message(state, "8", body, now_ns, inbound_seq=seq)
         elif msg_type in ("F", "G"):
-            body = [(37, get(37) or "NONE"), (11, get(11) or ""), (41, get(41) or ""), (39, "8"),
+            body = [(37, get(37) or "NONE"), (11, client_order_id), (41, original_client_order_id), (39, "8"),
                     (434, "1" if msg_type == "F" else "2"), (102, CANCEL_REJECT_REASONS.get(reason, 99)),
                     (58, f"{reason}: {text}"[:200])]
-            self._session_message(state, "9", body, now_ns)
+            self._session_message(state, "9", body, now_ns, inbound_seq=seq)
         else:
             self._session_message(state, "j", [(45, seq), (372, msg_type), (380, 0),
-                                               (58, f"{reason}: {text}"[:200])], now_ns)
+                                               (58, f"{reason}: {text}"[:200])], now_ns, inbound_seq=seq)
 
     def _status_reply(self, state: FixConnectionState, request: tuple, status: OrderStatus, now_ns: int) -> None:
         _msg_type, seq, message = request
@@ -455,11 +494,40 @@ class FixGateway:
 
     # ------------------------------------------------------------ outbound
 
+    def _charge(self, state: FixConnectionState, tokens: int, now_ns: int) -> bool:
+        """Take `tokens` from the member's bucket (PrimaryCore's, refilled the same way)
+        for work an inbound message causes beyond the core's own charge: a journaled reply,
+        a resend. False, and the session logged out, once the debt passes BUCKET_DEBT_MAX."""
+        session = self.core.sessions.get(state.connection_id)
+        if session is None or session.bucket is None:
+            return False
+        bucket = session.bucket
+        limits = self.core.config.limits
+        elapsed_ns = now_ns - bucket.updated_ns
+        if elapsed_ns > 0:
+            bucket.tokens = min(float(limits.burst_messages),
+                                bucket.tokens + elapsed_ns * limits.messages_per_second / 1e9)
+            bucket.updated_ns = now_ns
+        bucket.tokens -= tokens
+        if bucket.tokens < -BUCKET_DEBT_MAX:
+            self._logout(state, "throttled: messages beyond the member's rate", now_ns)
+            return False
+        return True
+
     def _session_message(self, state: FixConnectionState, msg_type: str, body: list, now_ns: int,
-                         close_after: bool = False) -> None:
-        """Journal a `fix_out` record for the message; it is sent, numbered, on release."""
+                         close_after: bool = False, inbound_seq: Optional[int] = None) -> None:
+        """Journal a `fix_out` record for the message; it is sent, numbered, on release.
+        `inbound_seq`: the application message it answers, journaled first as a fix_in
+        mark. With the journal's backlog at its bound nothing is journaled: the connection
+        is cut (the firm reconnects and resends; cancel-on-disconnect applies)."""
         member = state.member
-        self.core.submit_admin(Checkpoint(kind=f"{FIX_OUT_PREFIX}{member}"), now_ns)
+        core = self.core
+        if len(core.unreleased) + len(core.pending) >= UNRELEASED_RECORDS_MAX - 1:
+            self._close(state)
+            return
+        if inbound_seq is not None:
+            core.submit_admin(Checkpoint(kind=f"{FIX_IN_PREFIX}{member}:", version=inbound_seq), now_ns)
+        core.submit_admin(Checkpoint(kind=f"{FIX_OUT_PREFIX}{member}"), now_ns)
         self.waiting.setdefault(member, deque()).append(_Waiting(state.connection_id, msg_type, body, close_after))
         state.last_out_ns = now_ns
 
@@ -500,9 +568,13 @@ class FixGateway:
         top = stream.next_outbound - 1  # the highest number given so far
         begin, end = int(begin_text), int(end_text)
         end = top if end == 0 or end > top else end
+        begin = max(begin, 1)
+        end = min(end, begin + RESEND_MESSAGES_MAX - 1)
+        if not self._charge(state, 1 + max(0, end - begin + 1) // RESEND_MESSAGES_PER_TOKEN, now_ns):
+            return
         window = stream.window
         gap_start = None
-        seq = max(begin, 1)
+        seq = begin
         while seq <= end:
             report = window.get(seq)
             if report is None:
@@ -533,9 +605,9 @@ class FixGateway:
         self.outbox.setdefault(state.connection_id, []).append(encode_message(msg_type, header, body))
 
     def _session_reject(self, state: FixConnectionState, message: FixMessage, reason: int, tag: int, text: str,
-                        now_ns: int) -> None:
+                        now_ns: int, inbound_seq: Optional[int] = None) -> None:
         self._session_message(state, "3", [(45, message.get(34) or 0), (371, tag), (372, message.msg_type),
-                                           (373, reason), (58, text[:200])], now_ns)
+                                           (373, reason), (58, text[:200])], now_ns, inbound_seq=inbound_seq)
 
     def _logout(self, state: FixConnectionState, text: str, now_ns: int) -> None:
         if state.closing:
@@ -565,7 +637,10 @@ class FixGateway:
 
     def tick(self, now_ns: int) -> None:
         """HeartBtInt: a Heartbeat after an interval without sending; a TestRequest after
-        an interval and a fifth without hearing; a Logout after two more."""
+        an interval and a fifth without hearing; a Logout after two more. While the node
+        is not reading (the in-flight window is full) the silence is ours: no idle check."""
+        if self.core.reading_paused:
+            return
         for state in list(self.connections.values()):
             if state.member is None or state.live_from == 0 or state.closing:
                 continue
@@ -583,6 +658,13 @@ class FixGateway:
     def status(self) -> dict:
         return {"connections": len(self.connections), "logged_on": len(self.by_member),
                 "messages_in": self.messages_in, "garbled": self.garbled}
+
+
+def _echoed(client_order_id: Optional[str]) -> str:
+    """A ClOrdID as a reject may echo it: itself if within the bound, else empty."""
+    if client_order_id is None or text_field_problem(client_order_id, "client_order_id", CLIENT_ORDER_ID_BYTES_MAX):
+        return ""
+    return client_order_id
 
 
 def _required(message: FixMessage, tag: int) -> str:

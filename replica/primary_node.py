@@ -343,7 +343,12 @@ class PrimaryNode:
         )
 
     async def _start_fix(self) -> None:
-        await self.fix.start(self.config.host, LISTEN_BACKLOG)
+        try:
+            await self.fix.start(self.config.host, LISTEN_BACKLOG)
+        except Exception as error:  # noqa: BLE001 - an operating fault: the node stops on it
+            self.fix.start_failed()
+            self.fail(error, "FIX acceptor could not start")
+            return
         self._servers.append(self.fix.server)
         self.addresses["fix"] = self.fix.address
         self._write_node_file()
@@ -485,6 +490,8 @@ class PrimaryNode:
                     connection.transport.pause_reading()
                 else:
                     connection.transport.resume_reading()
+        if self.fix is not None:
+            self.fix.pause_reading(paused)
 
     def _write_and_replicate(self) -> None:
         """Stream the appended records to a live standby, write them, start their fsync.

@@ -371,8 +371,11 @@ def test_the_members_token_bucket_throttles_fix_orders_as_a_rejected_execution_r
     place(initiator, "c1")
     [report] = initiator.take()
     assert (report[35], report[150], report[11]) == ("8", "8", "c1") and report[58].startswith("throttled")
-    kinds = [getattr(decode_command(body), "kind", "") for _sequence, _timestamp, body in harness.journal]
-    assert not any(kind.startswith("fix_in") for kind in kinds)  # refused before the journal
+    commands = [decode_command(body) for _sequence, _timestamp, body in harness.journal]
+    assert not any(type(command).__name__ == "PlaceOrder" for command in commands)  # refused before the engine
+    # The reject stands behind a fix_in mark: the request is taken (next_inbound passed it).
+    assert [(command.kind, command.version) for command in commands[-2:]] == [("fix_in:M1:", 2), ("fix_out:M1", None)]
+    assert harness.gateway.ledger.streams["M1"].next_inbound == 3
 
 
 def test_a_hostile_body_length_is_garbled_and_never_buffered_beyond_the_bound():
