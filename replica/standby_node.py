@@ -97,7 +97,7 @@ class StandbyNode:
     ) -> None:
         # A standby's certificate is node-b unless its config names one; the primary it
         # may become keeps that name (the promoted PrimaryNode gets this config).
-        self.config = dataclasses.replace(config, tls=dataclasses.replace(config.tls, node=config.tls.node or "b"))
+        self.config = dataclasses.replace(config, tls=msgspec.structs.replace(config.tls, node=config.tls.node or "b"))
         self.tls = NodeTls(self.config.tls, config.cluster_id, log)
         self.directory = DataDirectory.create(data_root)
         self.primary_address = primary_address

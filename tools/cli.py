@@ -4,20 +4,23 @@ Every subcommand lives in its own module under tools/ and is registered here. Th
 the only place where operating errors become messages and exit codes: the packages
 below raise their own exception trees, and `main` maps them.
 
-Exit codes: 0 success; 1 a check found a problem (verify, determinism-check, status,
-a refused promote); 2 bad usage (click's own); 3 an operating fault (corrupt journal,
-unreadable snapshot store, missing data directory), with the message naming the file
-and offset; 4 a primary stepped down (a node of a newer epoch exists); 5 a promotion
-failed half-way (the node neither follows nor serves, so it exits).
+Exit codes are defined and described in tools/exit_codes.py (and listed in docs/CLI.md).
+Whatever fails, the user sees one line on stderr, `twinbook: <what>`, never a traceback
+and never an empty message: an exception with no text is named by its type, and an
+unexpected one (a bug) is reported as an internal error in one line with exit 3
+(TWINBOOK_TRACEBACK=1 shows the traceback for a bug report).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
-EXIT_OPERATING_FAULT = 3
+from tools import exit_codes
+
+EXIT_OPERATING_FAULT = exit_codes.OPERATING_FAULT
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +36,7 @@ def _register() -> None:
         commands_audit,
         commands_bench,
         commands_certs,
+        commands_config,
         commands_journal,
         commands_load,
         commands_node,
@@ -48,6 +52,7 @@ def _register() -> None:
     cli.add_command(commands_run.examples)
     cli.add_command(commands_bench.bench)
     cli.add_command(commands_certs.certs_group)
+    cli.add_command(commands_config.config_group)
     cli.add_command(commands_journal.journal_group)
     cli.add_command(commands_snapshot.snapshot_group)
     cli.add_command(commands_node.primary)
@@ -70,24 +75,42 @@ def _register() -> None:
 _register()
 
 
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line, never empty (an OSError with no text, such as
+    a TimeoutError, is named by its type)."""
+    text = str(error.strerror if isinstance(error, OSError) and error.strerror else error)
+    text = " ".join(text.split())
+    if isinstance(error, OSError) and error.filename:
+        text = f"{text} {error.filename}"
+    return text or type(error).__name__
+
+
 def main() -> None:
     import journal
     import snapshots
+    from replica.config import ConfigError
     from replica.errors import ReplicaError
     from statemachine.errors import StateMachineError
 
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("twinbook: aborted", err=True)
-        sys.exit(130)
+        sys.exit(exit_codes.INTERRUPTED)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
+    except ConfigError as error:  # the same verdict as `config check`: unusable input
+        click.echo(f"twinbook: {one_line(error)}", err=True)
+        sys.exit(exit_codes.USAGE)
     except (journal.JournalError, snapshots.SnapshotError, ReplicaError, StateMachineError) as error:
-        click.echo(f"twinbook: {type(error).__name__}: {error}", err=True)
-        sys.exit(EXIT_OPERATING_FAULT)
+        click.echo(f"twinbook: {type(error).__name__}: {one_line(error)}", err=True)
+        sys.exit(exit_codes.OPERATING_FAULT)
     except OSError as error:
-        where = f" {error.filename}" if error.filename else ""
-        click.echo(f"twinbook: {error.strerror or error}{where}", err=True)
-        sys.exit(EXIT_OPERATING_FAULT)
+        click.echo(f"twinbook: {one_line(error)}", err=True)
+        sys.exit(exit_codes.OPERATING_FAULT)
+    except Exception as error:  # a bug: still one line, never a traceback
+        if os.environ.get("TWINBOOK_TRACEBACK"):
+            raise
+        click.echo(f"twinbook: internal error: {type(error).__name__}: {one_line(error)}", err=True)
+        sys.exit(exit_codes.OPERATING_FAULT)

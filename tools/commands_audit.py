@@ -22,7 +22,7 @@ directory (tools/paths.py).
   from a snapshot, and compares event bytes and digests (replica/determinism.py); on a
   mismatch it prints the first differing sequence and the two events. Exit 0/1, for CI.
 
-Exit codes (as tools/cli.py): 0 success; 1 a check found a problem; 2 bad usage; 3 an
+Exit codes (tools/exit_codes.py): 0 success; 1 a check found a problem; 2 bad usage; 3 an
 operating fault. The commands map their operating faults to exit 3 themselves, so they
 behave the same when run through `twinbook`, alone, or under click's CliRunner.
 """
@@ -56,10 +56,12 @@ from replica.determinism import check_determinism
 from replica.errors import ReplicaError
 from replica.workload import ScenarioTimestampError, generate_commands, write_journal, write_scenario_journal
 from statemachine.errors import StateMachineError
+from tools.digests import digest_text
+from tools import exit_codes
 from tools.paths import data_directory, journal_directory
 
-EXIT_CHECK_FAILED = 1
-EXIT_OPERATING_FAULT = 3
+EXIT_CHECK_FAILED = exit_codes.CHECK_FAILED
+EXIT_OPERATING_FAULT = exit_codes.OPERATING_FAULT
 
 
 class OperatingFault(click.ClickException):
@@ -251,7 +253,7 @@ def verify(directory: str) -> None:
         f"{len(report.snapshots_verified)} snapshots verified"
     )
     if report.state_digest is not None:
-        summary += f", state digest {report.state_digest:#018x}, canonical {report.canonical_digest.hex()[:16]}"
+        summary += f", state digest {digest_text(report.state_digest)}, canonical {digest_text(report.canonical_digest)}"
     if report.ok:
         click.echo(f"OK {summary}")
         return

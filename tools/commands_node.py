@@ -94,9 +94,11 @@ def primary(data_root: str, config_path: str | None, port_base: int | None, dura
 def _node_config(config_path, port_base, durability, replication, certs=None, node_name=None):
     import dataclasses
 
+    import msgspec
+
     config = load_config(config_path)
     if certs is not None or node_name is not None:
-        config = dataclasses.replace(config, tls=dataclasses.replace(
+        config = dataclasses.replace(config, tls=msgspec.structs.replace(
             config.tls, directory=certs or config.tls.directory, node=node_name or config.tls.node,
             ca_file="" if certs else config.tls.ca_file,
             certificate_file="" if certs or node_name else config.tls.certificate_file,
@@ -206,10 +208,22 @@ def watchdog(primary_admin: str, standby_admin: str, timeout_ms: int, force: boo
 
 
 @click.command(name="hash-token")
-@click.argument("token")
-def hash_token_command(token: str) -> None:
-    """Print the salted hash of TOKEN for a member's token_hash in a config file."""
-    click.echo(hash_token(token))
+@click.option("--json", "as_json", is_flag=True, help="Print {\"token_hash\": ...}.")
+def hash_token_command(as_json: bool) -> None:
+    """Print the scrypt hash of a member token for its token_hash in a config file.
+
+    The token is read from standard input when it is not a terminal (`twinbook hash-token
+    < token.txt`, one line), else prompted for without echo and asked twice; never from
+    the command line, where `ps` would show it.
+    """
+    if sys.stdin.isatty():
+        token = click.prompt("token", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        token = sys.stdin.readline().rstrip("\r\n")
+    if not token:
+        raise click.UsageError("an empty token: give the token on standard input or at the prompt")
+    token_hash = hash_token(token)
+    click.echo(json.dumps({"token_hash": token_hash}) if as_json else token_hash)
 
 
 def _print_event(event) -> None:
