@@ -39,6 +39,7 @@ import msgspec
 import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
+from replica.metrics import start_metrics
 from replica.data_directory import DataDirectory, record_primary_start
 from replica.gateway import AdmissionGate
 from replica.multicast import MulticastPublisherCore
@@ -205,6 +206,7 @@ class PrimaryNode:
         # Replication (replica/replication_server.py): the attached standby's link, how far
         # it is durable, and whether sync mode must wait for it.
         self.standby_link = None
+        self.metrics = None
         self.release = ReleasePolicy(config.replication)
         self.divergence: Optional[str] = None
         self.exit_code = 0
@@ -319,6 +321,10 @@ class PrimaryNode:
                                                 self.directory.root, log=self.log)
             await self.multicast.start()
             self.addresses["retransmit"] = self.multicast.retransmit_address
+        if promoted is None:  # a promoted standby keeps serving its own metrics endpoint
+            self.metrics = await start_metrics(config.metrics, self.status, lambda: self.core.rejections, self.log)
+            if self.metrics is not None:
+                self.addresses["metrics"] = self.metrics.address
         self._write_node_file()
         self._commit_task = loop.create_task(self._commit_loop())
         self._commit_task.add_done_callback(self._commit_loop_ended)
@@ -339,6 +345,8 @@ class PrimaryNode:
         self._stopping = True
         for server in self._servers:
             server.close()
+        if self.metrics is not None:
+            self.metrics.close()
         for task in self._tasks:
             task.cancel()
         self.wake()
@@ -680,6 +688,7 @@ class PrimaryNode:
                 "feed": list(self.addresses["feed"]),
                 "admin": list(self.addresses["admin"]),
                 "replication": list(self.addresses["replication"]),
+                **({"metrics": list(self.addresses["metrics"])} if "metrics" in self.addresses else {}),
                 **({"retransmit": list(self.addresses["retransmit"]),
                     "multicast": [self.config.multicast.group, self.config.multicast.port],
                     "session": self.multicast.session} if self.multicast is not None else {}),
