@@ -86,7 +86,7 @@ def test_config_check_reports_a_good_file_and_refuses_a_typo_in_one_line(tmp_pat
     refused = subprocess.run(twinbook_command("config", "check", str(bad)), cwd=ROOT, capture_output=True,
                              text=True, timeout=60)
     assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines() == [f"Error: {bad}: node: unknown key clinet_port"]
+    assert refused.stderr.strip().splitlines() == [f"twinbook: {bad}: node: unknown key clinet_port"]
 
 
 def test_hash_token_reads_the_secret_from_stdin_not_the_command_line():

@@ -19,6 +19,7 @@ import sys
 import click
 
 from tools import exit_codes
+from tools.exit_codes import one_line
 
 EXIT_OPERATING_FAULT = exit_codes.OPERATING_FAULT
 
@@ -75,16 +76,6 @@ def _register() -> None:
 _register()
 
 
-def one_line(error: BaseException) -> str:
-    """An exception's message on one line, never empty (an OSError with no text, such as
-    a TimeoutError, is named by its type)."""
-    text = str(error.strerror if isinstance(error, OSError) and error.strerror else error)
-    text = " ".join(text.split())
-    if isinstance(error, OSError) and error.filename:
-        text = f"{text} {error.filename}"
-    return text or type(error).__name__
-
-
 def main() -> None:
     import journal
     import snapshots
@@ -97,8 +88,13 @@ def main() -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("twinbook: aborted", err=True)
         sys.exit(exit_codes.INTERRUPTED)
+    except click.UsageError as error:  # one line with the way to help, not click's three
+        where = error.ctx.command_path if error.ctx is not None else "twinbook"
+        click.echo(f"twinbook: {one_line(click.ClickException(error.format_message()))} "
+                   f"(see `{where} --help`)", err=True)
+        sys.exit(error.exit_code)
     except click.ClickException as error:
-        error.show()
+        click.echo(f"twinbook: {' '.join(error.format_message().split()) or type(error).__name__}", err=True)
         sys.exit(error.exit_code)
     except ConfigError as error:  # the same verdict as `config check`: unusable input
         click.echo(f"twinbook: {one_line(error)}", err=True)

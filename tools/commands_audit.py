@@ -64,10 +64,7 @@ EXIT_CHECK_FAILED = exit_codes.CHECK_FAILED
 EXIT_OPERATING_FAULT = exit_codes.OPERATING_FAULT
 
 
-class OperatingFault(click.ClickException):
-    """An operating error (corrupt journal, unreadable store, ...) as exit code 3."""
-
-    exit_code = EXIT_OPERATING_FAULT
+OperatingFault = exit_codes.OperatingFault  # corrupt journal, unreadable store, ...: exit 3
 
 
 def _operating_faults_exit_3(command):

@@ -24,6 +24,8 @@ import msgspec
 
 from replica.config import hash_token, load_config
 from replica.tls import default_certificates_directory
+from tools import exit_codes
+from tools.exit_codes import one_line
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -235,6 +237,10 @@ _connection_options = [
     click.option("--member", default="M1", show_default=True),
     click.option("--token", default="demo-M1", show_default=True),
     click.option("--wait-ms", default=300, show_default=True, type=click.IntRange(0, 60_000), help="How long to keep printing reports after the answer."),
+    click.option("--timeout", "timeout_seconds", default=10.0, show_default=True, type=click.FloatRange(0.1, 3600),
+                 expose_value=False, callback=lambda context, _parameter, value: context.meta.__setitem__("timeout", value),
+                 help="Give up (exit 3, naming the endpoints tried) when connecting, logging on or the answer "
+                      "takes longer than this many seconds."),
     click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), expose_value=False,
                  callback=lambda context, _parameter, value: context.meta.__setitem__("tls_ca", value),
                  help="TLS to the gateway, verified against this CA file (a node with [tls] members = true)."),
@@ -256,11 +262,26 @@ def _member_context(ca_file: str | None):
 async def _with_client(endpoints, member, token, wait_ms, action):
     from replica.client import OrderClient
 
+    meta = click.get_current_context().meta
+    timeout_seconds = meta.get("timeout", 10.0)
+    tried = ", ".join(endpoints)
     client = OrderClient([_endpoint(text) for text in endpoints], member, token,
-                         ssl_context=_member_context(click.get_current_context().meta.get("tls_ca")))
-    await client.connect()
+                         ssl_context=_member_context(meta.get("tls_ca")))
     try:
-        answer = await asyncio.wait_for(action(client), 10)
+        await asyncio.wait_for(client.connect(), timeout_seconds)
+    except asyncio.TimeoutError:
+        await client.close()
+        raise exit_codes.OperatingFault(f"no session with {tried} within {timeout_seconds:g} s "
+                                        f"(connect and logon as {member}; --timeout to wait longer)") from None
+    except OSError as error:
+        await client.close()
+        raise exit_codes.OperatingFault(f"cannot reach {tried}: {one_line(error)}") from None
+    try:
+        try:
+            answer = await asyncio.wait_for(action(client), timeout_seconds)
+        except asyncio.TimeoutError:
+            raise exit_codes.OperatingFault(f"no answer from {tried} within {timeout_seconds:g} s "
+                                            "(--timeout to wait longer)") from None
         if answer is not None:
             _print_event(answer)
         deadline = time.monotonic() + wait_ms / 1000

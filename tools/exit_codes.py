@@ -9,6 +9,8 @@ store); its one-line message names the file, offset or endpoint.
 
 from __future__ import annotations
 
+import click
+
 OK = 0
 CHECK_FAILED = 1  # a check ran and found a problem: verify, journal verify, determinism-check, status
 USAGE = 2  # bad arguments or a config file that cannot be used (click's own code for usage)
@@ -20,7 +22,7 @@ INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 DESCRIPTIONS = {
     OK: "success",
     CHECK_FAILED: "a check ran and found a problem (verify, journal verify, determinism-check, status, "
-                  "a refused promote, config check)",
+                  "a refused promote)",
     USAGE: "bad usage: unknown option, bad value, or a config file that cannot be used",
     OPERATING_FAULT: "an operating fault: the command could not do its work (corrupt or missing file, "
                      "unreachable node, timeout); the message names the file, offset or endpoint",
@@ -28,3 +30,19 @@ DESCRIPTIONS = {
     PROMOTION_FAILED: "a promotion failed half-way (the node neither follows nor serves, so it exits)",
     INTERRUPTED: "interrupted (Ctrl-C)",
 }
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line, never empty (an OSError with no text, such as
+    a TimeoutError, is named by its type)."""
+    text = str(error.strerror if isinstance(error, OSError) and error.strerror else error)
+    text = " ".join(text.split())
+    if isinstance(error, OSError) and error.filename:
+        text = f"{text} {error.filename}"
+    return text or type(error).__name__
+
+
+class OperatingFault(click.ClickException):
+    """An operating fault raised inside a command: one line on stderr, exit 3."""
+
+    exit_code = OPERATING_FAULT
