@@ -164,6 +164,11 @@ class FeedConnection(asyncio.Protocol):
         self.node.close_subscriber(self.subscriber_id)
 
 
+def host_port(address) -> str:
+    """("127.0.0.1", 7701) as 127.0.0.1:7701 for log lines."""
+    return f"{address[0]}:{address[1]}"
+
+
 def peer_host(transport) -> str:
     """The peer's address (the unit the gateway bounds and slows), "" if unknown."""
     peer = transport.get_extra_info("peername")
@@ -334,7 +339,9 @@ class PrimaryNode:
         self.wake()
         self.log(
             f"primary up: epoch {self.writer.epoch}, sequence {self.writer.last_sequence}, "
-            f"clients {self.addresses['client']}, feed {self.addresses['feed']}, admin {self.addresses['admin']}, "
+            f"clients {host_port(self.addresses['client'])}, feed {host_port(self.addresses['feed'])}, "
+            f"admin {host_port(self.addresses['admin'])}, "
+            f"metrics {host_port(self.addresses['metrics']) if 'metrics' in self.addresses else 'off'}, "
             f"durability {config.durability}"
         )
 

@@ -46,7 +46,7 @@ from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
 from replica.metrics import start_metrics
 from replica.data_directory import DataDirectory, primary_starts
-from replica.primary_node import PrimaryNode, digests_reply
+from replica.primary_node import PrimaryNode, digests_reply, host_port
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.recovery import recover_exchange
 from replica.snapshotter import drop_snapshots_after
@@ -163,7 +163,8 @@ class StandbyNode:
         self._link_task.add_done_callback(self._link_task_ended)
         self.log(
             f"standby up at sequence {self.writer.last_sequence} epoch {self.writer.epoch}, following "
-            f"{self.primary_address[0]}:{self.primary_address[1]}, admin {self._admin_address()}"
+            f"{self.primary_address[0]}:{self.primary_address[1]}, admin {host_port(self._admin_address())}, "
+            f"metrics {host_port(self.metrics.address) if self.metrics is not None else 'off'}"
         )
 
     def _admin_address(self) -> tuple:

@@ -26,8 +26,13 @@ EXIT_OPERATING_FAULT = exit_codes.OPERATING_FAULT
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="twinbook")
-def cli() -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              envvar="TWINBOOK_LOG_FORMAT", help="Log lines on stderr: ISO-8601 text with key=value fields, or JSON.")
+def cli(log_format: str) -> None:
     """twinbook: an event-sourced, replicated exchange matching engine."""
+    from tools.logs import configure
+
+    configure(log_format)
 
 
 def _register() -> None:

@@ -25,6 +25,7 @@ import msgspec
 from replica.config import hash_token, load_config
 from replica.tls import default_certificates_directory
 from tools import exit_codes
+from tools.logs import node_log
 from tools.exit_codes import one_line
 
 
@@ -89,8 +90,7 @@ def primary(data_root: str, config_path: str | None, port_base: int | None, dura
     from replica.primary_node import run_primary
 
     config = _node_config(config_path, port_base, durability, replication, certs, node_name)
-    log = _log
-    sys.exit(_run(run_primary(config, data_root, log=log)) or 0)
+    sys.exit(_run(run_primary(config, data_root, log=node_log("primary"))) or 0)
 
 
 def _node_config(config_path, port_base, durability, replication, certs=None, node_name=None):
@@ -116,7 +116,7 @@ def _node_config(config_path, port_base, durability, replication, certs=None, no
 
 
 def _log(line: str) -> None:
-    click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+    node_log("cli")(line)
 
 
 @click.command()
@@ -141,7 +141,7 @@ def standby(data_root: str, primary_address: str, config_path: str | None, port_
     if rebuild and os.path.exists(data_root):
         kept = set_aside(data_root, time.strftime("%Y%m%dT%H%M%S"))
         _log(f"rebuilding: the old data directory is kept as {kept}")
-    sys.exit(_run(run_standby(config, data_root, _endpoint(primary_address), log=_log)) or 0)
+    sys.exit(_run(run_standby(config, data_root, _endpoint(primary_address), log=node_log("standby"))) or 0)
 
 
 def _admin(address: str, request: dict, credentials) -> dict:
@@ -205,7 +205,7 @@ def watchdog(primary_admin: str, standby_admin: str, timeout_ms: int, force: boo
         raise click.UsageError("--force needs an operator's certificate: add --identity operator")
 
     sys.exit(_run(run_watchdog(_endpoint(primary_admin), _endpoint(standby_admin), timeout_ms,
-                               force=force, log=_log, seconds=seconds, once=once,
+                               force=force, log=node_log("watchdog"), seconds=seconds, once=once,
                                credentials=admin_credentials(certs, identity, no_tls))))
 
 
