@@ -78,3 +78,18 @@ def test_the_same_corruption_is_the_same_verdict_from_verify_and_journal_verify(
 def test_an_exception_without_text_is_named_by_its_type():
     assert exit_codes.one_line(TimeoutError()) == "TimeoutError"
     assert exit_codes.one_line(ConnectionRefusedError(111, "Connection refused")) == "Connection refused"
+
+
+def test_the_command_reference_is_current():
+    from tools.cli_reference import reference
+
+    assert (ROOT / "docs" / "CLI.md").read_text() == reference(), \
+        "docs/CLI.md is stale: run `python -m tools.cli_reference > docs/CLI.md`"
+
+
+def test_shell_completion_is_generated_by_click():
+    import os
+
+    result = subprocess.run(twinbook_command(), cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "_TWINBOOK_COMPLETE": "bash_source"})
+    assert result.returncode == 0 and "_twinbook_completion" in result.stdout.replace("-", "_"), result.stdout[:200]

@@ -80,3 +80,16 @@ def test_the_metrics_port_answers_only_get_metrics(cluster):
         assert error.code == 404
     else:
         raise AssertionError("/other answered 200")
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_nodes_serve():
+    import re
+    from pathlib import Path
+
+    import replica.metrics
+
+    dashboard = json.loads((Path(__file__).resolve().parent.parent / "docs/grafana/twinbook.json").read_text())
+    served = set(re.findall(r'"(twinbook_[a-z_]+)"', Path(replica.metrics.__file__).read_text()))
+    queried = {re.sub(r"_total$", "", name) for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"twinbook_[a-z_]+", target["expr"])}
+    assert queried and queried <= served, queried - served

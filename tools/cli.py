@@ -89,7 +89,7 @@ def main() -> None:
     from statemachine.errors import StateMachineError
 
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="twinbook", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("twinbook: aborted", err=True)
         sys.exit(exit_codes.INTERRUPTED)
