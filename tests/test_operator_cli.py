@@ -93,3 +93,21 @@ def test_shell_completion_is_generated_by_click():
     result = subprocess.run(twinbook_command(), cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env={**os.environ, "_TWINBOOK_COMPLETE": "bash_source"})
     assert result.returncode == 0 and "_twinbook_completion" in result.stdout.replace("-", "_"), result.stdout[:200]
+
+
+def test_every_command_has_json_output_or_is_documented_as_json_or_long_running():
+    import click
+
+    from tools.cli import cli
+    from tools.cli_reference import JSON_NATIVE, LONG_RUNNING
+
+    def leaves(command, path):
+        if isinstance(command, click.Group):
+            for name in command.list_commands(None):
+                yield from leaves(command.get_command(None, name), f"{path} {name}".strip())
+        else:
+            yield path, command
+
+    without = {path for path, command in leaves(cli, "")
+               if not any("--json" in parameter.opts for parameter in command.params)}
+    assert without == set(JSON_NATIVE) | set(LONG_RUNNING), without ^ (set(JSON_NATIVE) | set(LONG_RUNNING))

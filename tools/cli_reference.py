@@ -11,6 +11,10 @@ import click
 
 from tools import exit_codes
 
+JSON_NATIVE = ("client cancel", "client place", "client replace", "client status", "promote", "degrade",
+               "replay", "run", "journal export")
+LONG_RUNNING = ("primary", "standby", "watchdog", "feed", "examples")
+
 HEADER = """# twinbook command reference
 
 Generated from the click commands by `python -m tools.cli_reference > docs/CLI.md`; do not
@@ -24,6 +28,11 @@ edit by hand (tests/test_operator_cli.py fails when this file is stale).
   16 hex digits; CRC-32C chain values: 8; canonical digests: 64), in text and JSON alike.
 - Log lines (nodes, watchdog) are ISO-8601 text with key=value fields, or JSON with
   `twinbook --log-format json ...` (or TWINBOOK_LOG_FORMAT=json).
+- Machine-readable output: every command that reports takes `--json` (one JSON object
+  on stdout), except those whose output is JSON already (JSON_NATIVE below: the client
+  commands, `promote`, `degrade`, and the data streams of `replay`, `run` and `journal
+  export`) and the long-running ones (LONG_RUNNING: `primary`, `standby`, `watchdog`,
+  `feed`, `examples`), whose lines are logs: `twinbook --log-format json`.
 
 ## Exit codes
 

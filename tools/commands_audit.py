@@ -30,6 +30,7 @@ behave the same when run through `twinbook`, alone, or under click's CliRunner.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import signal
@@ -238,10 +239,21 @@ def _progress_bar(engine: AuditReplay, to_seq: Optional[int]):
 
 @click.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict and findings as one JSON object.")
 @_operating_faults_exit_3
-def verify(directory: str) -> None:
+def verify(directory: str, as_json: bool) -> None:
     """Check journal chain, digest checkpoints and snapshots against a replay."""
     report = verify_node(journal_directory(directory), _node_directory(directory))
+    if as_json:
+        click.echo(json.dumps({
+            "ok": report.ok, "journal_directory": report.journal_directory, "last_sequence": report.last_sequence,
+            "digest_checkpoints_verified": report.digest_checkpoints_verified,
+            "snapshots_verified": len(report.snapshots_verified), "state_digest": digest_text(report.state_digest),
+            "canonical_digest": digest_text(report.canonical_digest),
+            "findings": [finding.line() for finding in report.findings]}))
+        if not report.ok:
+            sys.exit(EXIT_CHECK_FAILED)
+        return
     for finding in report.findings:
         click.echo(finding.line())
     summary = (
@@ -268,6 +280,7 @@ def verify(directory: str) -> None:
 @click.option("--commands", "command_count", type=click.IntRange(3, 50_000_000), help="Length of the generated stream.")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where the runs write (default: a temporary directory, removed after).")
 @click.option("--keep-workdir", is_flag=True, help="Keep the runs' files (event streams, digests) for inspection.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as one JSON object instead of lines.")
 @_operating_faults_exit_3
 def determinism_check(
     journal_path: Optional[str],
@@ -276,6 +289,7 @@ def determinism_check(
     command_count: Optional[int],
     workdir: Optional[str],
     keep_workdir: bool,
+    as_json: bool,
 ) -> None:
     """Replay in fresh interpreters under different hash seeds (and from a snapshot) and compare."""
     sources = [journal_path is not None, scenario is not None, seed is not None or command_count is not None]
@@ -295,6 +309,15 @@ def determinism_check(
             source = f"scenario {scenario}"
         else:
             source = f"generated stream (seed {seed}, {command_count} commands)"
+        if as_json:
+            click.echo(json.dumps({
+                "ok": report.ok, "source": source, "last_sequence": report.last_sequence,
+                "runs": [run.describe() for run in report.runs], "notes": list(report.notes),
+                "mismatches": [line for mismatch in report.mismatches for line in mismatch.lines()],
+                "workdir": scratch if keep_workdir else None}))
+            if not report.ok:
+                sys.exit(EXIT_CHECK_FAILED)
+            return
         click.echo(f"determinism-check of {source}: sequences 1..{report.last_sequence}")
         for run in report.runs:
             click.echo(f"  {run.describe()}")

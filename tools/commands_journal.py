@@ -94,16 +94,20 @@ def _verdict(as_json: bool, fields: dict, line: str) -> None:
 
 @journal_group.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
-def repair(directory: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as one JSON object.")
+def repair(directory: str, as_json: bool) -> None:
     """Cut a torn tail (keeping the cut bytes in a .torn file); refuses corruption."""
     report = journal.recover(journal_directory(directory), repair=True, full_scan=True)
     if report.torn is None:
-        click.echo(f"nothing to repair: {report.directory} is {report.state} up to sequence {report.last_sequence}")
+        _verdict(as_json, {"repaired": False, "directory": report.directory, "state": report.state,
+                           "last_sequence": report.last_sequence},
+                 f"nothing to repair: {report.directory} is {report.state} up to sequence {report.last_sequence}")
         return
-    click.echo(
-        f"cut {report.bytes_cut} bytes from {report.torn.segment_path} at offset {report.torn.offset} "
-        f"({report.torn.reason}); evidence kept in {report.torn_path}; journal now ends at {report.last_sequence}"
-    )
+    _verdict(as_json, {"repaired": True, "path": report.torn.segment_path, "offset": report.torn.offset,
+                       "reason": report.torn.reason, "bytes_cut": report.bytes_cut, "evidence": report.torn_path,
+                       "last_sequence": report.last_sequence},
+             f"cut {report.bytes_cut} bytes from {report.torn.segment_path} at offset {report.torn.offset} "
+             f"({report.torn.reason}); evidence kept in {report.torn_path}; journal now ends at {report.last_sequence}")
 
 
 @journal_group.command(name="import")
@@ -111,7 +115,8 @@ def repair(directory: str) -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--cluster-id", default=1, show_default=True, type=click.IntRange(0, 2**64 - 1))
 @click.option("--epoch", default=0, show_default=True, type=click.IntRange(0, 2**64 - 1))
-def import_scenario(scenario: str, directory: str, cluster_id: int, epoch: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the sequences imported as one JSON object.")
+def import_scenario(scenario: str, directory: str, cluster_id: int, epoch: int, as_json: bool) -> None:
     """Append a JSON-lines SCENARIO to the journal in DIRECTORY as records.
 
     Each line becomes one record with the next sequence number; its `ts` (integer ns)
@@ -128,7 +133,9 @@ def import_scenario(scenario: str, directory: str, cluster_id: int, epoch: int) 
         last = write_scenario_journal(journal_directory(directory), data, cluster_id=cluster_id, epoch=epoch)
     except ScenarioTimestampError as error:
         raise click.ClickException(f"{scenario} {error}; record timestamps never go backwards") from None
-    click.echo(f"imported {line_count} records as sequences {last - line_count + 1}..{last} into {directory}")
+    _verdict(as_json, {"records": line_count, "first_sequence": last - line_count + 1, "last_sequence": last,
+                        "directory": directory},
+             f"imported {line_count} records as sequences {last - line_count + 1}..{last} into {directory}")
 
 
 @journal_group.command(name="export")

@@ -72,7 +72,8 @@ def list_snapshots(directory: str, verify: bool, as_json: bool) -> None:
 @snapshot_group.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--retention", default=RETENTION_DEFAULT, show_default=True, type=click.IntRange(1, 1000), help="Keep this many newest snapshots.")
-def take(directory: str, retention: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot taken as one JSON object.")
+def take(directory: str, retention: int, as_json: bool) -> None:
     """Snapshot a stopped node's state at the end of its journal."""
     root = data_directory(directory)
     started = time.perf_counter()
@@ -80,6 +81,13 @@ def take(directory: str, retention: int) -> None:
     if result.last_sequence == 0:
         raise click.ClickException(f"{root}: the journal holds no records, nothing to snapshot")
     info = write_snapshot(DataDirectory(os.fspath(root)), result.exchange, retention)
+    if as_json:
+        click.echo(json.dumps({"sequence": info.sequence, "state_size_bytes": info.state_size_bytes,
+                               "digest": "0x" + info.digest_hex, "from_snapshot": result.snapshot_sequence,
+                               "replayed_records": result.replayed_records,
+                               "seconds": round(time.perf_counter() - started, 3),
+                               "skipped_snapshots": [[sequence, reason] for sequence, reason in result.skipped_snapshots]}))
+        return
     click.echo(
         f"snapshot at sequence {info.sequence}: {info.state_size_bytes} bytes, digest 0x{info.digest_hex}, "
         f"from snapshot {result.snapshot_sequence} + {result.replayed_records} replayed records "
