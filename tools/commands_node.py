@@ -381,6 +381,12 @@ def feed(endpoint: str, symbol: str, levels: int, seconds: int, raw: bool, multi
     if multicast_group is None:
         if retransmit_addresses:
             raise click.UsageError("--retransmit goes with --multicast")
+        if interactive and sys.stdin.isatty():
+            from tools.feed_view import run_live_view
+
+            _run(run_live_view(_endpoint(endpoint), symbol, levels, seconds or None,
+                               ssl_context=_member_context(tls_ca)))
+            return
         _run(follow_feed(_endpoint(endpoint), view, show, seconds or None, ssl_context=_member_context(tls_ca)))
         return
     if not retransmit_addresses:
