@@ -44,3 +44,23 @@ def test_a_repeated_line_is_limited_per_window_and_the_count_reported_after():
     now[0] = 11.0
     record = logging.LogRecord("t", logging.INFO, "", 0, "peer 10.0.0.1:5 failed logon", (), None)
     assert repeat.filter(record) and record.getMessage().endswith("(and 7 more times in the last window)")
+
+
+def test_a_progress_bar_is_drawn_on_a_terminal_only():
+    import os
+    import pty
+
+    from tools.progress import progress_bar
+
+    plain = io.StringIO()
+    with progress_bar("verifying", 1_000_000, plain) as advance:
+        advance(500_000)
+    assert plain.getvalue() == ""  # a pipe or file gets nothing
+    controller, terminal = pty.openpty()
+    with os.fdopen(terminal, "w") as stream:
+        with progress_bar("verifying", 1_000_000, stream) as advance:
+            advance(500_000)
+            stream.flush()
+    drawn = os.read(controller, 65536)
+    os.close(controller)
+    assert b"verifying" in drawn

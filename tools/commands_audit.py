@@ -15,7 +15,8 @@ directory (tools/paths.py).
   of the records before it.
 * `verify DIR` checks the journal chain, the digest and rules checkpoints in it and the
   node's snapshots against a full replay (replica/audit.py says exactly what), printing
-  one line per finding; exit 0 only if everything holds, 1 otherwise (a corrupt journal
+  one line per finding (a rich progress bar on stderr when it is a terminal); exit 0 only
+  if everything holds, 1 otherwise (a corrupt journal
   is a finding here, naming file and offset).
 * `determinism-check` replays a journal (given, imported from a scenario, or generated
   from a seed) in fresh interpreters under different PYTHONHASHSEED values, and once
@@ -60,6 +61,7 @@ from statemachine.errors import StateMachineError
 from tools.digests import digest_text
 from tools import exit_codes
 from tools.paths import data_directory, journal_directory
+from tools.progress import progress_bar
 
 EXIT_CHECK_FAILED = exit_codes.CHECK_FAILED
 EXIT_OPERATING_FAULT = exit_codes.OPERATING_FAULT
@@ -198,40 +200,15 @@ def replay(
         )
 
 
-class _NoProgress:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc_info) -> None:
-        return None
-
-
-class _Progress:
-    """click's progress bar on stderr, fed with records applied."""
-
-    def __init__(self, length: int) -> None:
-        self._bar = click.progressbar(length=length, label="replaying", file=sys.stderr, show_pos=True)
-
-    def __enter__(self):
-        bar = self._bar.__enter__()
-        return bar.update
-
-    def __exit__(self, *exc_info) -> None:
-        self._bar.__exit__(*exc_info)
-
-
 def _progress_bar(engine: AuditReplay, to_seq: Optional[int]):
     """A progress bar only for a person watching: stderr is a terminal and there is
     enough to replay for it to matter."""
     if not sys.stderr.isatty():
-        return _NoProgress()
+        return progress_bar("replaying", None)
     end = journal.recover(engine.journal_directory, repair=False, full_scan=False).last_sequence
     if to_seq is not None:
         end = min(end, to_seq)
-    remaining = end - engine.last_sequence
-    if remaining < 100_000:
-        return _NoProgress()
-    return _Progress(remaining)
+    return progress_bar("replaying", end - engine.last_sequence)
 
 
 # ---------------------------------------------------------------------- verify
@@ -243,7 +220,15 @@ def _progress_bar(engine: AuditReplay, to_seq: Optional[int]):
 @_operating_faults_exit_3
 def verify(directory: str, as_json: bool) -> None:
     """Check journal chain, digest checkpoints and snapshots against a replay."""
-    report = verify_node(journal_directory(directory), _node_directory(directory))
+    journal_dir = journal_directory(directory)
+    total = None
+    if sys.stderr.isatty():
+        try:
+            total = journal.recover(journal_dir, repair=False, full_scan=False).last_sequence
+        except journal.JournalError:
+            total = None  # verify_node reports the fault as a finding
+    with progress_bar("verifying", total) as advance:
+        report = verify_node(journal_dir, _node_directory(directory), progress=advance)
     if as_json:
         click.echo(json.dumps({
             "ok": report.ok, "journal_directory": report.journal_directory, "last_sequence": report.last_sequence,
