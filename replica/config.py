@@ -347,22 +347,26 @@ class ConfigFile(_Table):
 # ---------------------------------------------------------------- the node's resolved config
 
 
+_NODE_DEFAULTS = NodeTable()  # the one place [node]'s defaults are written
+
+
 @dataclass(frozen=True)
 class NodeConfig:
-    """What a node runs with: [node] flattened, the other tables as decoded."""
+    """What a node runs with: [node] flattened (its defaults NodeTable's), the other
+    tables as decoded."""
 
     cluster_id: int = 1
-    host: str = "127.0.0.1"
-    client_port: int = 7701
-    feed_port: int = 7702
-    replication_port: int = 7703
-    admin_port: int = 7704
-    durability: str = "always"
-    replication: str = "sync"
-    interval_ms: int = 2
-    snapshot_every_records: int = 100_000
-    snapshot_every_seconds: int = 300
-    snapshot_retention: int = 3
+    host: str = _NODE_DEFAULTS.host
+    client_port: int = _NODE_DEFAULTS.client_port
+    feed_port: int = _NODE_DEFAULTS.feed_port
+    replication_port: int = _NODE_DEFAULTS.replication_port
+    admin_port: int = _NODE_DEFAULTS.admin_port
+    durability: str = _NODE_DEFAULTS.durability
+    replication: str = _NODE_DEFAULTS.replication
+    interval_ms: int = _NODE_DEFAULTS.interval_ms
+    snapshot_every_records: int = _NODE_DEFAULTS.snapshot_every_records
+    snapshot_every_seconds: int = _NODE_DEFAULTS.snapshot_every_seconds
+    snapshot_retention: int = _NODE_DEFAULTS.snapshot_retention
     limits: Limits = field(default_factory=Limits)
     instruments: tuple[InstrumentConfig, ...] = ()
     members: tuple[MemberConfig, ...] = ()
