@@ -55,8 +55,10 @@ click generates the completion script; add one line to your shell's start-up fil
 
 
 def _sections(command: click.Command, path: str, parent: click.Context | None):
+    # The same text whatever the terminal, and whichever context an earlier caller left:
+    # the settings `twinbook` runs with, explicitly.
     context = click.Context(command, info_name=path.split()[-1], parent=parent, terminal_width=88,
-                            max_content_width=88)  # the same text whatever the terminal
+                            max_content_width=88, help_option_names=["-h", "--help"])
     help_text = command.get_help(context).replace(f"Usage: {path.split()[-1]}", f"Usage: {path}", 1)
     yield f"\n### `{path}`\n\n```\n{help_text}\n```\n"
     if isinstance(command, click.Group):
