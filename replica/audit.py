@@ -615,8 +615,10 @@ class VerifyReport:
         return not self.findings
 
 
-def verify_node(journal_directory: str, data_directory: Optional[DataDirectory] = None) -> VerifyReport:
-    """Verify a journal, its digest and rules checkpoints, and the node's snapshots."""
+def verify_node(journal_directory: str, data_directory: Optional[DataDirectory] = None,
+                progress: Optional[ProgressCallback] = None) -> VerifyReport:
+    """Verify a journal, its digest and rules checkpoints, and the node's snapshots
+    (`progress(records)` after each batch replayed, for a progress bar)."""
     journal_directory = os.fspath(journal_directory)
     report = VerifyReport(journal_directory)
     findings = report.findings
@@ -642,7 +644,7 @@ def verify_node(journal_directory: str, data_directory: Optional[DataDirectory] 
             "nothing can be replayed from the beginning",
         ))
         return report
-    _replay_and_check(journal_directory, replay_to, snapshot_infos, data_directory, report)
+    _replay_and_check(journal_directory, replay_to, snapshot_infos, data_directory, report, progress)
     return report
 
 
@@ -685,6 +687,7 @@ def _replay_and_check(
     snapshot_infos: dict,
     data_directory: Optional[DataDirectory],
     report: VerifyReport,
+    progress: Optional[ProgressCallback] = None,
 ) -> None:
     findings = report.findings
     exchange = Exchange()
@@ -694,6 +697,8 @@ def _replay_and_check(
     stopped = False
     try:
         for batch in journal.read_record_batches(journal_directory, 1, replay_to):
+            if progress is not None:
+                progress(len(batch))
             for sequence, _, timestamp_ns, body, chain_value in batch:
                 command = decode_command(body)
                 if type(command) is Checkpoint:

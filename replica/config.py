@@ -43,7 +43,7 @@ A config file overrides any part of the defaults:
     reference_price = 19000
     [[members]]
     name = "M1"
-    token_hash = "sha256:<salt hex>:<hex digest of salt + token>"
+    token_hash = "scrypt:14:8:1:<salt hex>:<digest hex>"   # twinbook hash-token
     cancel_on_disconnect = true
     [window]                      # sync mode: how far the journal may run past the standby
     records_max = 20000           # records journaled here and not yet durable there
@@ -59,6 +59,10 @@ A config file overrides any part of the defaults:
     heartbeat_interval_ms = 200   # a heartbeat after this long without a packet
     window_messages = 100000      # recent messages kept in memory for retransmission
     window_bytes_max = 33554432
+    [metrics]                     # Prometheus text format on GET /metrics (replica/metrics.py)
+    enabled = true
+    host = "127.0.0.1"            # loopback by default: expose it deliberately
+    port = 7707                   # 0: the kernel picks (written to DIR/node.json)
     [tls]                         # on by default, also when the table is absent
     enabled = true                # false: plain TCP everywhere (benchmark comparisons only)
     directory = "certs"           # a `twinbook certs init` directory (relative: to this file)
@@ -67,13 +71,6 @@ A config file overrides any part of the defaults:
     certificate_file = "..."      #   overrides what directory + node would give
     key_file = "..."
     members = false               # TLS on the client gateway and the feed too
-
-With TLS on, the replication link and the admin port take mutual TLS only (replica/tls.py
-says who may speak where). The embedded defaults, and a config whose [tls] names no
-directory, look in $TWINBOOK_CERTS, else ./twinbook-certs (relative to the working
-directory); a node with no `node` name takes `a` as `twinbook primary` and `b` as
-`twinbook standby` (the names `twinbook certs init` creates by default). `--certs DIR`
-and `--node-name NAME` on the command line override both.
     [fix]                         # opt-in: absent means no FIX acceptor (replica/fix_session.py)
     port = 7709                   # FIX 4.4 order entry (with_ports: base + 8)
     comp_id = "TWINBOOK"          # our CompID (TargetCompID of the firms' messages)
@@ -81,9 +78,26 @@ and `--node-name NAME` on the command line override both.
     [fix.comp_ids]                # SenderCompID -> member (default: the member's own name)
     FIRM1 = "M1"
 
-Tokens are never stored, only salted SHA-256 hashes (`hash_token`); tokens are long
-random secrets, so a fast hash with a salt is enough, and the check compares in constant
-time. The embedded demo members M1..M4 have the tokens `demo-M1` .. `demo-M4`; only M4
+With TLS on, the replication link and the admin port take mutual TLS only (replica/tls.py
+says who may speak where). The embedded defaults, and a config whose [tls] names no
+directory, look in $TWINBOOK_CERTS, else ./twinbook-certs (relative to the working
+directory); a node with no `node` name takes `a` as `twinbook primary` and `b` as
+`twinbook standby` (the names `twinbook certs init` creates by default). `--certs DIR`
+and `--node-name NAME` on the command line override both.
+
+The file is decoded by msgspec into the Structs below (`ConfigFile` and its tables), with
+`forbid_unknown_fields` and strict types: a typo (`clinet_port`), an unknown table
+(`[limitz]`) or a string where a boolean belongs (`cancel_on_disconnect = "false"`) fails
+with the file and the dotted key named (`node.toml: node: unknown key clinet_port`).
+Copyable examples: examples/node.toml and the two-node set examples/cluster/{a,b}.toml;
+`twinbook config check FILE` loads one and reports.
+
+Tokens are never stored, only scrypt hashes (`hash_token`:
+`scrypt:<log2 n>:<r>:<p>:<salt hex>:<digest hex>`, hashlib.scrypt), checked in constant
+time. Hashes of the earlier scheme (`sha256:<salt hex>:<hex of sha256(salt + token)>`) are
+still accepted and reported as needing a rehash (`token_needs_rehash`, `config check`).
+A verified token is remembered (as its SHA-256) per hash, so a member's reconnects pay
+scrypt once per process, not once per logon. The embedded demo members M1..M4 have the tokens `demo-M1` .. `demo-M4`; only M4
 cancels its orders on disconnect.
 """
 
@@ -95,112 +109,174 @@ import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Annotated, Optional
+
+import msgspec
 
 from replica.errors import ReplicaError
 
 DURABILITY_POLICIES = ("always", "interval", "none")
 REPLICATION_MODES = ("sync", "async")
 
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
 
 class ConfigError(ReplicaError):
     """A configuration file that cannot be used, named with the offending key."""
 
 
+# ---------------------------------------------------------------- member tokens
+
+# scrypt cost: n = 2**14, r = 8, p = 1 (16 MiB, tens of milliseconds: the interactive
+# setting of the scrypt paper), paid once per member per process thanks to _verified.
+SCRYPT_LOG2_N = 14
+SCRYPT_R = 8
+SCRYPT_P = 1
+_verified: dict[str, bytes] = {}
+
+
+def _scrypt_hex(token: str, salt: bytes, log2_n: int, r: int, p: int) -> str:
+    return hashlib.scrypt(token.encode(), salt=salt, n=1 << log2_n, r=r, p=p,
+                          maxmem=256 * 1024 * 1024, dklen=32).hex()
+
+
 def hash_token(token: str, salt: Optional[bytes] = None) -> str:
+    """The scrypt hash of a member token, as stored in a config's token_hash."""
     salt = os.urandom(16) if salt is None else salt
-    digest = hashlib.sha256(salt + token.encode()).hexdigest()
-    return f"sha256:{salt.hex()}:{digest}"
+    digest = _scrypt_hex(token, salt, SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt:{SCRYPT_LOG2_N}:{SCRYPT_R}:{SCRYPT_P}:{salt.hex()}:{digest}"
+
+
+def token_needs_rehash(token_hash: str) -> bool:
+    """True for hashes of the earlier salted SHA-256 scheme (still accepted)."""
+    return token_hash.startswith("sha256:")
+
+
+def _token_hash_problem(token_hash: str) -> Optional[str]:
+    parts = token_hash.split(":")
+    try:
+        if parts[0] == "sha256" and len(parts) == 3:
+            bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+            return None
+        if parts[0] == "scrypt" and len(parts) == 6:
+            if not (1 <= int(parts[1]) <= 24 and 1 <= int(parts[2]) <= 64 and 1 <= int(parts[3]) <= 16):
+                return "has scrypt parameters out of range"
+            bytes.fromhex(parts[4]), bytes.fromhex(parts[5])
+            return None
+    except ValueError:
+        pass
+    return "must look like scrypt:<log2 n>:<r>:<p>:<salt hex>:<digest hex> (twinbook hash-token)"
 
 
 def token_matches(token: str, token_hash: str) -> bool:
-    try:
-        scheme, salt_hex, digest = token_hash.split(":")
-        salt = bytes.fromhex(salt_hex)
-    except ValueError:
+    """Whether token hashes to token_hash (either scheme), compared in constant time."""
+    if _token_hash_problem(token_hash) is not None:
         return False
-    if scheme != "sha256":
-        return False
-    candidate = hashlib.sha256(salt + token.encode()).hexdigest()
-    return hmac.compare_digest(candidate, digest)
+    fingerprint = hashlib.sha256(token.encode()).digest()
+    known = _verified.get(token_hash)
+    if known is not None:
+        return hmac.compare_digest(known, fingerprint)
+    parts = token_hash.split(":")
+    if parts[0] == "sha256":
+        candidate, digest = hashlib.sha256(bytes.fromhex(parts[1]) + token.encode()).hexdigest(), parts[2]
+    else:
+        candidate = _scrypt_hex(token, bytes.fromhex(parts[4]), int(parts[1]), int(parts[2]), int(parts[3]))
+        digest = parts[5]
+    matched = hmac.compare_digest(candidate, digest)
+    if matched:
+        _verified[token_hash] = fingerprint
+    return matched
 
 
-@dataclass(frozen=True)
-class InstrumentConfig:
+# ---------------------------------------------------------------- the tables (msgspec Structs)
+
+
+class _Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A config table: unknown keys are refused, types are strict."""
+
+
+class InstrumentConfig(_Table):
     symbol: str
-    tick_size: int = 1
-    lot_size: int = 1
-    band_bps: int = 0
-    reference_price: Optional[int] = None
+    tick_size: Positive = 1
+    lot_size: Positive = 1
+    band_bps: NonNegative = 0
+    reference_price: Optional[Positive] = None
 
 
-@dataclass(frozen=True)
-class MemberConfig:
+class MemberConfig(_Table):
     name: str
     token_hash: str
     cancel_on_disconnect: bool = True
 
-
-@dataclass(frozen=True)
-class Limits:
-    messages_per_second: int = 20000
-    burst_messages: int = 40000
-    sessions_max: int = 1000
-    feed_subscribers_max: int = 1000
-    feed_buffer_bytes_max: int = 4 * 1024 * 1024
-    session_buffer_bytes_max: int = 16 * 1024 * 1024
+    def __post_init__(self) -> None:
+        problem = _token_hash_problem(self.token_hash)
+        if problem is not None:
+            raise ValueError(f"token_hash {problem}")
 
 
-@dataclass(frozen=True)
-class GatewayConfig:
-    logon_timeout_ms: int = 5000
-    pending_logons_max: int = 64
-    pending_logons_per_peer_max: int = 8
-    sessions_per_member_max: int = 100
-    subscribe_timeout_ms: int = 5000
-    pending_subscribers_max: int = 64
-    pending_subscribers_per_peer_max: int = 8
-    logon_failure_delay_ms: int = 250
-    logon_failure_delay_max_ms: int = 4000
-    logon_failures_per_refusal: int = 10
-    logon_refusal_ms: int = 60_000
-    logon_failure_log_interval_ms: int = 10_000
+class Limits(_Table):
+    messages_per_second: Positive = 20000
+    burst_messages: Positive = 40000
+    sessions_max: Positive = 1000
+    feed_subscribers_max: Positive = 1000
+    feed_buffer_bytes_max: Positive = 4 * 1024 * 1024
+    session_buffer_bytes_max: Positive = 16 * 1024 * 1024
 
 
-def _check_table(table, where: str, settings_class) -> set[str]:
-    """A config table that must be a table with only `settings_class`'s keys; its keys."""
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
-    known = set(settings_class.__dataclass_fields__)
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return known
+class GatewayConfig(_Table):
+    logon_timeout_ms: Positive = 5000
+    pending_logons_max: Positive = 64
+    pending_logons_per_peer_max: Positive = 8
+    sessions_per_member_max: Positive = 100
+    subscribe_timeout_ms: Positive = 5000
+    pending_subscribers_max: Positive = 64
+    pending_subscribers_per_peer_max: Positive = 8
+    logon_failure_delay_ms: Positive = 250
+    logon_failure_delay_max_ms: Positive = 4000
+    logon_failures_per_refusal: Positive = 10
+    logon_refusal_ms: Positive = 60_000
+    logon_failure_log_interval_ms: Positive = 10_000
 
 
-def parse_gateway(table, source: str) -> GatewayConfig:
-    """The [gateway] table: every key a positive integer, unknown keys refused."""
-    where = f"{source}: gateway"
-    known = _check_table(table, where, GatewayConfig)
-    base = GatewayConfig()
-    return GatewayConfig(**{name: _positive_int(table, name, where, getattr(base, name)) for name in sorted(known)})
+class MulticastConfig(_Table):
+    """[multicast]: the group must be multicast, the interface a unicast IPv4 address."""
 
-
-@dataclass(frozen=True)
-class MulticastConfig:
     group: str = "239.255.0.1"
-    port: int = 7705
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 7705
     interface: str = "127.0.0.1"
-    ttl: int = 1
-    retransmit_port: int = 7706
-    packet_bytes_max: int = 1472
-    heartbeat_interval_ms: int = 200
-    window_messages: int = 100_000
-    window_bytes_max: int = 32 * 1024 * 1024
+    ttl: Annotated[int, msgspec.Meta(ge=0, le=255)] = 1
+    retransmit_port: Port = 7706
+    packet_bytes_max: Annotated[int, msgspec.Meta(ge=64, le=65507)] = 1472  # a UDP payload
+    heartbeat_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 200
+    window_messages: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
+    window_bytes_max: Annotated[int, msgspec.Meta(ge=1024, le=1 << 32)] = 32 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        try:
+            group = ipaddress.IPv4Address(self.group)
+        except (ipaddress.AddressValueError, ValueError):
+            raise ValueError(f"group must be an IPv4 address, not {self.group!r}") from None
+        if not group.is_multicast:
+            raise ValueError(f"group {self.group} is not a multicast address (224.0.0.0/4)")
+        try:
+            interface = ipaddress.IPv4Address(self.interface)
+        except (ipaddress.AddressValueError, ValueError):
+            raise ValueError(f"interface must be a local IPv4 address, not {self.interface!r}") from None
+        if interface.is_multicast:
+            raise ValueError(f"interface {self.interface} is a multicast address; name a local interface address")
 
 
-@dataclass(frozen=True)
-class TlsConfig:
+class MetricsConfig(_Table):
+    """[metrics]: the Prometheus endpoint (replica/metrics.py); loopback unless told."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 7707
+
+
+class TlsConfig(_Table):
     enabled: bool = True
     directory: str = ""  # "": $TWINBOOK_CERTS, else ./twinbook-certs
     node: str = ""  # "": the command's default (a: primary, b: standby)
@@ -208,6 +284,12 @@ class TlsConfig:
     certificate_file: str = ""  # "": directory/node-<node>.pem
     key_file: str = ""  # "": directory/node-<node>.key
     members: bool = False
+
+    def __post_init__(self) -> None:
+        if "/" in self.node:
+            raise ValueError("node must be a certificate name like \"a\", not a path")
+        if self.members and not self.enabled:
+            raise ValueError("members needs TLS enabled")
 
     def files(self, default_node: str = "a"):
         """The CA, certificate and key paths this table names (replica.tls.TlsFiles)."""
@@ -219,60 +301,100 @@ class TlsConfig:
                         self.certificate_file or stem + ".pem", self.key_file or stem + ".key")
 
 
-@dataclass(frozen=True)
-class FixConfig:
-    port: int = 7709
-    comp_id: str = "TWINBOOK"
-    price_decimals: int = 2
-    comp_ids: tuple[tuple[str, str], ...] = ()  # (SenderCompID, member)
+class FixConfig(_Table):
+    """[fix] (opt-in): the FIX 4.4 acceptor's port, our CompID, the price scale and the
+    SenderCompID -> member map (a firm's SenderCompID is the member's name by default)."""
+
+    port: Port = 7709
+    comp_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern="^[!-~]+$")] = "TWINBOOK"
+    price_decimals: Annotated[int, msgspec.Meta(ge=0, le=9)] = 2
+    comp_ids: dict[str, str] = {}
 
     def member_for(self, sender_comp_id: str) -> str:
-        for comp_id, member in self.comp_ids:
-            if comp_id == sender_comp_id:
-                return member
-        return sender_comp_id
+        return self.comp_ids.get(sender_comp_id, sender_comp_id)
 
 
-def parse_fix(table, source: str) -> FixConfig:
-    """The [fix] table: port, our CompID, the price scale, SenderCompID -> member."""
-    where = f"{source}: fix"
-    _check_table(table, where, FixConfig)
-    base = FixConfig()
-    comp_id = table.get("comp_id", base.comp_id)
-    if not isinstance(comp_id, str) or not comp_id or not (comp_id.isascii() and comp_id.isprintable()):
-        raise ConfigError(f"{where}.comp_id must be a non-empty printable ASCII string, not {comp_id!r}")
-    comp_ids = table.get("comp_ids", {})
-    if not isinstance(comp_ids, dict) or not all(isinstance(value, str) for value in comp_ids.values()):
-        raise ConfigError(f"{where}.comp_ids must be a table of SenderCompID = \"member\"")
-    return FixConfig(
-        port=_bounded_int(table, "port", where, base.port, 0, 65535),
-        comp_id=comp_id,
-        price_decimals=_bounded_int(table, "price_decimals", where, base.price_decimals, 0, 9),
-        comp_ids=tuple(sorted(comp_ids.items())),
-    )
+class WindowConfig(_Table):
+    """The sync primary's in-flight window (replica.replication.InFlightWindow)."""
+
+    records_max: Positive = 20_000
+    bytes_max: Positive = 8 * 1024 * 1024
+
+
+class NodeTable(_Table):
+    """[node]: this node's addresses, durability and snapshot cadence."""
+
+    host: str = "127.0.0.1"
+    client_port: Port = 7701
+    feed_port: Port = 7702
+    replication_port: Port = 7703
+    admin_port: Port = 7704
+    durability: str = "always"
+    replication: str = "sync"
+    interval_ms: Positive = 2
+    snapshot_every_records: Positive = 100_000
+    snapshot_every_seconds: Positive = 300
+    snapshot_retention: Positive = 3
+
+    def __post_init__(self) -> None:
+        if self.durability not in DURABILITY_POLICIES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY_POLICIES)}, not {self.durability!r}")
+        if self.replication not in REPLICATION_MODES:
+            raise ValueError(f"replication must be one of {', '.join(REPLICATION_MODES)}, not {self.replication!r}")
+
+
+class ConfigFile(_Table):
+    """A whole config file; absent tables take their defaults (instruments and members:
+    the demo ones; multicast: off)."""
+
+    cluster_id: NonNegative = 1
+    node: NodeTable = msgspec.field(default_factory=NodeTable)
+    limits: Limits = msgspec.field(default_factory=Limits)
+    instruments: Optional[tuple[InstrumentConfig, ...]] = None
+    members: Optional[tuple[MemberConfig, ...]] = None
+    multicast: Optional[MulticastConfig] = None
+    gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
+    tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
+    window: WindowConfig = msgspec.field(default_factory=WindowConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    fix: Optional[FixConfig] = None
+
+    def __post_init__(self) -> None:
+        if self.cluster_id >= 2**64:  # msgspec's bounds stop at int64
+            raise ValueError("cluster_id must be a 64-bit unsigned integer")
+
+
+# ---------------------------------------------------------------- the node's resolved config
+
+
+_NODE_DEFAULTS = NodeTable()  # the one place [node]'s defaults are written
 
 
 @dataclass(frozen=True)
 class NodeConfig:
+    """What a node runs with: [node] flattened (its defaults NodeTable's), the other
+    tables as decoded."""
+
     cluster_id: int = 1
-    host: str = "127.0.0.1"
-    client_port: int = 7701
-    feed_port: int = 7702
-    replication_port: int = 7703
-    admin_port: int = 7704
-    durability: str = "always"
-    replication: str = "sync"
-    interval_ms: int = 2
-    snapshot_every_records: int = 100_000
-    snapshot_every_seconds: int = 300
-    snapshot_retention: int = 3
+    host: str = _NODE_DEFAULTS.host
+    client_port: int = _NODE_DEFAULTS.client_port
+    feed_port: int = _NODE_DEFAULTS.feed_port
+    replication_port: int = _NODE_DEFAULTS.replication_port
+    admin_port: int = _NODE_DEFAULTS.admin_port
+    durability: str = _NODE_DEFAULTS.durability
+    replication: str = _NODE_DEFAULTS.replication
+    interval_ms: int = _NODE_DEFAULTS.interval_ms
+    snapshot_every_records: int = _NODE_DEFAULTS.snapshot_every_records
+    snapshot_every_seconds: int = _NODE_DEFAULTS.snapshot_every_seconds
+    snapshot_retention: int = _NODE_DEFAULTS.snapshot_retention
     limits: Limits = field(default_factory=Limits)
     instruments: tuple[InstrumentConfig, ...] = ()
     members: tuple[MemberConfig, ...] = ()
     multicast: Optional[MulticastConfig] = None
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
-    window: "WindowConfig" = field(default_factory=lambda: WindowConfig())
+    window: WindowConfig = field(default_factory=WindowConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     fix: Optional[FixConfig] = None
 
     def member(self, name: str) -> Optional[MemberConfig]:
@@ -290,26 +412,38 @@ class NodeConfig:
         """
         fix = self.fix
         if fix is not None:
-            fix = replace(fix, port=base_port + 8 if base_port else 0)
+            fix = msgspec.structs.replace(fix, port=base_port + 8 if base_port else 0)
         if base_port == 0:
-            return replace(self, client_port=0, feed_port=0, replication_port=0, admin_port=0, fix=fix)
+            return replace(self, client_port=0, feed_port=0, replication_port=0, admin_port=0,
+                           metrics=msgspec.structs.replace(self.metrics, port=0), fix=fix)
+        # Nodes given port bases sit four ports apart, so the metrics port cannot follow
+        # the base: the kernel picks it (DIR/node.json and the startup log name it).
         return replace(
             self, client_port=base_port, feed_port=base_port + 1,
-            replication_port=base_port + 2, admin_port=base_port + 3, fix=fix,
+            replication_port=base_port + 2, admin_port=base_port + 3,
+            metrics=msgspec.structs.replace(self.metrics, port=0), fix=fix,
         )
 
 
 # Fixed salts keep the embedded defaults reproducible; real configs use random salts.
+# The demo hashes are the earlier SHA-256 scheme so that importing this module costs no
+# scrypt work; `config check` of the embedded defaults reports them as needing a rehash.
 DEMO_INSTRUMENTS = (
     InstrumentConfig("AAPL", 1, 1, 1000, 19000),
     InstrumentConfig("MSFT", 1, 1, 1000, 42000),
     InstrumentConfig("TSLA", 5, 1, 2000, 25000),
     InstrumentConfig("BOND", 1, 100, 0, None),
 )
+
+
+def _legacy_hash(token: str, salt: bytes) -> str:
+    return f"sha256:{salt.hex()}:{hashlib.sha256(salt + token.encode()).hexdigest()}"
+
+
 # M1..M3 keep their orders when they disconnect (so `twinbook client place` leaves a
 # resting order behind); M4 shows cancel-on-disconnect.
 DEMO_MEMBERS = tuple(
-    MemberConfig(name, hash_token(f"demo-{name}", salt=name.encode().ljust(16, b"\0")), name == "M4")
+    MemberConfig(name, _legacy_hash(f"demo-{name}", name.encode().ljust(16, b"\0")), name == "M4")
     for name in ("M1", "M2", "M3", "M4")
 )
 
@@ -318,82 +452,19 @@ def default_config() -> NodeConfig:
     return NodeConfig(instruments=DEMO_INSTRUMENTS, members=DEMO_MEMBERS)
 
 
-def _positive_int(table: dict, key: str, where: str, default: int, minimum: int = 1) -> int:
-    value = table.get(key, default)
-    if type(value) is not int or value < minimum:
-        raise ConfigError(f"{where}.{key} must be an integer >= {minimum}, not {value!r}")
-    return value
-
-
-def _bounded_int(table: dict, key: str, where: str, default: int, minimum: int, maximum: int, why: str = "") -> int:
-    value = table.get(key, default)
-    if type(value) is not int or not minimum <= value <= maximum:
-        raise ConfigError(f"{where}.{key} must be an integer in {minimum}..{maximum}{why}, not {value!r}")
-    return value
-
-
-def parse_multicast(table, source: str) -> MulticastConfig:
-    """The [multicast] table, every value checked (the group must be multicast, the
-    interface a unicast IPv4 address, the packet bound a UDP payload size)."""
-    where = f"{source}: multicast"
-    _check_table(table, where, MulticastConfig)
-    base = MulticastConfig()
-    group = table.get("group", base.group)
-    try:
-        group_address = ipaddress.IPv4Address(group)
-    except (ipaddress.AddressValueError, ValueError, TypeError):
-        raise ConfigError(f"{where}.group must be an IPv4 address, not {group!r}") from None
-    if not group_address.is_multicast:
-        raise ConfigError(f"{where}.group {group} is not a multicast address (224.0.0.0/4)")
-    interface = table.get("interface", base.interface)
-    try:
-        interface_address = ipaddress.IPv4Address(interface)
-    except (ipaddress.AddressValueError, ValueError, TypeError):
-        raise ConfigError(f"{where}.interface must be a local IPv4 address, not {interface!r}") from None
-    if interface_address.is_multicast:
-        raise ConfigError(f"{where}.interface {interface} is a multicast address; name a local interface address")
-    return MulticastConfig(
-        group=group,
-        port=_bounded_int(table, "port", where, base.port, 1, 65535),
-        interface=interface,
-        ttl=_bounded_int(table, "ttl", where, base.ttl, 0, 255),
-        retransmit_port=_bounded_int(table, "retransmit_port", where, base.retransmit_port, 0, 65535),
-        packet_bytes_max=_bounded_int(table, "packet_bytes_max", where, base.packet_bytes_max, 64, 65507,
-                                      " (a UDP payload)"),
-        heartbeat_interval_ms=_bounded_int(table, "heartbeat_interval_ms", where, base.heartbeat_interval_ms, 10, 60_000),
-        window_messages=_bounded_int(table, "window_messages", where, base.window_messages, 1, 10_000_000),
-        window_bytes_max=_bounded_int(table, "window_bytes_max", where, base.window_bytes_max, 1024, 1 << 32),
-    )
-
-
-def parse_tls(table, source: str) -> TlsConfig:
-    """The [tls] table; relative paths are kept as written (load_config anchors them)."""
-    where = f"{source}: tls"
-    known = _check_table(table, where, TlsConfig)
-    values = {}
-    for name in known:
-        if name not in table:
-            continue
-        expected = bool if name in ("enabled", "members") else str
-        if type(table[name]) is not expected:
-            raise ConfigError(f"{where}.{name} must be a {'boolean' if expected is bool else 'string'}, "
-                              f"not {table[name]!r}")
-        values[name] = table[name]
-    if "/" in values.get("node", ""):
-        raise ConfigError(f"{where}.node must be a certificate name like \"a\", not a path")
-    tls = TlsConfig(**values)
-    if tls.members and not tls.enabled:
-        raise ConfigError(f"{where}.members needs TLS enabled")
-    return tls
-
-
-def anchor_tls(tls: TlsConfig, base_directory: str) -> TlsConfig:
-    """The [tls] paths of a config file made absolute against the file's directory."""
-    def anchored(path: str) -> str:
-        return path if not path or os.path.isabs(path) else os.path.join(base_directory, path)
-
-    return replace(tls, directory=anchored(tls.directory), ca_file=anchored(tls.ca_file),
-                   certificate_file=anchored(tls.certificate_file), key_file=anchored(tls.key_file))
+def _validation_message(error: msgspec.ValidationError, source: str) -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.node.client_port`" as
+    "FILE: node.client_port: expected `int`, got `str`"."""
+    text = str(error)
+    message, _, location = text.rpartition(" - at `")
+    if not message:
+        message, location = text, "$`"
+    path = location.rstrip("`").removeprefix("$").lstrip(".")
+    where = f"{source}: {path}" if path else source
+    unknown = message.removeprefix("Object contains unknown field ")
+    if unknown != message:
+        return f"{where}: unknown key {unknown.strip('`')}"
+    return f"{where}: {message[0].lower()}{message[1:]}"
 
 
 def parse_config(text: str, source: str = "<config>") -> NodeConfig:
@@ -401,81 +472,39 @@ def parse_config(text: str, source: str = "<config>") -> NodeConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: not valid TOML: {error}") from None
+    for index, table in enumerate(data.get("members", ()) if isinstance(data.get("members"), list) else ()):
+        if isinstance(table, dict) and "token" in table:
+            raise ConfigError(f"{source}: members[{index}] has a plain `token`: store only `token_hash` "
+                              "(twinbook hash-token)")
+    try:
+        decoded = msgspec.convert(data, ConfigFile, strict=True)
+    except msgspec.ValidationError as error:
+        raise ConfigError(_validation_message(error, source)) from None
     base = default_config()
-    node = data.get("node", {})
-    limits_table = data.get("limits", {})
-    if not isinstance(node, dict) or not isinstance(limits_table, dict):
-        raise ConfigError(f"{source}: [node] and [limits] must be tables")
-    durability = node.get("durability", base.durability)
-    if durability not in DURABILITY_POLICIES:
-        raise ConfigError(f"{source}: node.durability must be one of {', '.join(DURABILITY_POLICIES)}, not {durability!r}")
-    replication = node.get("replication", base.replication)
-    if replication not in REPLICATION_MODES:
-        raise ConfigError(f"{source}: node.replication must be one of {', '.join(REPLICATION_MODES)}, not {replication!r}")
-    host = node.get("host", base.host)
-    if not isinstance(host, str):
-        raise ConfigError(f"{source}: node.host must be a string")
-    default_limits = Limits()
-    limits = Limits(**{
-        name: _positive_int(limits_table, name, f"{source}: limits", getattr(default_limits, name))
-        for name in default_limits.__dataclass_fields__
-    })
-    instruments = base.instruments
-    if "instruments" in data:
-        instruments = []
-        for index, table in enumerate(data["instruments"]):
-            where = f"{source}: instruments[{index}]"
-            if not isinstance(table.get("symbol"), str):
-                raise ConfigError(f"{where}.symbol must be a string")
-            reference = table.get("reference_price")
-            if reference is not None and (type(reference) is not int or reference <= 0):
-                raise ConfigError(f"{where}.reference_price must be a positive integer")
-            instruments.append(InstrumentConfig(
-                table["symbol"],
-                _positive_int(table, "tick_size", where, 1),
-                _positive_int(table, "lot_size", where, 1),
-                _positive_int(table, "band_bps", where, 0, minimum=0),
-                reference,
-            ))
-        instruments = tuple(instruments)
-    members = base.members
-    if "members" in data:
-        members = []
-        for index, table in enumerate(data["members"]):
-            where = f"{source}: members[{index}]"
-            if not isinstance(table.get("name"), str) or not isinstance(table.get("token_hash"), str):
-                raise ConfigError(f"{where} needs string name and token_hash (never a plain token)")
-            if "token" in table:
-                raise ConfigError(f"{where} has a plain `token`: store only `token_hash` (twinbook hash-token)")
-            if not table["token_hash"].startswith("sha256:"):
-                raise ConfigError(f"{where}.token_hash must look like sha256:<salt hex>:<digest hex>")
-            members.append(MemberConfig(table["name"], table["token_hash"], bool(table.get("cancel_on_disconnect", True))))
-        members = tuple(members)
-    cluster_id = data.get("cluster_id", base.cluster_id)
-    if type(cluster_id) is not int or not 0 <= cluster_id < 2**64:
-        raise ConfigError(f"{source}: cluster_id must be a 64-bit unsigned integer")
+    node = decoded.node
     return NodeConfig(
-        cluster_id=cluster_id,
-        host=host,
-        client_port=_positive_int(node, "client_port", f"{source}: node", base.client_port, 0),
-        feed_port=_positive_int(node, "feed_port", f"{source}: node", base.feed_port, 0),
-        replication_port=_positive_int(node, "replication_port", f"{source}: node", base.replication_port, 0),
-        admin_port=_positive_int(node, "admin_port", f"{source}: node", base.admin_port, 0),
-        durability=durability,
-        replication=replication,
-        interval_ms=_positive_int(node, "interval_ms", f"{source}: node", base.interval_ms),
-        snapshot_every_records=_positive_int(node, "snapshot_every_records", f"{source}: node", base.snapshot_every_records),
-        snapshot_every_seconds=_positive_int(node, "snapshot_every_seconds", f"{source}: node", base.snapshot_every_seconds),
-        snapshot_retention=_positive_int(node, "snapshot_retention", f"{source}: node", base.snapshot_retention),
-        limits=limits,
-        instruments=instruments,
-        members=members,
-        multicast=parse_multicast(data["multicast"], source) if "multicast" in data else None,
-        gateway=parse_gateway(data.get("gateway", {}), source),
-        tls=parse_tls(data["tls"], source) if "tls" in data else TlsConfig(),
-        window=parse_window(data.get("window", {}), source),
-        fix=parse_fix(data["fix"], source) if "fix" in data else None,
+        cluster_id=decoded.cluster_id,
+        **{name: getattr(node, name) for name in node.__struct_fields__},
+        limits=decoded.limits,
+        instruments=base.instruments if decoded.instruments is None else decoded.instruments,
+        members=base.members if decoded.members is None else decoded.members,
+        multicast=decoded.multicast,
+        gateway=decoded.gateway,
+        tls=decoded.tls,
+        window=decoded.window,
+        metrics=decoded.metrics,
+        fix=decoded.fix,
     )
+
+
+def anchor_tls(tls: TlsConfig, base_directory: str) -> TlsConfig:
+    """The [tls] paths of a config file made absolute against the file's directory."""
+    def anchored(path: str) -> str:
+        return path if not path or os.path.isabs(path) else os.path.join(base_directory, path)
+
+    return msgspec.structs.replace(
+        tls, directory=anchored(tls.directory), ca_file=anchored(tls.ca_file),
+        certificate_file=anchored(tls.certificate_file), key_file=anchored(tls.key_file))
 
 
 def load_config(path: Optional[str]) -> NodeConfig:
@@ -488,24 +517,3 @@ def load_config(path: Optional[str]) -> NodeConfig:
         raise ConfigError(f"{path}: cannot read config: {error.strerror}") from None
     config = parse_config(text, path)
     return replace(config, tls=anchor_tls(config.tls, os.path.dirname(os.path.abspath(path))))
-
-
-# ---------------------------------------------------------------- the in-flight window (issue 16)
-
-
-@dataclass(frozen=True)
-class WindowConfig:
-    """The sync primary's in-flight window (replica.replication.InFlightWindow)."""
-
-    records_max: int = 20_000
-    bytes_max: int = 8 * 1024 * 1024
-
-
-def parse_window(table, source: str) -> WindowConfig:
-    """The [window] table: both bounds positive integers, unknown keys refused."""
-    _check_table(table, f"{source}: window", WindowConfig)
-    default = WindowConfig()
-    return WindowConfig(
-        records_max=_positive_int(table, "records_max", f"{source}: window", default.records_max),
-        bytes_max=_positive_int(table, "bytes_max", f"{source}: window", default.bytes_max),
-    )

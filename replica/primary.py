@@ -136,6 +136,7 @@ class PrimaryCore:
         self.pending: list = []  # (sequence, timestamp_ns, command, session_id, request_id)
         self.unreleased: deque = deque()  # the same, handed to the journal, not yet durable
         self.outbox: dict[int, list] = {}
+        self.rejections: dict[str, int] = {}  # gateway refusals by reason, since start (metrics)
         self.closing: list[tuple[int, str]] = []
         self.feed = FeedCore(exchange)
         # The multicast publisher (replica/multicast.py), when the config enables it: it
@@ -218,6 +219,11 @@ class PrimaryCore:
         session.outbound_sequence += 1
         self.outbox.setdefault(session.session_id, []).append(message_class(session.outbound_sequence, *fields))
 
+    def _reject(self, session: Session, request_id: int, reason: str, detail: Optional[str] = None) -> None:
+        """A gateway refusal (not journaled), counted by reason for the metrics endpoint."""
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
+        self._send(session, RequestRejected, request_id, reason, detail)
+
     def _close(self, session: Session, reason: str) -> None:
         session.closing = True
         session.outbound_sequence += 1
@@ -285,7 +291,7 @@ class PrimaryCore:
             if session.member is None:
                 self._close(session, "not_logged_on")
             else:
-                self._send(session, RequestRejected, 0, "malformed", str(error))
+                self._reject(session, 0, "malformed", str(error))
             return
         self._client_message(session, message, now_ns, None)
 
@@ -316,7 +322,7 @@ class PrimaryCore:
             self._close(session, "logout")
             return
         if kind is Logon:
-            self._send(session, RequestRejected, 0, "already_logged_on")
+            self._reject(session, 0, "already_logged_on")
             return
         # The member's token bucket: refill by elapsed time, one token per message.
         bucket = session.bucket
@@ -325,17 +331,17 @@ class PrimaryCore:
             bucket.tokens = min(float(self._burst), bucket.tokens + elapsed_ns * self._rate / 1e9)
             bucket.updated_ns = now_ns
         if bucket.tokens < 1.0:
-            self._send(session, RequestRejected, message.request_id, "throttled")
+            self._reject(session, message.request_id, "throttled")
             return
         bucket.tokens -= 1.0
         if len(self.unreleased) + len(self.pending) >= UNRELEASED_RECORDS_MAX:
-            self._send(session, RequestRejected, message.request_id, "busy", "too many records awaiting durability")
+            self._reject(session, message.request_id, "busy", "too many records awaiting durability")
             return
         # Bounded text fields, checked before a sequence is assigned: a 60 KB client
         # order id is refused here and never journaled.
         problem = request_problem(message)
         if problem is not None:
-            self._send(session, RequestRejected, message.request_id, problem[0], problem[1])
+            self._reject(session, message.request_id, problem[0], problem[1])
             return
         member = session.member
         if kind is PlaceRequest:
@@ -353,7 +359,7 @@ class PrimaryCore:
             self._order_status(session, message)
             return
         else:
-            self._send(session, RequestRejected, 0, "unsupported", kind.__name__)
+            self._reject(session, 0, "unsupported", kind.__name__)
             return
         if prefix is not None:
             self._submit(prefix, 0, 0, now_ns)

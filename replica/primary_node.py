@@ -42,6 +42,7 @@ import msgspec
 import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
+from replica.metrics import start_metrics
 from replica.data_directory import DataDirectory, record_primary_start
 from replica.fix_node import FixAcceptor
 from replica.gateway import AdmissionGate
@@ -167,6 +168,11 @@ class FeedConnection(asyncio.Protocol):
         self.node.close_subscriber(self.subscriber_id)
 
 
+def host_port(address) -> str:
+    """("127.0.0.1", 7701) as 127.0.0.1:7701 for log lines."""
+    return f"{address[0]}:{address[1]}"
+
+
 def peer_host(transport) -> str:
     """The peer's address (the unit the gateway bounds and slows), "" if unknown."""
     peer = transport.get_extra_info("peername")
@@ -209,6 +215,7 @@ class PrimaryNode:
         # Replication (replica/replication_server.py): the attached standby's link, how far
         # it is durable, and whether sync mode must wait for it.
         self.standby_link = None
+        self.metrics = None
         self.release = ReleasePolicy(config.replication)
         self.divergence: Optional[str] = None
         self.exit_code = 0
@@ -327,6 +334,10 @@ class PrimaryNode:
                                                 self.directory.root, log=self.log)
             await self.multicast.start()
             self.addresses["retransmit"] = self.multicast.retransmit_address
+        if promoted is None:  # a promoted standby keeps serving its own metrics endpoint
+            self.metrics = await start_metrics(config.metrics, self.status, lambda: self.core.rejections, self.log)
+            if self.metrics is not None:
+                self.addresses["metrics"] = self.metrics.address
         self._write_node_file()
         self._commit_task = loop.create_task(self._commit_loop())
         self._commit_task.add_done_callback(self._commit_loop_ended)
@@ -338,7 +349,9 @@ class PrimaryNode:
         self.wake()
         self.log(
             f"primary up: epoch {self.writer.epoch}, sequence {self.writer.last_sequence}, "
-            f"clients {self.addresses['client']}, feed {self.addresses['feed']}, admin {self.addresses['admin']}, "
+            f"clients {host_port(self.addresses['client'])}, feed {host_port(self.addresses['feed'])}, "
+            f"admin {host_port(self.addresses['admin'])}, "
+            f"metrics {host_port(self.addresses['metrics']) if 'metrics' in self.addresses else 'off'}, "
             f"durability {config.durability}"
         )
 
@@ -361,6 +374,8 @@ class PrimaryNode:
         self._stopping = True
         for server in self._servers:
             server.close()
+        if self.metrics is not None:
+            self.metrics.close()
         for task in self._tasks:
             task.cancel()
         self.wake()
@@ -726,6 +741,7 @@ class PrimaryNode:
                 "feed": list(self.addresses["feed"]),
                 "admin": list(self.addresses["admin"]),
                 "replication": list(self.addresses["replication"]),
+                **({"metrics": list(self.addresses["metrics"])} if "metrics" in self.addresses else {}),
                 **({"retransmit": list(self.addresses["retransmit"]),
                     "multicast": [self.config.multicast.group, self.config.multicast.port],
                     "session": self.multicast.session} if self.multicast is not None else {}),

@@ -48,8 +48,9 @@ import msgspec
 import journal
 from replica.admin import serve_admin_connection
 from replica.config import NodeConfig
+from replica.metrics import start_metrics
 from replica.data_directory import DataDirectory, primary_starts
-from replica.primary_node import PrimaryNode, digests_reply
+from replica.primary_node import PrimaryNode, digests_reply, host_port
 from replica.protocol import FrameTooLargeError, encode_frame
 from replica.recovery import recover_exchange
 from replica.snapshotter import drop_snapshots_after
@@ -101,7 +102,7 @@ class StandbyNode:
     ) -> None:
         # A standby's certificate is node-b unless its config names one; the primary it
         # may become keeps that name (the promoted PrimaryNode gets this config).
-        self.config = dataclasses.replace(config, tls=dataclasses.replace(config.tls, node=config.tls.node or "b"))
+        self.config = dataclasses.replace(config, tls=msgspec.structs.replace(config.tls, node=config.tls.node or "b"))
         self.tls = NodeTls(self.config.tls, config.cluster_id, log)
         self.directory = DataDirectory.create(data_root)
         self.primary_address = primary_address
@@ -115,6 +116,7 @@ class StandbyNode:
         self.exit_code = 0
         self.stopped = asyncio.Event()
         self._admin_server = None
+        self.metrics = None
         self._link_task: Optional[asyncio.Task] = None
         self._link_writer: Optional[asyncio.StreamWriter] = None
         # When the link's current read began (None while processing what arrived): the
@@ -159,16 +161,22 @@ class StandbyNode:
             )
         self._admin_server = await self.tls.serve(self._admin_client, self.config.host, self.config.admin_port,
                                                   roles=ADMIN_ROLES, where="admin connection from")
+        self.metrics = await start_metrics(self.config.metrics, self.status, self._rejections, self.log)
         self._write_node_file()
         self._link_task = asyncio.get_running_loop().create_task(self._replicate_forever())
         self._link_task.add_done_callback(self._link_task_ended)
         self.log(
             f"standby up at sequence {self.writer.last_sequence} epoch {self.writer.epoch}, following "
-            f"{self.primary_address[0]}:{self.primary_address[1]}, admin {self._admin_address()}"
+            f"{self.primary_address[0]}:{self.primary_address[1]}, admin {host_port(self._admin_address())}, "
+            f"metrics {host_port(self.metrics.address) if self.metrics is not None else 'off'}"
         )
 
     def _admin_address(self) -> tuple:
         return self._admin_server.sockets[0].getsockname()[:2]
+
+    def _rejections(self) -> dict:
+        """The gateway's refusals by reason: none until promoted, then the primary's."""
+        return self.primary.core.rejections if self.primary is not None and self.primary.core is not None else {}
 
     def _write_node_file(self) -> None:
         path = os.path.join(self.directory.root, "node.json")
@@ -177,6 +185,7 @@ class StandbyNode:
                 "role": "standby", "pid": os.getpid(), "cluster_id": self.config.cluster_id,
                 "epoch": self.writer.epoch, "admin": list(self._admin_address()),
                 "primary": list(self.primary_address),
+                **({"metrics": list(self.metrics.address)} if self.metrics is not None else {}),
             }, handle)
         os.replace(path + ".tmp", path)
 
@@ -194,6 +203,8 @@ class StandbyNode:
                 pass
         if self._admin_server is not None:
             self._admin_server.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.writer is not None and not self.writer.closed:
             self.writer.close()
         self.log(f"standby stopped at sequence {self.exchange.last_sequence if self.exchange else 0}")

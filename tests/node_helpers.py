@@ -135,6 +135,8 @@ def config_text(ports: dict[str, int], *, node: Optional[dict] = None, limits: O
         lines += ["[tls]"] + [f"{key} = {_toml_value(value)}" for key, value in tls.items()]
     if fix:
         lines += ["[fix]"] + [f"{key} = {_toml_value(value)}" for key, value in fix.items()]
+    # Test nodes never take the default metrics port (7707): the kernel picks one, node.json names it.
+    lines += ["[metrics]", "port = 0"]
     return "\n".join(lines) + "\n"
 
 

@@ -463,8 +463,8 @@ def test_the_tls_table_is_checked_and_its_paths_are_relative_to_the_config_file(
     assert files.ca_file == str(tmp_path / "conf" / "certs" / "ca.pem")
     assert files.certificate_file == str(tmp_path / "conf" / "certs" / "node-b.pem") and tls.members
     assert parse_config("").tls.enabled  # on by default, with no [tls] table at all
-    for text, expected in (('[tls]\nenable = true\n', "unknown keys enable"),
-                           ('[tls]\nenabled = "yes"\n', "must be a boolean"),
+    for text, expected in (('[tls]\nenable = true\n', "x.toml: tls: unknown key enable"),
+                           ('[tls]\nenabled = "yes"\n', "tls.enabled: expected `bool`, got `str`"),
                            ('[tls]\nenabled = false\nmembers = true\n', "members needs TLS"),
                            ('[tls]\nnode = "../a"\n', "not a path")):
         with pytest.raises(ConfigError, match=expected):

@@ -332,7 +332,7 @@ def test_the_fix_table_is_opt_in_checked_and_follows_the_port_base():
     assert (config.fix.comp_id, config.fix.price_decimals, config.fix.member_for("FIRM1"),
             config.fix.member_for("M2")) == ("EXCH", 4, "M1", "M2")
     assert config.with_ports(7701).fix.port == 7709 and config.with_ports(0).fix.port == 0
-    with pytest.raises(ConfigError, match="unknown keys password"):
+    with pytest.raises(ConfigError, match="fix: unknown key password"):
         parse_config('[fix]\npassword = "x"\n')
     with pytest.raises(ConfigError, match="price_decimals"):
         parse_config("[fix]\nprice_decimals = 12\n")

@@ -91,7 +91,7 @@ def test_verify_reports_a_torn_tail_and_repair_cuts_it_keeping_evidence(tmp_path
     assert _twinbook("journal", "verify", str(tmp_path / "j")).returncode == 0
 
 
-def test_verify_of_a_corrupt_middle_record_names_file_and_offset_and_exits_3(tmp_path):
+def test_verify_of_a_corrupt_middle_record_names_file_and_offset_and_exits_1_like_twinbook_verify(tmp_path):
     scenario = tmp_path / "s.jsonl"
     scenario.write_text("\n".join(EVERY_COMMAND_TYPE[:8]) + "\n")
     assert _twinbook("journal", "import", str(scenario), str(tmp_path / "j")).returncode == 0
@@ -100,8 +100,13 @@ def test_verify_of_a_corrupt_middle_record_names_file_and_offset_and_exits_3(tmp
     data[200] ^= 0x01
     segment.write_bytes(bytes(data))
     result = _twinbook("journal", "verify", str(tmp_path / "j"))
-    assert result.returncode == 3
-    assert segment.name in result.stderr and "offset" in result.stderr
+    assert result.returncode == 1, result.stderr  # the verdict "corrupt", as `twinbook verify` gives it
+    assert result.stdout.startswith("CORRUPT ") and segment.name in result.stdout and "offset" in result.stdout
+    assert _twinbook("verify", str(tmp_path / "j")).returncode == 1
+    verdict = json.loads(_twinbook("journal", "verify", "--json", str(tmp_path / "j")).stdout)
+    assert verdict["verdict"] == "corrupt" and verdict["path"].endswith(segment.name)
+    inspected = _twinbook("journal", "inspect", str(tmp_path / "j"))
+    assert "CORRUPT" in inspected.stdout and "{" not in inspected.stdout  # no dict repr
 
 
 @pytest.mark.parametrize("arguments", [["journal", "inspect"], ["journal", "verify"], ["snapshot", "list"]])

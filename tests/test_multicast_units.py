@@ -372,10 +372,10 @@ def test_the_multicast_section_is_opt_in_and_parsed_with_its_defaults():
     ('group = "10.0.0.1"', "not a multicast address"),
     ('group = "nonsense"', "must be an IPv4 address"),
     ('interface = "239.1.1.1"', "is a multicast address"),
-    ("ttl = 300", "ttl must be an integer in 0..255"),
-    ("packet_bytes_max = 70000", "packet_bytes_max must be an integer in 64..65507"),
-    ("port = 0", "port must be an integer in 1..65535"),
-    ("heartbeat_ms = 5", "unknown keys heartbeat_ms"),
+    ("ttl = 300", "multicast.ttl: expected `int` <= 255"),
+    ("packet_bytes_max = 70000", "multicast.packet_bytes_max: expected `int` <= 65507"),
+    ("port = 0", "multicast.port: expected `int` >= 1"),
+    ("heartbeat_ms = 5", "node.toml: multicast: unknown key heartbeat_ms"),
 ])
 def test_a_bad_multicast_section_is_refused_naming_the_key(table, message):
     from replica.config import ConfigError, parse_config

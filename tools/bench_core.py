@@ -25,6 +25,8 @@ import time
 import statemachine
 from statemachine import AddInstrument, CancelOrder, Exchange, OrderAccepted, OrderCancelled, PlaceOrder, TradeExecuted
 
+from tools.latency import percentiles
+
 SYMBOL = "BENCH"
 MID_PRICE = 100_000
 MEMBERS = tuple(f"M{index:02d}" for index in range(50))
@@ -100,11 +102,6 @@ def _apply_all(stream: list, book_updates: bool) -> tuple[float, int, Exchange]:
     return elapsed, event_count, exchange
 
 
-def _percentile(sorted_values: list[int], fraction: float) -> int:
-    index = min(len(sorted_values) - 1, int(len(sorted_values) * fraction))
-    return sorted_values[index]
-
-
 def run_core_benchmark(
     commands: int = 1_000_000, seed: int = 1, runs: int = 5, book_updates: bool = False
 ) -> dict:
@@ -145,9 +142,7 @@ def run_core_benchmark(
         "events_per_run": events,
         "resting_orders_at_end": exchange.open_order_count(),
         "apply_latency_ns": {
-            "p50": _percentile(latencies, 0.50),
-            "p99": _percentile(latencies, 0.99),
-            "p99_9": _percentile(latencies, 0.999),
+            **dict(zip(("p50", "p99", "p99_9"), percentiles(latencies, (0.50, 0.99, 0.999), 0))),
             "max": latencies[-1],
         },
         "timer_overhead_ns": timer_overhead_ns,

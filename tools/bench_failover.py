@@ -48,6 +48,8 @@ from typing import Optional
 
 from replica.config import WindowConfig
 
+from tools.latency import percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 MEMBERS = ("M1", "M2", "M3")
@@ -213,13 +215,6 @@ def _caught_up(primary: _Node, standby: _Node) -> Optional[tuple[dict, dict]]:
     if mine["last_sequence"] == theirs["durable_sequence"] == theirs["applied_sequence"]:
         return mine, theirs
     return None
-
-
-def _percentile(values: list, fraction: float):
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 def _journal_bytes(node: _Node) -> dict[str, bytes]:
@@ -445,14 +440,14 @@ def _failover(root: Path, *, heartbeat_timeout_ms: int, load_seconds: float, aft
         "other_answers": dict(load.other_answers),
         "client_reconnects": marks["reconnects"],
         "load_orders_per_second": round(marks["acknowledged_before_kill"] / (marks["load_ns"] / 1e9), 1),
-        "ack_latency_p50_ns": _percentile(before_kill, 0.50),
-        "ack_latency_p99_ns": _percentile(before_kill, 0.99),
+        "ack_latency_p50_ns": percentile(before_kill, 0.50, None),
+        "ack_latency_p99_ns": percentile(before_kill, 0.99, None),
         "lag_samples": len(lag_samples),
-        "replication_lag_durable_p50_records": _percentile(durable_lag, 0.50),
-        "replication_lag_durable_p99_records": _percentile(durable_lag, 0.99),
+        "replication_lag_durable_p50_records": percentile(durable_lag, 0.50, None),
+        "replication_lag_durable_p99_records": percentile(durable_lag, 0.99, None),
         "replication_lag_durable_max_records": max(durable_lag) if durable_lag else None,
-        "replication_lag_applied_p99_records": _percentile(applied_lag, 0.99),
-        "unreleased_p99_records": _percentile(unreleased, 0.99),
+        "replication_lag_applied_p99_records": percentile(applied_lag, 0.99, None),
+        "unreleased_p99_records": percentile(unreleased, 0.99, None),
         "new_primary_epoch": final["epoch"],
         "new_primary_last_sequence": final["last_sequence"],
     }

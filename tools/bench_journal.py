@@ -39,14 +39,9 @@ from collections import deque
 import journal
 from journal.format import RECORD_OVERHEAD_BYTES
 
+from tools.latency import percentile
+
 EPOCH = 1
-
-
-def _percentile(sorted_values: list[int], fraction: float) -> int:
-    if not sorted_values:
-        return 0
-    index = min(len(sorted_values) - 1, int(round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 def _fresh(directory: str, name: str) -> str:
@@ -87,8 +82,8 @@ def _append_sync(path: str, records: int, batch_size: int, body: bytes) -> dict:
         "cpu_seconds": cpu_ns / 1e9,
         "records_per_s": records * 1e9 / elapsed_ns,
         "mb_per_s": records * (RECORD_OVERHEAD_BYTES + len(body)) * 1e3 / elapsed_ns,
-        "commit_latency_p50_ns": _percentile(latencies, 0.50),
-        "commit_latency_p99_ns": _percentile(latencies, 0.99),
+        "commit_latency_p50_ns": percentile(latencies, 0.50, 0),
+        "commit_latency_p99_ns": percentile(latencies, 0.99, 0),
     }
 
 
@@ -153,7 +148,7 @@ def _fdatasync_latency(path: str, samples: int, body: bytes) -> dict:
     finally:
         os.close(fd)
     latencies.sort()
-    return {"samples": samples, "p50_ns": _percentile(latencies, 0.50), "p99_ns": _percentile(latencies, 0.99), "max_ns": latencies[-1]}
+    return {"samples": samples, "p50_ns": percentile(latencies, 0.50, 0), "p99_ns": percentile(latencies, 0.99, 0), "max_ns": latencies[-1]}
 
 
 def _read_rates(path: str, records: int, body_size_bytes: int, runs: int) -> dict:

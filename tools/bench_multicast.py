@@ -71,6 +71,8 @@ print(packets, flush=True)
 
 _TCP_SUBSCRIBER = """
 import socket, sys
+
+from tools.latency import percentile
 sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 sock.settimeout(%(drain)s)
 print("ready", flush=True)
@@ -85,12 +87,6 @@ except socket.timeout:
     pass
 print(total, flush=True)
 """ % {"drain": SUBSCRIBER_DRAIN_SECONDS}
-
-
-def _percentile(ordered: list[int], fraction: float) -> int:
-    if not ordered:
-        return 0
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def _market_data(records: int, seed: int) -> list:
@@ -298,7 +294,7 @@ def feed_latency(rate: float, seconds: float, workdir: str) -> dict:
             latencies.append(arrival - record.timestamp_ns)
     latencies.sort()
     return {"latency_rate_per_second": rate, "latency_messages": len(latencies),
-            "feed_latency_p50_ns": _percentile(latencies, 0.50), "feed_latency_p99_ns": _percentile(latencies, 0.99)}
+            "feed_latency_p50_ns": percentile(latencies, 0.50, 0), "feed_latency_p99_ns": percentile(latencies, 0.99, 0)}
 
 
 def run_multicast_benchmark(records: int, seed: int, batch_records: int, packet_bytes_max: int,

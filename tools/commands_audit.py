@@ -15,14 +15,15 @@ directory (tools/paths.py).
   of the records before it.
 * `verify DIR` checks the journal chain, the digest and rules checkpoints in it and the
   node's snapshots against a full replay (replica/audit.py says exactly what), printing
-  one line per finding; exit 0 only if everything holds, 1 otherwise (a corrupt journal
+  one line per finding (a rich progress bar on stderr when it is a terminal); exit 0 only
+  if everything holds, 1 otherwise (a corrupt journal
   is a finding here, naming file and offset).
 * `determinism-check` replays a journal (given, imported from a scenario, or generated
   from a seed) in fresh interpreters under different PYTHONHASHSEED values, and once
   from a snapshot, and compares event bytes and digests (replica/determinism.py); on a
   mismatch it prints the first differing sequence and the two events. Exit 0/1, for CI.
 
-Exit codes (as tools/cli.py): 0 success; 1 a check found a problem; 2 bad usage; 3 an
+Exit codes (tools/exit_codes.py): 0 success; 1 a check found a problem; 2 bad usage; 3 an
 operating fault. The commands map their operating faults to exit 3 themselves, so they
 behave the same when run through `twinbook`, alone, or under click's CliRunner.
 """
@@ -30,6 +31,7 @@ behave the same when run through `twinbook`, alone, or under click's CliRunner.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import signal
@@ -56,16 +58,16 @@ from replica.determinism import check_determinism
 from replica.errors import ReplicaError
 from replica.workload import ScenarioTimestampError, generate_commands, write_journal, write_scenario_journal
 from statemachine.errors import StateMachineError
+from tools.digests import digest_text
+from tools import exit_codes
 from tools.paths import data_directory, journal_directory
+from tools.progress import progress_bar
 
-EXIT_CHECK_FAILED = 1
-EXIT_OPERATING_FAULT = 3
+EXIT_CHECK_FAILED = exit_codes.CHECK_FAILED
+EXIT_OPERATING_FAULT = exit_codes.OPERATING_FAULT
 
 
-class OperatingFault(click.ClickException):
-    """An operating error (corrupt journal, unreadable store, ...) as exit code 3."""
-
-    exit_code = EXIT_OPERATING_FAULT
+OperatingFault = exit_codes.OperatingFault  # corrupt journal, unreadable store, ...: exit 3
 
 
 def _operating_faults_exit_3(command):
@@ -198,40 +200,15 @@ def replay(
         )
 
 
-class _NoProgress:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc_info) -> None:
-        return None
-
-
-class _Progress:
-    """click's progress bar on stderr, fed with records applied."""
-
-    def __init__(self, length: int) -> None:
-        self._bar = click.progressbar(length=length, label="replaying", file=sys.stderr, show_pos=True)
-
-    def __enter__(self):
-        bar = self._bar.__enter__()
-        return bar.update
-
-    def __exit__(self, *exc_info) -> None:
-        self._bar.__exit__(*exc_info)
-
-
 def _progress_bar(engine: AuditReplay, to_seq: Optional[int]):
     """A progress bar only for a person watching: stderr is a terminal and there is
     enough to replay for it to matter."""
     if not sys.stderr.isatty():
-        return _NoProgress()
+        return progress_bar("replaying", None)
     end = journal.recover(engine.journal_directory, repair=False, full_scan=False).last_sequence
     if to_seq is not None:
         end = min(end, to_seq)
-    remaining = end - engine.last_sequence
-    if remaining < 100_000:
-        return _NoProgress()
-    return _Progress(remaining)
+    return progress_bar("replaying", end - engine.last_sequence)
 
 
 # ---------------------------------------------------------------------- verify
@@ -239,10 +216,29 @@ def _progress_bar(engine: AuditReplay, to_seq: Optional[int]):
 
 @click.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict and findings as one JSON object.")
 @_operating_faults_exit_3
-def verify(directory: str) -> None:
+def verify(directory: str, as_json: bool) -> None:
     """Check journal chain, digest checkpoints and snapshots against a replay."""
-    report = verify_node(journal_directory(directory), _node_directory(directory))
+    journal_dir = journal_directory(directory)
+    total = None
+    if sys.stderr.isatty():
+        try:
+            total = journal.recover(journal_dir, repair=False, full_scan=False).last_sequence
+        except journal.JournalError:
+            total = None  # verify_node reports the fault as a finding
+    with progress_bar("verifying", total) as advance:
+        report = verify_node(journal_dir, _node_directory(directory), progress=advance)
+    if as_json:
+        click.echo(json.dumps({
+            "ok": report.ok, "journal_directory": report.journal_directory, "last_sequence": report.last_sequence,
+            "digest_checkpoints_verified": report.digest_checkpoints_verified,
+            "snapshots_verified": len(report.snapshots_verified), "state_digest": digest_text(report.state_digest),
+            "canonical_digest": digest_text(report.canonical_digest),
+            "findings": [finding.line() for finding in report.findings]}))
+        if not report.ok:
+            sys.exit(EXIT_CHECK_FAILED)
+        return
     for finding in report.findings:
         click.echo(finding.line())
     summary = (
@@ -251,7 +247,7 @@ def verify(directory: str) -> None:
         f"{len(report.snapshots_verified)} snapshots verified"
     )
     if report.state_digest is not None:
-        summary += f", state digest {report.state_digest:#018x}, canonical {report.canonical_digest.hex()[:16]}"
+        summary += f", state digest {digest_text(report.state_digest)}, canonical {digest_text(report.canonical_digest)}"
     if report.ok:
         click.echo(f"OK {summary}")
         return
@@ -269,6 +265,7 @@ def verify(directory: str) -> None:
 @click.option("--commands", "command_count", type=click.IntRange(3, 50_000_000), help="Length of the generated stream.")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where the runs write (default: a temporary directory, removed after).")
 @click.option("--keep-workdir", is_flag=True, help="Keep the runs' files (event streams, digests) for inspection.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as one JSON object instead of lines.")
 @_operating_faults_exit_3
 def determinism_check(
     journal_path: Optional[str],
@@ -277,6 +274,7 @@ def determinism_check(
     command_count: Optional[int],
     workdir: Optional[str],
     keep_workdir: bool,
+    as_json: bool,
 ) -> None:
     """Replay in fresh interpreters under different hash seeds (and from a snapshot) and compare."""
     sources = [journal_path is not None, scenario is not None, seed is not None or command_count is not None]
@@ -296,6 +294,15 @@ def determinism_check(
             source = f"scenario {scenario}"
         else:
             source = f"generated stream (seed {seed}, {command_count} commands)"
+        if as_json:
+            click.echo(json.dumps({
+                "ok": report.ok, "source": source, "last_sequence": report.last_sequence,
+                "runs": [run.describe() for run in report.runs], "notes": list(report.notes),
+                "mismatches": [line for mismatch in report.mismatches for line in mismatch.lines()],
+                "workdir": scratch if keep_workdir else None}))
+            if not report.ok:
+                sys.exit(EXIT_CHECK_FAILED)
+            return
         click.echo(f"determinism-check of {source}: sequences 1..{report.last_sequence}")
         for run in report.runs:
             click.echo(f"  {run.describe()}")

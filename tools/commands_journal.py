@@ -18,9 +18,11 @@ import click
 
 import journal
 from statemachine.codec import command_to_builtins, decode_command
+from tools import exit_codes
+from tools.digests import digest_text
 from tools.paths import journal_directory
 
-EXIT_CHECK_FAILED = 1
+EXIT_CHECK_FAILED = exit_codes.CHECK_FAILED
 
 
 @click.group(name="journal")
@@ -49,43 +51,63 @@ def inspect(directory: str, as_json: bool) -> None:
             f"epochs {segment['first_epoch']}..{segment['last_epoch']}  tail {segment['tail_state']}"
         )
     if summary.get("torn"):
-        click.echo(f"  torn tail: {summary['torn']}")
+        torn = summary["torn"]
+        click.echo(f"  torn tail: {torn['segment_path']} at offset {torn['offset']}: {torn['reason']} "
+                   f"({torn['bytes_cut']} bytes)")
     if summary.get("error"):
-        click.echo(f"  error: {summary['error']}")
+        error = summary["error"]
+        click.echo(f"  CORRUPT {error['path']} at offset {error['offset']}: {error['reason']} "
+                   f"(the counts above are of the intact segments before it)")
     for evidence in summary.get("evidence_files", []):
         click.echo(f"  evidence kept: {evidence}")
 
 
 @journal_group.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
-def verify(directory: str) -> None:
-    """Walk the whole chain; exit 0 only if the journal is intact."""
-    report = journal.recover(journal_directory(directory), repair=False, full_scan=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as one JSON object.")
+def verify(directory: str, as_json: bool) -> None:
+    """Walk the whole chain; exit 0 only if the journal is intact (1 if torn or corrupt,
+    the same verdict and code as `twinbook verify`)."""
+    try:
+        report = journal.recover(journal_directory(directory), repair=False, full_scan=True)
+    except journal.JournalCorruptError as error:
+        _verdict(as_json, {"verdict": "corrupt", "path": error.path, "offset": error.offset, "reason": error.reason},
+                 f"CORRUPT {error.path} at offset {error.offset}: {error.reason}")
+        sys.exit(EXIT_CHECK_FAILED)
     if report.state == "torn":
         torn = report.torn
-        click.echo(
-            f"TORN {torn.segment_path} at offset {torn.offset}: {torn.reason} "
-            f"({torn.bytes_cut} bytes would be cut; run `twinbook journal repair`)"
-        )
+        _verdict(as_json, {"verdict": "torn", "path": torn.segment_path, "offset": torn.offset,
+                           "reason": torn.reason, "bytes_cut": torn.bytes_cut},
+                 f"TORN {torn.segment_path} at offset {torn.offset}: {torn.reason} "
+                 f"({torn.bytes_cut} bytes would be cut; run `twinbook journal repair`)")
         sys.exit(EXIT_CHECK_FAILED)
-    click.echo(
-        f"OK {report.directory}: {report.state}, sequences "
-        f"{report.first_sequence}..{report.last_sequence}, chain value {report.last_crc:#010x}"
-    )
+    _verdict(as_json, {"verdict": "ok", "directory": report.directory, "state": report.state,
+                       "first_sequence": report.first_sequence, "last_sequence": report.last_sequence,
+                       "chain_value": digest_text(report.last_crc, 32)},
+             f"OK {report.directory}: {report.state}, sequences "
+             f"{report.first_sequence}..{report.last_sequence}, chain value {digest_text(report.last_crc, 32)}")
+
+
+def _verdict(as_json: bool, fields: dict, line: str) -> None:
+    click.echo(json.dumps(fields) if as_json else line)
 
 
 @journal_group.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
-def repair(directory: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as one JSON object.")
+def repair(directory: str, as_json: bool) -> None:
     """Cut a torn tail (keeping the cut bytes in a .torn file); refuses corruption."""
     report = journal.recover(journal_directory(directory), repair=True, full_scan=True)
     if report.torn is None:
-        click.echo(f"nothing to repair: {report.directory} is {report.state} up to sequence {report.last_sequence}")
+        _verdict(as_json, {"repaired": False, "directory": report.directory, "state": report.state,
+                           "last_sequence": report.last_sequence},
+                 f"nothing to repair: {report.directory} is {report.state} up to sequence {report.last_sequence}")
         return
-    click.echo(
-        f"cut {report.bytes_cut} bytes from {report.torn.segment_path} at offset {report.torn.offset} "
-        f"({report.torn.reason}); evidence kept in {report.torn_path}; journal now ends at {report.last_sequence}"
-    )
+    _verdict(as_json, {"repaired": True, "path": report.torn.segment_path, "offset": report.torn.offset,
+                       "reason": report.torn.reason, "bytes_cut": report.bytes_cut, "evidence": report.torn_path,
+                       "last_sequence": report.last_sequence},
+             f"cut {report.bytes_cut} bytes from {report.torn.segment_path} at offset {report.torn.offset} "
+             f"({report.torn.reason}); evidence kept in {report.torn_path}; journal now ends at {report.last_sequence}")
 
 
 @journal_group.command(name="import")
@@ -93,7 +115,8 @@ def repair(directory: str) -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--cluster-id", default=1, show_default=True, type=click.IntRange(0, 2**64 - 1))
 @click.option("--epoch", default=0, show_default=True, type=click.IntRange(0, 2**64 - 1))
-def import_scenario(scenario: str, directory: str, cluster_id: int, epoch: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the sequences imported as one JSON object.")
+def import_scenario(scenario: str, directory: str, cluster_id: int, epoch: int, as_json: bool) -> None:
     """Append a JSON-lines SCENARIO to the journal in DIRECTORY as records.
 
     Each line becomes one record with the next sequence number; its `ts` (integer ns)
@@ -110,7 +133,9 @@ def import_scenario(scenario: str, directory: str, cluster_id: int, epoch: int) 
         last = write_scenario_journal(journal_directory(directory), data, cluster_id=cluster_id, epoch=epoch)
     except ScenarioTimestampError as error:
         raise click.ClickException(f"{scenario} {error}; record timestamps never go backwards") from None
-    click.echo(f"imported {line_count} records as sequences {last - line_count + 1}..{last} into {directory}")
+    _verdict(as_json, {"records": line_count, "first_sequence": last - line_count + 1, "last_sequence": last,
+                        "directory": directory},
+             f"imported {line_count} records as sequences {last - line_count + 1}..{last} into {directory}")
 
 
 @journal_group.command(name="export")

@@ -24,6 +24,9 @@ import msgspec
 
 from replica.config import hash_token, load_config
 from replica.tls import default_certificates_directory
+from tools import exit_codes
+from tools.logs import node_log
+from tools.exit_codes import one_line
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -87,16 +90,17 @@ def primary(data_root: str, config_path: str | None, port_base: int | None, dura
     from replica.primary_node import run_primary
 
     config = _node_config(config_path, port_base, durability, replication, certs, node_name)
-    log = _log
-    sys.exit(_run(run_primary(config, data_root, log=log)) or 0)
+    sys.exit(_run(run_primary(config, data_root, log=node_log("primary"))) or 0)
 
 
 def _node_config(config_path, port_base, durability, replication, certs=None, node_name=None):
     import dataclasses
 
+    import msgspec
+
     config = load_config(config_path)
     if certs is not None or node_name is not None:
-        config = dataclasses.replace(config, tls=dataclasses.replace(
+        config = dataclasses.replace(config, tls=msgspec.structs.replace(
             config.tls, directory=certs or config.tls.directory, node=node_name or config.tls.node,
             ca_file="" if certs else config.tls.ca_file,
             certificate_file="" if certs or node_name else config.tls.certificate_file,
@@ -112,7 +116,7 @@ def _node_config(config_path, port_base, durability, replication, certs=None, no
 
 
 def _log(line: str) -> None:
-    click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+    node_log("cli")(line)
 
 
 @click.command()
@@ -137,7 +141,7 @@ def standby(data_root: str, primary_address: str, config_path: str | None, port_
     if rebuild and os.path.exists(data_root):
         kept = set_aside(data_root, time.strftime("%Y%m%dT%H%M%S"))
         _log(f"rebuilding: the old data directory is kept as {kept}")
-    sys.exit(_run(run_standby(config, data_root, _endpoint(primary_address), log=_log)) or 0)
+    sys.exit(_run(run_standby(config, data_root, _endpoint(primary_address), log=node_log("standby"))) or 0)
 
 
 def _admin(address: str, request: dict, credentials) -> dict:
@@ -201,15 +205,27 @@ def watchdog(primary_admin: str, standby_admin: str, timeout_ms: int, force: boo
         raise click.UsageError("--force needs an operator's certificate: add --identity operator")
 
     sys.exit(_run(run_watchdog(_endpoint(primary_admin), _endpoint(standby_admin), timeout_ms,
-                               force=force, log=_log, seconds=seconds, once=once,
+                               force=force, log=node_log("watchdog"), seconds=seconds, once=once,
                                credentials=admin_credentials(certs, identity, no_tls))))
 
 
 @click.command(name="hash-token")
-@click.argument("token")
-def hash_token_command(token: str) -> None:
-    """Print the salted hash of TOKEN for a member's token_hash in a config file."""
-    click.echo(hash_token(token))
+@click.option("--json", "as_json", is_flag=True, help="Print {\"token_hash\": ...}.")
+def hash_token_command(as_json: bool) -> None:
+    """Print the scrypt hash of a member token for its token_hash in a config file.
+
+    The token is read from standard input when it is not a terminal (`twinbook hash-token
+    < token.txt`, one line), else prompted for without echo and asked twice; never from
+    the command line, where `ps` would show it.
+    """
+    if sys.stdin.isatty():
+        token = click.prompt("token", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        token = sys.stdin.readline().rstrip("\r\n")
+    if not token:
+        raise click.UsageError("an empty token: give the token on standard input or at the prompt")
+    token_hash = hash_token(token)
+    click.echo(json.dumps({"token_hash": token_hash}) if as_json else token_hash)
 
 
 def _print_event(event) -> None:
@@ -221,6 +237,10 @@ _connection_options = [
     click.option("--member", default="M1", show_default=True),
     click.option("--token", default="demo-M1", show_default=True),
     click.option("--wait-ms", default=300, show_default=True, type=click.IntRange(0, 60_000), help="How long to keep printing reports after the answer."),
+    click.option("--timeout", "timeout_seconds", default=10.0, show_default=True, type=click.FloatRange(0.1, 3600),
+                 expose_value=False, callback=lambda context, _parameter, value: context.meta.__setitem__("timeout", value),
+                 help="Give up (exit 3, naming the endpoints tried) when connecting, logging on or the answer "
+                      "takes longer than this many seconds."),
     click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), expose_value=False,
                  callback=lambda context, _parameter, value: context.meta.__setitem__("tls_ca", value),
                  help="TLS to the gateway, verified against this CA file (a node with [tls] members = true)."),
@@ -242,11 +262,26 @@ def _member_context(ca_file: str | None):
 async def _with_client(endpoints, member, token, wait_ms, action):
     from replica.client import OrderClient
 
+    meta = click.get_current_context().meta
+    timeout_seconds = meta.get("timeout", 10.0)
+    tried = ", ".join(endpoints)
     client = OrderClient([_endpoint(text) for text in endpoints], member, token,
-                         ssl_context=_member_context(click.get_current_context().meta.get("tls_ca")))
-    await client.connect()
+                         ssl_context=_member_context(meta.get("tls_ca")))
     try:
-        answer = await asyncio.wait_for(action(client), 10)
+        await asyncio.wait_for(client.connect(), timeout_seconds)
+    except asyncio.TimeoutError:
+        await client.close()
+        raise exit_codes.OperatingFault(f"no session with {tried} within {timeout_seconds:g} s "
+                                        f"(connect and logon as {member}; --timeout to wait longer)") from None
+    except OSError as error:
+        await client.close()
+        raise exit_codes.OperatingFault(f"cannot reach {tried}: {one_line(error)}") from None
+    try:
+        try:
+            answer = await asyncio.wait_for(action(client), timeout_seconds)
+        except asyncio.TimeoutError:
+            raise exit_codes.OperatingFault(f"no answer from {tried} within {timeout_seconds:g} s "
+                                            "(--timeout to wait longer)") from None
         if answer is not None:
             _print_event(answer)
         deadline = time.monotonic() + wait_ms / 1000
@@ -346,6 +381,12 @@ def feed(endpoint: str, symbol: str, levels: int, seconds: int, raw: bool, multi
     if multicast_group is None:
         if retransmit_addresses:
             raise click.UsageError("--retransmit goes with --multicast")
+        if interactive and sys.stdin.isatty():
+            from tools.feed_view import run_live_view
+
+            _run(run_live_view(_endpoint(endpoint), symbol, levels, seconds or None,
+                               ssl_context=_member_context(tls_ca)))
+            return
         _run(follow_feed(_endpoint(endpoint), view, show, seconds or None, ssl_context=_member_context(tls_ca)))
         return
     if not retransmit_addresses:

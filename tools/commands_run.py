@@ -17,6 +17,8 @@ from typing import BinaryIO, Iterable
 
 import click
 
+from tools.digests import digest_text
+
 from statemachine import Exchange, TradeExecuted, check_invariants
 from statemachine.codec import encode_event_json, parse_scenario_line
 from statemachine.version import RULES_VERSION
@@ -73,8 +75,8 @@ def run(scenario: str, events_out: str | None, book_updates: bool, check: bool, 
     if digest:
         from statemachine import canonical_digest
 
-        click.echo(f"state_digest={exchange.state_digest():016x}", err=True)
-        click.echo(f"canonical_digest={canonical_digest(exchange).hex()}", err=True)
+        click.echo(f"state_digest={digest_text(exchange.state_digest())}", err=True)
+        click.echo(f"canonical_digest={digest_text(canonical_digest(exchange))}", err=True)
 
 
 def summarise(name: str, exchange: Exchange, events: list) -> str:
@@ -103,7 +105,7 @@ def summarise(name: str, exchange: Exchange, events: list) -> str:
         bids = " ".join(f"{qty}@{price}" for price, qty, _ in depth["bids"]) or "-"
         asks = " ".join(f"{qty}@{price}" for price, qty, _ in depth["asks"]) or "-"
         lines.append(f"   book {symbol}: bids {bids} | asks {asks}")
-    lines.append(f"   state digest {exchange.state_digest():016x}")
+    lines.append(f"   state digest {digest_text(exchange.state_digest())}")
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ import snapshots
 from replica.data_directory import DataDirectory
 from replica.recovery import recover_exchange
 from replica.snapshotter import RETENTION_DEFAULT, write_snapshot
+from tools.digests import digest_text
 from tools.paths import data_directory
 
 
@@ -46,8 +47,8 @@ def list_snapshots(directory: str, verify: bool, as_json: bool) -> None:
                     status = f"CORRUPT: {error}"
             rows.append({
                 "sequence": info.sequence,
-                "digest": info.digest_hex,
-                "chain_value": info.chain_value,
+                "digest": "0x" + info.digest_hex,
+                "chain_value": digest_text(info.chain_value, 32),
                 "format_version": info.format_version,
                 "state_size_bytes": info.state_size_bytes,
                 "chunks": info.chunk_count,
@@ -63,15 +64,16 @@ def list_snapshots(directory: str, verify: bool, as_json: bool) -> None:
         click.echo(f"{root.snapshots}: no snapshots")
     for row in rows:
         click.echo(
-            f"seq {row['sequence']:>12}  {row['state_size_bytes']:>12} bytes  digest {row['digest'][:16]}  "
-            f"chain {row['chain_value']:#010x}  {row['created']}  {row['status']}"
+            f"seq {row['sequence']:>12}  {row['state_size_bytes']:>12} bytes  digest {row['digest']}  "
+            f"chain {row['chain_value']}  {row['created']}  {row['status']}"
         )
 
 
 @snapshot_group.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--retention", default=RETENTION_DEFAULT, show_default=True, type=click.IntRange(1, 1000), help="Keep this many newest snapshots.")
-def take(directory: str, retention: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot taken as one JSON object.")
+def take(directory: str, retention: int, as_json: bool) -> None:
     """Snapshot a stopped node's state at the end of its journal."""
     root = data_directory(directory)
     started = time.perf_counter()
@@ -79,8 +81,15 @@ def take(directory: str, retention: int) -> None:
     if result.last_sequence == 0:
         raise click.ClickException(f"{root}: the journal holds no records, nothing to snapshot")
     info = write_snapshot(DataDirectory(os.fspath(root)), result.exchange, retention)
+    if as_json:
+        click.echo(json.dumps({"sequence": info.sequence, "state_size_bytes": info.state_size_bytes,
+                               "digest": "0x" + info.digest_hex, "from_snapshot": result.snapshot_sequence,
+                               "replayed_records": result.replayed_records,
+                               "seconds": round(time.perf_counter() - started, 3),
+                               "skipped_snapshots": [[sequence, reason] for sequence, reason in result.skipped_snapshots]}))
+        return
     click.echo(
-        f"snapshot at sequence {info.sequence}: {info.state_size_bytes} bytes, digest {info.digest_hex[:16]}, "
+        f"snapshot at sequence {info.sequence}: {info.state_size_bytes} bytes, digest 0x{info.digest_hex}, "
         f"from snapshot {result.snapshot_sequence} + {result.replayed_records} replayed records "
         f"in {time.perf_counter() - started:.2f}s"
     )

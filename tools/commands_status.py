@@ -25,6 +25,8 @@ from typing import Optional
 
 import click
 
+from tools import exit_codes
+from tools.digests import digest_text
 from tools.commands_node import _admin_credentials_options, _endpoint, _run, admin_credentials
 
 
@@ -76,7 +78,7 @@ async def cluster_view(addresses: list[tuple[str, int]], credentials=None) -> di
     sequence, agree = common_digest([node["digests"] for node in answered])
     for node in answered:
         digests = dict((pair_sequence, digest) for pair_sequence, digest in node.pop("digests"))
-        node["digest_at_common_sequence"] = digests.get(sequence) if sequence is not None else None
+        node["digest_at_common_sequence"] = digest_text(digests.get(sequence)) if sequence is not None else None
     return {"nodes": nodes, "common_sequence": sequence, "digests_agree": agree,
             "all_answered": len(answered) == len(nodes)}
 
@@ -105,4 +107,4 @@ def status(admin_addresses: tuple[str, ...], as_json: bool, certs: str | None, i
         else:
             click.echo(f"digests at {view['common_sequence']}: {'agree' if view['digests_agree'] else 'DIFFER'}")
     if not view["all_answered"] or view["digests_agree"] is False:
-        sys.exit(1)
+        sys.exit(exit_codes.CHECK_FAILED)

@@ -44,6 +44,8 @@ from statemachine import Exchange, OrderAccepted
 from statemachine.codec import decode_command
 from statemachine.events import OrderRejected
 
+from tools.latency import percentile
+
 MEMBERS = (("M1", "demo-M1"), ("M2", "demo-M2"), ("M3", "demo-M3"))
 SYMBOLS = (("AAPL", 19000, 1), ("MSFT", 42000, 1), ("TSLA", 25000, 5))
 START_TIMEOUT_SECONDS = 20.0
@@ -241,13 +243,6 @@ async def _trade(client: OrderClient, member: str, load: Load, stop_at: float, r
         await asyncio.wait(pending, timeout=10)
 
 
-def _percentile(values: list[int], fraction: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] / 1e6
-
-
 def _accepted_in_journal(journal_directory: str) -> tuple[dict, int]:
     """(member, client order id) -> times accepted, by replaying the journal read-only."""
     exchange = Exchange()
@@ -349,7 +344,7 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
                 progress(
                     f"\r{now - started:5.1f} s  acked {len(load.acknowledged):6d}  "
                     f"{len(load.acknowledged) / max(0.1, now - started):7.0f} orders/s  "
-                    f"ack p50 {_percentile(recent, 0.5):6.2f} ms p99 {_percentile(recent, 0.99):6.2f} ms  "
+                    f"ack p50 {percentile(recent, 0.5, 0) / 1e6:6.2f} ms p99 {percentile(recent, 0.99, 0) / 1e6:6.2f} ms  "
                     f"replication lag {lag:>10}  [{role}]   "
                 )
         say("")
@@ -390,8 +385,8 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
             "rejected_by_rules": load.rejected,
             "failover_ms": failover_ms,
             "throughput_orders_per_second": round(len(load.acknowledged) / elapsed),
-            "ack_latency_ms": {"p50": _percentile(load.latencies_ns, 0.5), "p99": _percentile(load.latencies_ns, 0.99),
-                               "p99.9": _percentile(load.latencies_ns, 0.999), "max": _percentile(load.latencies_ns, 1.0)},
+            "ack_latency_ms": {"p50": percentile(load.latencies_ns, 0.5, 0) / 1e6, "p99": percentile(load.latencies_ns, 0.99, 0) / 1e6,
+                               "p99.9": percentile(load.latencies_ns, 0.999, 0) / 1e6, "max": percentile(load.latencies_ns, 1.0, 0) / 1e6},
             "final_primary": "B", "final_epoch": b_status["epoch"], "final_sequence": b_last,
             "digest_primary_b": b_status["state_digest"], "digest_standby_a": a_status["state_digest"],
             "digests_equal": a_status["state_digest"] == b_status["state_digest"]
