@@ -25,6 +25,12 @@ refusal must be logged with the peer's address. `loop.sock_accept` +
 known. `RefusalLog` keeps this from becoming log spam: one line per (host, port kind,
 reason), then at most one per REFUSAL_LOG_INTERVAL_SECONDS with the count suppressed since.
 
+Handshakes in progress are bounded: HANDSHAKES_PER_PEER_MAX per peer host and HANDSHAKES_MAX
+in all. A new connection over a bound evicts the oldest handshake in progress (of its own
+host, or of the host holding the most), rather than being refused: a stranger holding silent
+sockets for the handshake timeout then loses them to newcomers, while a real node, watchdog
+or operator (whose handshake takes milliseconds) gets in, even from the same host.
+
 Admin permissions (the rule is here, in one place):
 
     operator   every command (promote, promote --force, degrade, snapshot, status, depth, ...)
@@ -48,6 +54,8 @@ from replica.errors import PeerRefusedError, TlsSetupError
 HANDSHAKE_TIMEOUT_SECONDS = 5.0
 REFUSAL_LOG_INTERVAL_SECONDS = 10.0
 REFUSAL_KEYS_MAX = 4096
+HANDSHAKES_MAX = 64
+HANDSHAKES_PER_PEER_MAX = 16
 STREAM_LIMIT_BYTES = 64 * 1024  # asyncio.start_server's default StreamReader limit
 
 ADMIN_PERMISSIONS: dict[str, Optional[frozenset]] = {
@@ -217,6 +225,10 @@ class AuthenticatedServer:
         self._refusals = refusals
         self._closed = False
         self._connections: set[asyncio.Task] = set()
+        # host -> its handshake tasks in progress, oldest first.
+        self._handshaking: dict[str, list[asyncio.Task]] = {}
+        self.handshakes_evicted = 0
+        self._started: set[int] = set()  # id() of sockets whose _admit has begun
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
 
     @property
@@ -245,12 +257,46 @@ class AuthenticatedServer:
                 self._refusals.refused(("?", "?"), self._where, f"accept failed: {error}")
                 await asyncio.sleep(0.1)
                 continue
+            self._make_room(str(address[0]))
             task = loop.create_task(self._admit(connection, address))
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
+            # Evicted before its first step, _admit never ran: nothing else closes the socket.
+            task.add_done_callback(lambda done, connection=connection: done.cancelled()
+                                   and id(connection) not in self._started and connection.close())
+            self._handshaking.setdefault(str(address[0]), []).append(task)
+
+    @property
+    def handshakes_in_progress(self) -> int:
+        return sum(len(tasks) for tasks in self._handshaking.values())
+
+    def _make_room(self, host: str) -> None:
+        """Evict the oldest handshake in progress while a newcomer from host would exceed
+        a bound (cancelling the task closes its socket)."""
+        while True:
+            mine = self._handshaking.get(host, [])
+            if len(mine) >= HANDSHAKES_PER_PEER_MAX:
+                victim_host = host
+            elif self.handshakes_in_progress >= HANDSHAKES_MAX:
+                victim_host = max(self._handshaking, key=lambda name: len(self._handshaking[name]))
+            else:
+                return
+            victim = self._handshaking[victim_host][0]
+            self._handshake_done(victim_host, victim)
+            victim.cancel()
+            self.handshakes_evicted += 1
+            self._refusals.refused((victim_host, "?"), self._where, "evicted: too many TLS handshakes in progress")
+
+    def _handshake_done(self, host: str, task) -> None:
+        tasks = self._handshaking.get(host)
+        if tasks is not None and task in tasks:
+            tasks.remove(task)
+            if not tasks:
+                del self._handshaking[host]
 
     async def _admit(self, connection: socket.socket, address) -> None:
         loop = asyncio.get_running_loop()
+        self._started.add(id(connection))
         connection.setblocking(False)
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         reader = asyncio.StreamReader(limit=STREAM_LIMIT_BYTES)
@@ -263,6 +309,9 @@ class AuthenticatedServer:
             # The transport (which owns the socket) is closed by asyncio on failure.
             self._refusals.refused(address, self._where, handshake_failure(error))
             return
+        finally:
+            self._started.discard(id(connection))
+            self._handshake_done(str(address[0]), asyncio.current_task())
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         identity = peer_identity(transport.get_extra_info("peercert"))
         refusal = identity_refusal(identity, self._cluster_id, self._roles)
