@@ -470,10 +470,17 @@ class StandbyNode:
             return {"promoted": False, "error": f"promotion failed: {error}"}
 
 
+# The alive guard's least threshold: one and a half beat periods. A watchdog certificate
+# asking for less (primary_timeout_ms = 1) would switch the guard off, and skipping the
+# guard is the operator's `force`, never a watchdog's.
+PRIMARY_ALIVE_MIN_MS = int(1.5 * BEAT_PERIOD_SECONDS * 1000)
+
+
 def _timeout_ms(value) -> int:
-    """The promote request's failure-detector threshold, or the default for one by hand."""
+    """The promote request's failure-detector threshold (at least PRIMARY_ALIVE_MIN_MS),
+    or the default for one by hand."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 600_000:
-        return value
+        return max(value, PRIMARY_ALIVE_MIN_MS)
     return PRIMARY_ALIVE_DEFAULT_MS
 
 

@@ -120,3 +120,17 @@ def test_the_drill_takes_its_ports_below_the_ephemeral_range_and_refuses_taken_o
         assert result.returncode == 2 and "not all free" in result.stderr, result.stderr
     finally:
         listener.close()
+
+
+def test_a_watchdog_asking_for_a_one_ms_threshold_cannot_switch_the_alive_guard_off(cluster):
+    primary = cluster.primary("primary")
+    standby = cluster.standby("standby", primary.replication)
+    assert run(place_orders(primary, 20), timeout=60) == 20
+    wait_caught_up(primary, standby)
+    # A beat is always less than 1.5 beat periods old on a live link; with the request's
+    # 1 ms taken at its word, the guard would let this promotion through.
+    for _attempt in range(5):
+        reply = standby.admin({"command": "promote", "primary_timeout_ms": 1}, holder="watchdog")
+        assert reply["promoted"] is False and "the primary is alive" in reply["error"], reply
+    assert standby.status()["role"] == "standby"
+    assert primary.running
