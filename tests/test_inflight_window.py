@@ -65,6 +65,7 @@ def test_a_stopped_standby_holds_the_primary_within_the_window_and_nothing_ackno
             while len(ledger.acknowledged) < 300:
                 await asyncio.sleep(0.02)
             os.kill(standby.process.pid, signal.SIGSTOP)
+            observed["acknowledged_at_stop"] = len(ledger.acknowledged)
             try:
                 # Under load (3 clients, 64 orders in flight each: more than the window),
                 # for a while: the window fills, then holds.
@@ -91,6 +92,9 @@ def test_a_stopped_standby_holds_the_primary_within_the_window_and_nothing_ackno
     run(scenario(), timeout=120)
     assert observed["paused"], observed
     assert 0 < observed["ahead_max"] <= WINDOW_RECORDS, observed
+    # Sync mode: with the standby stopped, only what it had made durable before could still
+    # be acknowledged (at most the window's records); the rest waited.
+    assert 0 <= observed["acknowledged_while_stopped"] - observed["acknowledged_at_stop"] <= WINDOW_RECORDS, observed
     assert ledger.unanswered == 0 and ledger.failures == 0 and not ledger.conflicts
     assert standby.terminate() == 0
     accepted, _, _ = replay_accepted(standby.data_dir)
