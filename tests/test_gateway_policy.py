@@ -188,6 +188,35 @@ def test_failures_are_logged_once_per_peer_per_interval_with_counters():
     assert guard.due_log_lines(30 * SECOND_NS) == []
 
 
+def test_a_tick_looks_only_at_the_peers_due_a_line_not_at_every_remembered_one():
+    from collections import OrderedDict
+
+    class CountingPeers(OrderedDict):
+        scans = 0
+
+        def items(self):
+            CountingPeers.scans += 1
+            return super().items()
+
+        def values(self):
+            CountingPeers.scans += 1
+            return super().values()
+
+    guard = LogonGuard()
+    for index in range(100_000):
+        assert guard.failed(f"10.{index >> 16}.{(index >> 8) & 255}.{index & 255}", "M1", 0) is not None
+    held = ["10.0.0.7", "10.0.1.9", "10.1.2.3"]
+    for peer in held:
+        assert guard.failed(peer, "M1", SECOND_NS) is None
+    guard.peers = CountingPeers(guard.peers)
+    for tick in range(1, 100):  # every 100 ms up to 9.9 s: nothing due yet
+        assert guard.due_log_lines(tick * 100 * MS_NS) == []
+    lines = guard.due_log_lines(10 * SECOND_NS)
+    assert sorted(line.split(":")[0] for line in lines) == [f"failed logons from {peer}" for peer in sorted(held)]
+    assert guard.due_log_lines(11 * SECOND_NS) == []
+    assert CountingPeers.scans == 0
+
+
 def test_the_guard_remembers_a_bounded_number_of_peers():
     guard = LogonGuard(LogonGuardSettings(peers_max=100))
     for index in range(1000):
