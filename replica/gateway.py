@@ -110,6 +110,14 @@ class AdmissionGate:
         if not mine:
             del self.by_peer[peer]
 
+    def restart_clock(self, now_ns: int) -> None:
+        """Every pending connection's timeout counts from now (reads resumed after a pause
+        of ours: the time it could not be heard is not its fault). Admission order stays
+        time order, which `expired` relies on."""
+        for connection_id, (peer, admitted_ns) in self.pending.items():
+            if admitted_ns < now_ns:
+                self.pending[connection_id] = (peer, now_ns)
+
     def expired(self, now_ns: int) -> list[int]:
         """Connections pending for longer than the timeout (they leave the gate)."""
         expired = []

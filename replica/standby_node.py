@@ -42,7 +42,7 @@ from typing import Callable, Optional
 import msgspec
 
 import journal
-from replica.admin import serve_admin_connection
+from replica.admin import serve_admin
 from replica.config import NodeConfig
 from replica.data_directory import DataDirectory, primary_starts
 from replica.primary_node import PrimaryNode, digests_reply
@@ -57,7 +57,7 @@ from replica.replication import (
     PrimaryBeat,
     link_decoder,
 )
-from replica.tls import ADMIN_ROLES, NodeTls, handshake_failure
+from replica.tls import NodeTls, handshake_failure
 from replica.standby import PRIMARY_ALIVE_DEFAULT_MS, CheckChain, LinkRefused, StandbyCore
 from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS
 from statemachine import Exchange
@@ -153,8 +153,7 @@ class StandbyNode:
                 self.directory.journal, None,
                 f"journal ends at {self.writer.last_sequence} but recovery reached {self.exchange.last_sequence}",
             )
-        self._admin_server = await self.tls.serve(self._admin_client, self.config.host, self.config.admin_port,
-                                                  roles=ADMIN_ROLES, where="admin connection from")
+        self._admin_server = await serve_admin(self.tls, self._admin_reply, self.config.host, self.config.admin_port)
         self._write_node_file()
         self._link_task = asyncio.get_running_loop().create_task(self._replicate_forever())
         self._link_task.add_done_callback(self._link_task_ended)
@@ -446,9 +445,6 @@ class StandbyNode:
         await primary.stopped.wait()
         self.exit_code = primary.exit_code
         self.stopped.set()
-
-    async def _admin_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, identity) -> None:
-        await serve_admin_connection(reader, writer, self._admin_reply, identity, self.tls.refusals)
 
     async def _admin_reply(self, request: dict) -> dict:
         command = request.get("command")

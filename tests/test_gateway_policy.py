@@ -311,6 +311,20 @@ def test_a_connection_that_does_not_log_on_in_time_is_cut():
     assert core.take_outbox()[7][-1].reason == "logon_timeout"
 
 
+def test_the_logon_timeout_stops_while_reads_are_paused_and_counts_from_the_resume():
+    core = make_core(logon_timeout_ms=5000)
+    core.session_opened(7, 0, "before")
+    core.inbound_paused(True, 1000 * MS_NS)  # the in-flight window is full: we stop reading
+    core.session_opened(8, 2000 * MS_NS, "during")
+    core.tick(60_000 * MS_NS)  # a minute we could not hear them: no fault of theirs
+    assert not core.take_closing()
+    core.inbound_paused(False, 60_000 * MS_NS)
+    core.tick(64_999 * MS_NS)
+    assert not core.take_closing()
+    core.tick(65_000 * MS_NS)  # a whole timeout after the resume
+    assert sorted(core.take_closing()) == [(7, "logon_timeout"), (8, "logon_timeout")]
+
+
 def test_an_idle_session_gets_a_test_request_then_is_cut_and_traffic_resets_it():
     core = make_core()
     log_on(core, 1, "M1", heartbeat_interval_ms=1000)
