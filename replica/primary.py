@@ -231,11 +231,6 @@ class PrimaryCore:
         if session is not None:
             self._close(session, f"frame_too_large: {detail}")
 
-    def heartbeat(self, session_id: int) -> None:
-        session = self.sessions.get(session_id)
-        if session is not None and session.member is not None:
-            self._send(session, ServerHeartbeat, self.released_sequence)
-
     def tick(self, now_ns: int) -> None:
         """The gateway's timers, called often by the adapter: logon timeouts, held
         logons whose address is no longer blocked, heartbeats at each session's
