@@ -34,8 +34,9 @@ or operator (whose handshake takes milliseconds) gets in, even from the same hos
 Admin permissions (the rule is here, in one place):
 
     operator   every command (promote, promote --force, degrade, snapshot, status, depth, ...)
-    watchdog   status; promote without force (an automatic failover; forcing one is a human's call)
-    node       status, depth (read-only)
+    watchdog   status, digests; promote without force (an automatic failover; forcing one is a
+               human's call)
+    node       status, digests, depth (read-only)
 """
 
 from __future__ import annotations
