@@ -307,10 +307,10 @@ class PrimaryNode:
             self.core.release(self.writer.written_sequence if self._release_written else self.writer.durable_sequence)
             self.log(f"journal continued under rules version {RULES_VERSION} from sequence {exchange.last_sequence}")
         loop = asyncio.get_running_loop()
-        client_server = await loop.create_server(lambda: ClientConnection(self), config.host, config.client_port,
-                                                 backlog=LISTEN_BACKLOG, **self.tls.member_server_options())
-        feed_server = await loop.create_server(lambda: FeedConnection(self), config.host, config.feed_port,
-                                               backlog=LISTEN_BACKLOG, **self.tls.member_server_options())
+        client_server = await self.tls.serve_members(lambda: ClientConnection(self), config.host, config.client_port,
+                                                     backlog=LISTEN_BACKLOG, where="client connection from")
+        feed_server = await self.tls.serve_members(lambda: FeedConnection(self), config.host, config.feed_port,
+                                                   backlog=LISTEN_BACKLOG, where="feed connection from")
         admin_server = await serve_admin(self.tls, self._admin_reply, config.host, config.admin_port)
         replication_server = await serve_replication(self, config.host, config.replication_port)
         self._servers = [client_server, feed_server, admin_server, replication_server]

@@ -29,7 +29,9 @@ Handshakes in progress are bounded: HANDSHAKES_PER_PEER_MAX per peer host and HA
 in all. A new connection over a bound evicts the oldest handshake in progress (of its own
 host, or of the host holding the most), rather than being refused: a stranger holding silent
 sockets for the handshake timeout then loses them to newcomers, while a real node, watchdog
-or operator (whose handshake takes milliseconds) gets in, even from the same host.
+or operator (whose handshake takes milliseconds) gets in, even from the same host. The
+members' ports under `[tls] members = true` run the same loop (`MemberTlsServer`), so their
+handshakes are bounded before the gateway's admission gate sees the connection.
 
 Admin permissions (the rule is here, in one place):
 
@@ -211,17 +213,15 @@ class RefusalLog:
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Optional[PeerIdentity]], Awaitable[None]]
 
 
-class AuthenticatedServer:
-    """A TCP server that completes mutual TLS and checks the peer's identity before it runs
-    `handle(reader, writer, identity)`; the subset of asyncio.Server the nodes use."""
+class BoundedTlsServer:
+    """A TLS server's own accept loop with handshakes in progress bounded (see the module
+    docstring); `_connected(connection)` is each subclass's handshake and hand-over. The
+    subset of asyncio.Server the nodes use."""
 
-    def __init__(self, listener: socket.socket, handle: Handler, context: ssl.SSLContext, *, cluster_id: int,
-                 roles: frozenset, where: str, refusals: RefusalLog) -> None:
+    def __init__(self, listener: socket.socket, context: ssl.SSLContext, *, where: str,
+                 refusals: RefusalLog) -> None:
         self._listener = listener
-        self._handle = handle
         self._context = context
-        self._cluster_id = cluster_id
-        self._roles = roles
         self._where = where
         self._refusals = refusals
         self._closed = False
@@ -296,16 +296,11 @@ class AuthenticatedServer:
                 del self._handshaking[host]
 
     async def _admit(self, connection: socket.socket, address) -> None:
-        loop = asyncio.get_running_loop()
         self._started.add(id(connection))
         connection.setblocking(False)
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = asyncio.StreamReader(limit=STREAM_LIMIT_BYTES)
-        protocol = asyncio.StreamReaderProtocol(reader)
         try:
-            transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol, connection, ssl=self._context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
-            )
+            handed_over = await self._handshake(connection)
         except (OSError, ssl.SSLError, asyncio.TimeoutError, EOFError) as error:
             # The transport (which owns the socket) is closed by asyncio on failure.
             self._refusals.refused(address, self._where, handshake_failure(error))
@@ -313,14 +308,65 @@ class AuthenticatedServer:
         finally:
             self._started.discard(id(connection))
             self._handshake_done(str(address[0]), asyncio.current_task())
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        identity = peer_identity(transport.get_extra_info("peercert"))
+        await self._handed_over(handed_over, address)
+
+    async def _handshake(self, connection: socket.socket):
+        raise NotImplementedError
+
+    async def _handed_over(self, handed_over, address) -> None:
+        raise NotImplementedError
+
+
+class AuthenticatedServer(BoundedTlsServer):
+    """Completes mutual TLS and checks the peer's identity before it runs
+    `handle(reader, writer, identity)` (the replication and admin ports)."""
+
+    def __init__(self, listener: socket.socket, handle: Handler, context: ssl.SSLContext, *, cluster_id: int,
+                 roles: frozenset, where: str, refusals: RefusalLog) -> None:
+        self._handle = handle
+        self._cluster_id = cluster_id
+        self._roles = roles
+        super().__init__(listener, context, where=where, refusals=refusals)
+
+    async def _handshake(self, connection: socket.socket):
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=STREAM_LIMIT_BYTES)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: protocol, connection, ssl=self._context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+        )
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    async def _handed_over(self, handed_over, address) -> None:
+        reader, writer = handed_over
+        identity = peer_identity(writer.get_extra_info("peercert"))
         refusal = identity_refusal(identity, self._cluster_id, self._roles)
         if refusal is not None:
             self._refusals.refused(address, self._where, refusal)
-            transport.abort()
+            writer.transport.abort()
             return
         await self._handle(reader, writer, identity)
+
+
+class MemberTlsServer(BoundedTlsServer):
+    """The members' ports under `[tls] members = true` (client gateway, feed): TLS without
+    client certificates, then `protocol_factory()`'s protocol gets the connection as from
+    loop.create_server. Through this loop rather than create_server(ssl=...) so that the
+    handshakes in progress are bounded before the port's own admission gate (which sees a
+    connection only once its handshake is done)."""
+
+    def __init__(self, listener: socket.socket, protocol_factory: Callable[[], asyncio.Protocol],
+                 context: ssl.SSLContext, *, where: str, refusals: RefusalLog) -> None:
+        self._protocol_factory = protocol_factory
+        super().__init__(listener, context, where=where, refusals=refusals)
+
+    async def _handshake(self, connection: socket.socket):
+        return await asyncio.get_running_loop().connect_accepted_socket(
+            self._protocol_factory, connection, ssl=self._context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+        )
+
+    async def _handed_over(self, handed_over, address) -> None:
+        return  # the protocol's connection_made has run: the connection is the port's
 
 
 async def start_authenticated_server(handle: Handler, host: str, port: int, context: Optional[ssl.SSLContext], *,
@@ -385,11 +431,22 @@ class NodeTls:
                 self.members = member_server_context(files)
 
     def member_server_options(self) -> dict:
-        """`loop.create_server` keywords of the client gateway and the feed: TLS with a
-        bounded handshake when [tls] members = true, else none."""
+        """`loop.create_server` keywords of a member port served by create_server (the FIX
+        port's TLS, review finding 5): TLS with a bounded handshake when [tls] members =
+        true, else none. The client gateway and the feed use serve_members."""
         if self.members is None:
             return {}
         return {"ssl": self.members, "ssl_handshake_timeout": HANDSHAKE_TIMEOUT_SECONDS}
+
+    async def serve_members(self, protocol_factory: Callable[[], asyncio.Protocol], host: str, port: int, *,
+                            backlog: int, where: str):
+        """A member port (client gateway, feed): plain create_server with TLS off for
+        members, else a MemberTlsServer (handshakes in progress bounded)."""
+        if self.members is None:
+            return await asyncio.get_running_loop().create_server(protocol_factory, host, port, backlog=backlog)
+        listener = socket.create_server((host, port), backlog=backlog)
+        listener.setblocking(False)
+        return MemberTlsServer(listener, protocol_factory, self.members, where=where, refusals=self.refusals)
 
     async def serve(self, handle: Handler, host: str, port: int, *, roles: frozenset, where: str):
         return await start_authenticated_server(handle, host, port, self.server, cluster_id=self.cluster_id,
