@@ -215,8 +215,8 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Optional[PeerIde
 
 class BoundedTlsServer:
     """A TLS server's own accept loop with handshakes in progress bounded (see the module
-    docstring); `_connected(connection)` is each subclass's handshake and hand-over. The
-    subset of asyncio.Server the nodes use."""
+    docstring); each subclass does the handshake (`_handshake`) and hands the connection
+    over (`_handed_over`). The subset of asyncio.Server the nodes use."""
 
     def __init__(self, listener: socket.socket, context: ssl.SSLContext, *, where: str,
                  refusals: RefusalLog) -> None:
