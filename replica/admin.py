@@ -18,7 +18,7 @@ import asyncio
 import json
 from typing import Awaitable, Callable, Optional
 
-from replica.tls import PeerIdentity, RefusalLog, admin_refusal
+from replica.tls import ADMIN_ROLES, PeerIdentity, RefusalLog, admin_refusal
 
 # A request line longer than this is refused: asyncio's readline limit would raise.
 ADMIN_LINE_BYTES_MAX = 64 * 1024
@@ -56,3 +56,13 @@ async def serve_admin_connection(
         return
     finally:
         writer.close()
+
+
+async def serve_admin(tls, answer: Callable[[dict], Awaitable[dict]], host: str, port: int):
+    """A node's admin port (primary or standby alike): `tls` (replica.tls.NodeTls) serves
+    it, with mutual TLS when configured, and each connection is served as above with the
+    node's `answer`."""
+    return await tls.serve(
+        lambda reader, writer, identity: serve_admin_connection(reader, writer, answer, identity, tls.refusals),
+        host, port, roles=ADMIN_ROLES, where="admin connection from",
+    )

@@ -13,6 +13,14 @@ symbol: the publisher's cost per update does not grow with the encoding per subs
 `outbox[subscriber_id]` holds frames (bytes) to send; slow subscribers are the adapter's
 business (it cuts off a subscriber whose transport buffer is over the limit, so matching
 never waits for one).
+
+A snapshot is built and encoded at most once per (symbol, exchange sequence, symbol's last
+update): the frames are cached and the same bytes serve every Subscribe until a record is
+applied. A Subscribe for a symbol the connection already follows is ignored (a re-snapshot
+is Unsubscribe then Subscribe). Together they keep an anonymous peer repeating Subscribe
+from stalling the event loop with snapshot encodes (DESIGN invariant 8): its cost is one
+dictionary look-up and a list extend, and its queued bytes count against the adapter's
+buffer bound.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ class FeedCore:
         # applying; a subscriber then re-snapshots, which is always safe).
         self.last_update_sequence: dict[str, int] = {}
         self.outbox: dict[int, list[bytes]] = {}
+        # symbol -> ((exchange sequence, symbol's last update), encoded snapshot frames).
+        self.snapshot_cache: dict[str, tuple[tuple[int, int], list[bytes]]] = {}
 
     def subscriber_opened(self, subscriber_id: int) -> None:
         self.subscriptions[subscriber_id] = set()
@@ -55,13 +65,27 @@ class FeedCore:
         if book is None:
             queue.append(encode_frame(FeedRejected(symbol, "unknown_symbol")))
             return
-        self.subscriptions.setdefault(subscriber_id, set()).add(symbol)
+        subscribed = self.subscriptions.setdefault(subscriber_id, set())
+        if symbol in subscribed:
+            return
+        subscribed.add(symbol)
         self.by_symbol.setdefault(symbol, set()).add(subscriber_id)
-        queue.extend(self.snapshot_frames(symbol))
+        queue.extend(self.cached_snapshot_frames(symbol))
 
     def unsubscribe(self, subscriber_id: int, symbol: str) -> None:
         self.subscriptions.get(subscriber_id, set()).discard(symbol)
         self.by_symbol.get(symbol, set()).discard(subscriber_id)
+
+    def cached_snapshot_frames(self, symbol: str) -> list[bytes]:
+        """snapshot_frames, encoded once per state of the book (any applied record moves
+        the exchange sequence, so a cached entry never outlives the state it shows)."""
+        key = (self.exchange.last_sequence, self.last_update_sequence.get(symbol, 0))
+        cached = self.snapshot_cache.get(symbol)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        frames = self.snapshot_frames(symbol)
+        self.snapshot_cache[symbol] = (key, frames)
+        return frames
 
     def snapshot_frames(self, symbol: str) -> list[bytes]:
         """The symbol's book as encoded BookSnapshot frames, parts 1..parts."""

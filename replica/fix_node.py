@@ -85,11 +85,11 @@ class FixAcceptor:
         self._released_meanwhile = []
         self.gateway = FixGateway(self.node.core, settings, ledger, time.time_ns)
         self.rebuild_ms = (time.monotonic() - started) * 1000
-        loop = asyncio.get_running_loop()
         # TLS when [tls] members = true: the Logon's Password (554) is a member token,
-        # never sent in clear when TLS is configured (the native gateway's rule).
-        self.server = await loop.create_server(lambda: FixConnection(self), host, settings.port, backlog=backlog,
-                                               **self.node.tls.member_server_options())
+        # never sent in clear when TLS is configured (the native gateway's rule). The same
+        # member-port server as the client gateway's: handshakes in progress bounded.
+        self.server = await self.node.tls.serve_members(lambda: FixConnection(self), host, settings.port,
+                                                        backlog=backlog, where="FIX connection from")
         self.address = self.server.sockets[0].getsockname()[:2]
 
     def pause_reading(self, paused: bool) -> None:

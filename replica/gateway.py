@@ -40,6 +40,7 @@ gain the same rule in a later rules version (it does not check it yet).
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
@@ -109,6 +110,14 @@ class AdmissionGate:
         if not mine:
             del self.by_peer[peer]
 
+    def restart_clock(self, now_ns: int) -> None:
+        """Every pending connection's timeout counts from now (reads resumed after a pause
+        of ours: the time it could not be heard is not its fault). Admission order stays
+        time order, which `expired` relies on."""
+        for connection_id, (peer, admitted_ns) in self.pending.items():
+            if admitted_ns < now_ns:
+                self.pending[connection_id] = (peer, now_ns)
+
     def expired(self, now_ns: int) -> list[int]:
         """Connections pending for longer than the timeout (they leave the gate)."""
         expired = []
@@ -150,6 +159,10 @@ class LogonGuard:
         # peer -> its failures; order is least recently failed first (the first forgotten).
         self.peers: OrderedDict[str, _PeerFailures] = OrderedDict()
         self.failures_total = 0
+        # (due at ns, peer) of each peer whose failures wait for their log line, earliest
+        # first: a tick looks only at the due ones, never at every remembered peer. An
+        # entry whose peer has since been logged, forgotten or succeeded is skipped.
+        self.held_lines: list[tuple[int, str]] = []
 
     def delay_after_ns(self, failures: int) -> int:
         """How long an address is blocked after its `failures`-th failure."""
@@ -189,6 +202,10 @@ class LogonGuard:
         state.blocked_until_ns = now_ns + delay_ns
         state.refusing = state.failures % self.settings.failures_per_refusal == 0
         if state.last_logged_ns is not None and now_ns - state.last_logged_ns < self.settings.log_interval_ns:
+            if state.unlogged == 1:
+                if len(self.held_lines) >= 2 * self.settings.peers_max:
+                    self._rebuild_held_lines()
+                heapq.heappush(self.held_lines, (state.last_logged_ns + self.settings.log_interval_ns, peer))
             return None
         return self._log_line(peer, state, now_ns)
 
@@ -199,10 +216,20 @@ class LogonGuard:
         """Lines for peers whose failures since their last line have waited an interval."""
         lines = []
         interval_ns = self.settings.log_interval_ns
-        for peer, state in self.peers.items():
-            if state.unlogged and (state.last_logged_ns is None or now_ns - state.last_logged_ns >= interval_ns):
+        held = self.held_lines
+        while held and held[0][0] <= now_ns:
+            _due_ns, peer = heapq.heappop(held)
+            state = self.peers.get(peer)
+            if state is not None and state.unlogged and now_ns - state.last_logged_ns >= interval_ns:
                 lines.append(self._log_line(peer, state, now_ns))
         return lines
+
+    def _rebuild_held_lines(self) -> None:
+        """Drop the skipped entries (forgotten peers' ones) so the heap stays bounded."""
+        interval_ns = self.settings.log_interval_ns
+        self.held_lines = [(state.last_logged_ns + interval_ns, peer) for peer, state in self.peers.items()
+                           if state.unlogged and state.last_logged_ns is not None]
+        heapq.heapify(self.held_lines)
 
     def _log_line(self, peer: str, state: _PeerFailures, now_ns: int) -> str:
         new = state.unlogged

@@ -189,11 +189,13 @@ class PrimaryCore:
     def inbound_paused(self, paused: bool, now_ns: int) -> None:
         """The adapter stopped (True) or resumed (False) reading every client socket.
 
-        While paused nothing a member sends can arrive, so the idle clock stops; on
-        resume every session's silence counts from now (what it sent meanwhile is still
-        in the kernel's buffer, and its heartbeat is among it)."""
+        While paused nothing a member sends can arrive, so the idle clock and the logon
+        timeout stop; on resume every session's silence and every pending logon's wait
+        count from now (what it sent meanwhile is still in the kernel's buffer, and its
+        heartbeat or logon is among it)."""
         self.reading_paused = paused
         if not paused:
+            self.gate.restart_clock(now_ns)
             for session in self.sessions.values():
                 if session.last_inbound_ns < now_ns:
                     session.last_inbound_ns = now_ns
@@ -235,16 +237,11 @@ class PrimaryCore:
         if session is not None:
             self._close(session, f"frame_too_large: {detail}")
 
-    def heartbeat(self, session_id: int) -> None:
-        session = self.sessions.get(session_id)
-        if session is not None and session.member is not None:
-            self._send(session, ServerHeartbeat, self.released_sequence)
-
     def tick(self, now_ns: int) -> None:
         """The gateway's timers, called often by the adapter: logon timeouts, held
         logons whose address is no longer blocked, heartbeats at each session's
         negotiated interval, test requests and idle cuts, failed-logon log lines."""
-        for session_id in self.gate.expired(now_ns):
+        for session_id in () if self.reading_paused else self.gate.expired(now_ns):
             # A logon held behind its address's block counts too: an address cannot
             # pile up held connections beyond its pending bound.
             self.held_logons.pop(session_id, None)

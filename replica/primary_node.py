@@ -40,7 +40,7 @@ from typing import Callable, Optional
 import msgspec
 
 import journal
-from replica.admin import serve_admin_connection
+from replica.admin import serve_admin
 from replica.config import NodeConfig
 from replica.metrics import start_metrics
 from replica.data_directory import DataDirectory, record_primary_start
@@ -64,7 +64,7 @@ from replica.recovery import recover_exchange
 from replica.replication import InFlightWindow, ReleasePolicy
 from replica.replication_server import serve_replication
 from replica.snapshotter import Snapshotter
-from replica.tls import ADMIN_ROLES, NodeTls
+from replica.tls import NodeTls
 from statemachine import AddInstrument, Checkpoint, Exchange
 from statemachine.version import RULES_VERSION
 
@@ -315,12 +315,11 @@ class PrimaryNode:
             self.core.release(self.writer.written_sequence if self._release_written else self.writer.durable_sequence)
             self.log(f"journal continued under rules version {RULES_VERSION} from sequence {exchange.last_sequence}")
         loop = asyncio.get_running_loop()
-        client_server = await loop.create_server(lambda: ClientConnection(self), config.host, config.client_port,
-                                                 backlog=LISTEN_BACKLOG, **self.tls.member_server_options())
-        feed_server = await loop.create_server(lambda: FeedConnection(self), config.host, config.feed_port,
-                                               backlog=LISTEN_BACKLOG, **self.tls.member_server_options())
-        admin_server = await self.tls.serve(self._admin_client, config.host, config.admin_port,
-                                            roles=ADMIN_ROLES, where="admin connection from")
+        client_server = await self.tls.serve_members(lambda: ClientConnection(self), config.host, config.client_port,
+                                                     backlog=LISTEN_BACKLOG, where="client connection from")
+        feed_server = await self.tls.serve_members(lambda: FeedConnection(self), config.host, config.feed_port,
+                                                   backlog=LISTEN_BACKLOG, where="feed connection from")
+        admin_server = await serve_admin(self.tls, self._admin_reply, config.host, config.admin_port)
         replication_server = await serve_replication(self, config.host, config.replication_port)
         self._servers = [client_server, feed_server, admin_server, replication_server]
         self.addresses = {
@@ -812,9 +811,6 @@ class PrimaryNode:
             "fix": self.fix.gateway.status() if self.fix is not None and self.fix.gateway is not None else None,
             "pid": os.getpid(),
         }
-
-    async def _admin_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, identity) -> None:
-        await serve_admin_connection(reader, writer, self._admin_reply, identity, self.tls.refusals)
 
     async def _admin_reply(self, request: dict) -> dict:
         command = request.get("command")

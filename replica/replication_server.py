@@ -1,8 +1,8 @@
 """The primary's end of the replication link (asyncio adapter).
 
 One standby at a time, and only one holding a node certificate of this cluster (mutual
-TLS, replica/tls.py; with TLS off, anyone). On connect: read the standby's Hello, answer with `decide_hello`
-(Accepted / Diverged / Refused; a Hello from a higher epoch makes this primary step down
+TLS, replica/tls.py; with TLS off, anyone). On connect: read the standby's Hello, answer with `decide_hello` (run in a
+worker thread: its journal scans must not stall matching) (Accepted / Diverged / Refused; a Hello from a higher epoch makes this primary step down
 at once). Accepted: stream catch-up frames from the journal on disk (bounded batches,
 `journal.read_frames`), then switch to live: from then on the commit loop hands every
 batch's frames to `send_frames` before its own fdatasync. The switch happens with no
@@ -116,7 +116,12 @@ class StandbyLink:
                 self.node.log(f"replication peer {self.peer} did not start with a hello")
                 return
             report = node.writer.recovery
-            decision = decide_hello(
+            # In a worker thread: a diverged Hello makes decide_hello scan up to a whole
+            # verified segment (epoch_boundary) and look up chain values, hundreds of ms
+            # the matching loop must not stall for (the lookups only read journal files;
+            # the numbers they compare against are taken here, on the loop).
+            decision = await asyncio.to_thread(
+                decide_hello,
                 hello,
                 cluster_id=node.config.cluster_id,
                 epoch=node.writer.epoch,

@@ -46,7 +46,7 @@ from typing import Callable, Optional
 import msgspec
 
 import journal
-from replica.admin import serve_admin_connection
+from replica.admin import serve_admin
 from replica.config import NodeConfig
 from replica.metrics import start_metrics
 from replica.data_directory import DataDirectory, primary_starts
@@ -62,7 +62,7 @@ from replica.replication import (
     PrimaryBeat,
     link_decoder,
 )
-from replica.tls import ADMIN_ROLES, NodeTls, handshake_failure
+from replica.tls import NodeTls, handshake_failure
 from replica.standby import PRIMARY_ALIVE_DEFAULT_MS, CheckChain, LinkRefused, StandbyCore
 from replica.replication_server import BEAT_PERIOD_SECONDS, STANDBY_ACK_TIMEOUT_SECONDS
 from statemachine import Exchange
@@ -159,8 +159,7 @@ class StandbyNode:
                 self.directory.journal, None,
                 f"journal ends at {self.writer.last_sequence} but recovery reached {self.exchange.last_sequence}",
             )
-        self._admin_server = await self.tls.serve(self._admin_client, self.config.host, self.config.admin_port,
-                                                  roles=ADMIN_ROLES, where="admin connection from")
+        self._admin_server = await serve_admin(self.tls, self._admin_reply, self.config.host, self.config.admin_port)
         self.metrics = await start_metrics(self.config.metrics, self.status, self._rejections, self.log)
         self._write_node_file()
         self._link_task = asyncio.get_running_loop().create_task(self._replicate_forever())
@@ -497,9 +496,6 @@ class StandbyNode:
         self.exit_code = primary.exit_code
         self.stopped.set()
 
-    async def _admin_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, identity) -> None:
-        await serve_admin_connection(reader, writer, self._admin_reply, identity, self.tls.refusals)
-
     async def _admin_reply(self, request: dict) -> dict:
         command = request.get("command")
         if command == "status":
@@ -520,10 +516,17 @@ class StandbyNode:
             return {"promoted": False, "error": f"promotion failed: {error}"}
 
 
+# The alive guard's least threshold: one and a half beat periods. A watchdog certificate
+# asking for less (primary_timeout_ms = 1) would switch the guard off, and skipping the
+# guard is the operator's `force`, never a watchdog's.
+PRIMARY_ALIVE_MIN_MS = int(1.5 * BEAT_PERIOD_SECONDS * 1000)
+
+
 def _timeout_ms(value) -> int:
-    """The promote request's failure-detector threshold, or the default for one by hand."""
+    """The promote request's failure-detector threshold (at least PRIMARY_ALIVE_MIN_MS),
+    or the default for one by hand."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 600_000:
-        return value
+        return max(value, PRIMARY_ALIVE_MIN_MS)
     return PRIMARY_ALIVE_DEFAULT_MS
 
 

@@ -25,11 +25,20 @@ refusal must be logged with the peer's address. `loop.sock_accept` +
 known. `RefusalLog` keeps this from becoming log spam: one line per (host, port kind,
 reason), then at most one per REFUSAL_LOG_INTERVAL_SECONDS with the count suppressed since.
 
+Handshakes in progress are bounded: HANDSHAKES_PER_PEER_MAX per peer host and HANDSHAKES_MAX
+in all. A new connection over a bound evicts the oldest handshake in progress (of its own
+host, or of the host holding the most), rather than being refused: a stranger holding silent
+sockets for the handshake timeout then loses them to newcomers, while a real node, watchdog
+or operator (whose handshake takes milliseconds) gets in, even from the same host. The
+members' ports under `[tls] members = true` run the same loop (`MemberTlsServer`), so their
+handshakes are bounded before the gateway's admission gate sees the connection.
+
 Admin permissions (the rule is here, in one place):
 
     operator   every command (promote, promote --force, degrade, snapshot, status, depth, ...)
-    watchdog   status; promote without force (an automatic failover; forcing one is a human's call)
-    node       status, depth (read-only)
+    watchdog   status, digests; promote without force (an automatic failover; forcing one is a
+               human's call)
+    node       status, digests, depth (read-only)
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ from replica.errors import PeerRefusedError, TlsSetupError
 HANDSHAKE_TIMEOUT_SECONDS = 5.0
 REFUSAL_LOG_INTERVAL_SECONDS = 10.0
 REFUSAL_KEYS_MAX = 4096
+HANDSHAKES_MAX = 64
+HANDSHAKES_PER_PEER_MAX = 16
 STREAM_LIMIT_BYTES = 64 * 1024  # asyncio.start_server's default StreamReader limit
 
 ADMIN_PERMISSIONS: dict[str, Optional[frozenset]] = {
@@ -202,21 +213,23 @@ class RefusalLog:
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Optional[PeerIdentity]], Awaitable[None]]
 
 
-class AuthenticatedServer:
-    """A TCP server that completes mutual TLS and checks the peer's identity before it runs
-    `handle(reader, writer, identity)`; the subset of asyncio.Server the nodes use."""
+class BoundedTlsServer:
+    """A TLS server's own accept loop with handshakes in progress bounded (see the module
+    docstring); each subclass does the handshake (`_handshake`) and hands the connection
+    over (`_handed_over`). The subset of asyncio.Server the nodes use."""
 
-    def __init__(self, listener: socket.socket, handle: Handler, context: ssl.SSLContext, *, cluster_id: int,
-                 roles: frozenset, where: str, refusals: RefusalLog) -> None:
+    def __init__(self, listener: socket.socket, context: ssl.SSLContext, *, where: str,
+                 refusals: RefusalLog) -> None:
         self._listener = listener
-        self._handle = handle
         self._context = context
-        self._cluster_id = cluster_id
-        self._roles = roles
         self._where = where
         self._refusals = refusals
         self._closed = False
         self._connections: set[asyncio.Task] = set()
+        # host -> its handshake tasks in progress, oldest first.
+        self._handshaking: dict[str, list[asyncio.Task]] = {}
+        self.handshakes_evicted = 0
+        self._started: set[int] = set()  # id() of sockets whose _admit has begun
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
 
     @property
@@ -245,32 +258,115 @@ class AuthenticatedServer:
                 self._refusals.refused(("?", "?"), self._where, f"accept failed: {error}")
                 await asyncio.sleep(0.1)
                 continue
+            self._make_room(str(address[0]))
             task = loop.create_task(self._admit(connection, address))
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
+            # Evicted before its first step, _admit never ran: nothing else closes the socket.
+            task.add_done_callback(lambda done, connection=connection: done.cancelled()
+                                   and id(connection) not in self._started and connection.close())
+            self._handshaking.setdefault(str(address[0]), []).append(task)
+
+    @property
+    def handshakes_in_progress(self) -> int:
+        return sum(len(tasks) for tasks in self._handshaking.values())
+
+    def _make_room(self, host: str) -> None:
+        """Evict the oldest handshake in progress while a newcomer from host would exceed
+        a bound (cancelling the task closes its socket)."""
+        while True:
+            mine = self._handshaking.get(host, [])
+            if len(mine) >= HANDSHAKES_PER_PEER_MAX:
+                victim_host = host
+            elif self.handshakes_in_progress >= HANDSHAKES_MAX:
+                victim_host = max(self._handshaking, key=lambda name: len(self._handshaking[name]))
+            else:
+                return
+            victim = self._handshaking[victim_host][0]
+            self._handshake_done(victim_host, victim)
+            victim.cancel()
+            self.handshakes_evicted += 1
+            self._refusals.refused((victim_host, "?"), self._where, "evicted: too many TLS handshakes in progress")
+
+    def _handshake_done(self, host: str, task) -> None:
+        tasks = self._handshaking.get(host)
+        if tasks is not None and task in tasks:
+            tasks.remove(task)
+            if not tasks:
+                del self._handshaking[host]
 
     async def _admit(self, connection: socket.socket, address) -> None:
-        loop = asyncio.get_running_loop()
+        self._started.add(id(connection))
         connection.setblocking(False)
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = asyncio.StreamReader(limit=STREAM_LIMIT_BYTES)
-        protocol = asyncio.StreamReaderProtocol(reader)
         try:
-            transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol, connection, ssl=self._context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
-            )
+            handed_over = await self._handshake(connection)
         except (OSError, ssl.SSLError, asyncio.TimeoutError, EOFError) as error:
             # The transport (which owns the socket) is closed by asyncio on failure.
             self._refusals.refused(address, self._where, handshake_failure(error))
             return
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        identity = peer_identity(transport.get_extra_info("peercert"))
+        finally:
+            self._started.discard(id(connection))
+            self._handshake_done(str(address[0]), asyncio.current_task())
+        await self._handed_over(handed_over, address)
+
+    async def _handshake(self, connection: socket.socket):
+        raise NotImplementedError
+
+    async def _handed_over(self, handed_over, address) -> None:
+        raise NotImplementedError
+
+
+class AuthenticatedServer(BoundedTlsServer):
+    """Completes mutual TLS and checks the peer's identity before it runs
+    `handle(reader, writer, identity)` (the replication and admin ports)."""
+
+    def __init__(self, listener: socket.socket, handle: Handler, context: ssl.SSLContext, *, cluster_id: int,
+                 roles: frozenset, where: str, refusals: RefusalLog) -> None:
+        self._handle = handle
+        self._cluster_id = cluster_id
+        self._roles = roles
+        super().__init__(listener, context, where=where, refusals=refusals)
+
+    async def _handshake(self, connection: socket.socket):
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=STREAM_LIMIT_BYTES)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: protocol, connection, ssl=self._context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+        )
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    async def _handed_over(self, handed_over, address) -> None:
+        reader, writer = handed_over
+        identity = peer_identity(writer.get_extra_info("peercert"))
         refusal = identity_refusal(identity, self._cluster_id, self._roles)
         if refusal is not None:
             self._refusals.refused(address, self._where, refusal)
-            transport.abort()
+            writer.transport.abort()
             return
         await self._handle(reader, writer, identity)
+
+
+class MemberTlsServer(BoundedTlsServer):
+    """The members' ports under `[tls] members = true` (client gateway, feed): TLS without
+    client certificates, then `protocol_factory()`'s protocol gets the connection as from
+    loop.create_server. Through this loop rather than create_server(ssl=...) so that the
+    handshakes in progress are bounded before the port's own admission gate (which sees a
+    connection only once its handshake is done)."""
+
+    def __init__(self, listener: socket.socket, protocol_factory: Callable[[], asyncio.Protocol],
+                 context: ssl.SSLContext, *, where: str, refusals: RefusalLog) -> None:
+        self._protocol_factory = protocol_factory
+        super().__init__(listener, context, where=where, refusals=refusals)
+
+    async def _handshake(self, connection: socket.socket):
+        return await asyncio.get_running_loop().connect_accepted_socket(
+            self._protocol_factory, connection, ssl=self._context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_SECONDS,
+        )
+
+    async def _handed_over(self, handed_over, address) -> None:
+        return  # the protocol's connection_made has run: the connection is the port's
 
 
 async def start_authenticated_server(handle: Handler, host: str, port: int, context: Optional[ssl.SSLContext], *,
@@ -334,12 +430,15 @@ class NodeTls:
             if tls_config.members:
                 self.members = member_server_context(files)
 
-    def member_server_options(self) -> dict:
-        """`loop.create_server` keywords of the client gateway and the feed: TLS with a
-        bounded handshake when [tls] members = true, else none."""
+    async def serve_members(self, protocol_factory: Callable[[], asyncio.Protocol], host: str, port: int, *,
+                            backlog: int, where: str):
+        """A member port (client gateway, feed, FIX): plain create_server with TLS off for
+        members, else a MemberTlsServer (handshakes in progress bounded)."""
         if self.members is None:
-            return {}
-        return {"ssl": self.members, "ssl_handshake_timeout": HANDSHAKE_TIMEOUT_SECONDS}
+            return await asyncio.get_running_loop().create_server(protocol_factory, host, port, backlog=backlog)
+        listener = socket.create_server((host, port), backlog=backlog)
+        listener.setblocking(False)
+        return MemberTlsServer(listener, protocol_factory, self.members, where=where, refusals=self.refusals)
 
     async def serve(self, handle: Handler, host: str, port: int, *, roles: frozenset, where: str):
         return await start_authenticated_server(handle, host, port, self.server, cluster_id=self.cluster_id,

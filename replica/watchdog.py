@@ -21,8 +21,9 @@ drill can be read afterwards). It promotes only when all of these hold:
   acknowledges alone (after `degrade`, or promoted or fresh with no standby live since)
   is like async mode, so only `--force` promotes then.
 
-The adapter (`run_watchdog`) polls both admin endpoints every `timeout_ms / 5`, and sends
-`promote` to the standby when the core says so, at most once.
+The adapter (`run_watchdog`) polls both admin endpoints every `timeout_ms / 5` over one
+kept connection each (`AdminConnection`: reconnected after a failure, so a poll is not a
+TLS handshake), and sends `promote` to the standby when the core says so, at most once.
 """
 
 from __future__ import annotations
@@ -149,25 +150,60 @@ class WatchdogCore:
                                    f"everything acknowledged ({self.primary_released_sequence})")
 
 
+class AdminConnection:
+    """One kept admin connection to a node (the watchdog polls over it): connected, with
+    mutual TLS when `credentials` are given, on first use and again after any failure.
+    A poll then costs a line each way, not a TLS handshake: at timeout_ms 400 a new
+    connection per poll was some 25 handshakes a second on each node, and under load a
+    slow handshake looked like a silent primary. A request that fails or times out
+    closes the connection (a late answer must not be read as the next one's)."""
+
+    def __init__(self, address: tuple[str, int], credentials=None) -> None:
+        self.address = address
+        self.credentials = credentials
+        self.connects = 0
+        self._reader: Optional[asyncio.StreamReader] = None
+        self._writer: Optional[asyncio.StreamWriter] = None
+
+    async def request(self, request: dict, timeout: float = ADMIN_TIMEOUT_SECONDS) -> dict:
+        from replica.tls import LINK_ROLES, open_authenticated_connection
+
+        try:
+            if self._writer is None or self._writer.is_closing():
+                credentials = self.credentials
+                self._reader, self._writer, _identity = await open_authenticated_connection(
+                    self.address, None if credentials is None else credentials.context,
+                    cluster_id=None if credentials is None else credentials.cluster_id, roles=LINK_ROLES,
+                    timeout=timeout,
+                )
+                self.connects += 1
+            self._writer.write(json.dumps(request).encode() + b"\n")
+            line = await asyncio.wait_for(self._reader.readline(),
+                                          timeout if request.get("command") != "promote" else 30)
+            if not line:
+                raise ConnectionError(f"admin {self.address[0]}:{self.address[1]} closed the connection")
+            return json.loads(line)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
 async def admin_request(address: tuple[str, int], request: dict, timeout: float = ADMIN_TIMEOUT_SECONDS,
                         credentials=None) -> dict:
-    """One admin request; `credentials` (replica.tls.ClientCredentials: a watchdog,
-    operator or node certificate) for a node with TLS on, which must then show a node
-    certificate of the same cluster (PeerRefusedError otherwise). None: plain TCP."""
-    from replica.tls import LINK_ROLES, open_authenticated_connection
-
-    reader, writer, _identity = await open_authenticated_connection(
-        address, None if credentials is None else credentials.context,
-        cluster_id=None if credentials is None else credentials.cluster_id, roles=LINK_ROLES, timeout=timeout,
-    )
+    """One admin request on a connection of its own; `credentials`
+    (replica.tls.ClientCredentials: a watchdog, operator or node certificate) for a node
+    with TLS on, which must then show a node certificate of the same cluster
+    (PeerRefusedError otherwise). None: plain TCP."""
+    connection = AdminConnection(address, credentials)
     try:
-        writer.write(json.dumps(request).encode() + b"\n")
-        line = await asyncio.wait_for(reader.readline(), timeout if request.get("command") != "promote" else 30)
-        if not line:
-            raise ConnectionError(f"admin {address[0]}:{address[1]} closed the connection")
-        return json.loads(line)
+        return await connection.request(request, timeout)
     finally:
-        writer.close()
+        connection.close()
 
 
 async def run_watchdog(
@@ -202,40 +238,44 @@ async def run_watchdog(
             log(line)
             last_logged = key
 
-    while deadline is None or time.monotonic() < deadline:
-        now_ms = time.monotonic_ns() // 1_000_000
-        try:
-            core.primary_seen(await admin_request(primary, {"command": "status"}, credentials=credentials), now_ms)
-        except (OSError, asyncio.TimeoutError, ValueError, ConnectionError):
-            pass
-        try:
-            core.standby_seen(await admin_request(standby, {"command": "status"}, credentials=credentials), now_ms)
-        except (OSError, asyncio.TimeoutError, ValueError, ConnectionError):
-            pass
-        decision = core.decide(time.monotonic_ns() // 1_000_000)
-        say_once(f"{decision.action}: {decision.reason}")
-        promoted = decision.action == "done"
-        if decision.action == "promote":
-            started = time.monotonic()
+    connections = {address: AdminConnection(address, credentials) for address in (primary, standby)}
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            now_ms = time.monotonic_ns() // 1_000_000
             try:
-                # The same threshold goes to the standby's own guard (one promotion rule).
-                reply = await admin_request(standby, {"command": "promote", "force": force,
-                                                      "primary_timeout_ms": timeout_ms},
-                                            credentials=credentials)
-            except (OSError, asyncio.TimeoutError, ValueError, ConnectionError) as error:
-                # Keep watching: the standby may yet report itself primary (then "done").
-                say_once(f"promote failed: {type(error).__name__}: {error}")
-                reply = {}
-            else:
-                shown = {key: value for key, value in reply.items() if key != "elapsed_ms"}
-                say_once(f"promote -> {shown} ({(time.monotonic() - started) * 1000:.0f} ms)")
-            promoted = bool(reply.get("promoted") or reply.get("already_primary"))
-        if promoted:
-            if once:
-                return 0
-            primary, standby = standby, primary
-            core = WatchdogCore(timeout_ms, force=force)
-            say_once(f"re-armed: watching primary {primary[0]}:{primary[1]} and standby {standby[0]}:{standby[1]} "
-                     "(the old primary, once it has rejoined)")
-        await asyncio.sleep(period)
-    return 0
+                core.primary_seen(await connections[primary].request({"command": "status"}), now_ms)
+            except (OSError, asyncio.TimeoutError, ValueError, ConnectionError):
+                pass
+            try:
+                core.standby_seen(await connections[standby].request({"command": "status"}), now_ms)
+            except (OSError, asyncio.TimeoutError, ValueError, ConnectionError):
+                pass
+            decision = core.decide(time.monotonic_ns() // 1_000_000)
+            say_once(f"{decision.action}: {decision.reason}")
+            promoted = decision.action == "done"
+            if decision.action == "promote":
+                started = time.monotonic()
+                try:
+                    # The same threshold goes to the standby's own guard (one promotion rule).
+                    reply = await connections[standby].request({"command": "promote", "force": force,
+                                                                "primary_timeout_ms": timeout_ms})
+                except (OSError, asyncio.TimeoutError, ValueError, ConnectionError) as error:
+                    # Keep watching: the standby may yet report itself primary (then "done").
+                    say_once(f"promote failed: {type(error).__name__}: {error}")
+                    reply = {}
+                else:
+                    shown = {key: value for key, value in reply.items() if key != "elapsed_ms"}
+                    say_once(f"promote -> {shown} ({(time.monotonic() - started) * 1000:.0f} ms)")
+                promoted = bool(reply.get("promoted") or reply.get("already_primary"))
+            if promoted:
+                if once:
+                    return 0
+                primary, standby = standby, primary
+                core = WatchdogCore(timeout_ms, force=force)
+                say_once(f"re-armed: watching primary {primary[0]}:{primary[1]} and standby {standby[0]}:{standby[1]} "
+                         "(the old primary, once it has rejoined)")
+            await asyncio.sleep(period)
+        return 0
+    finally:
+        for connection in connections.values():
+            connection.close()

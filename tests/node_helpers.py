@@ -32,6 +32,9 @@ from typing import Optional
 
 import pytest
 
+# One port helper for drill, benchmarks and tests (below the ephemeral range: issue 16).
+from tools.ports import free_ports  # noqa: F401 - the tests take it from here
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 START_TIMEOUT_SECONDS = 30.0
@@ -94,19 +97,6 @@ def node_server_ssl(cluster_id: int = 1, node: str = "c"):
 def run(coroutine, timeout: float = 30.0):
     """Run a coroutine to completion on a fresh event loop, failing after `timeout` s."""
     return asyncio.run(asyncio.wait_for(coroutine, timeout))
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((HOST, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _toml_value(value) -> str:

@@ -102,13 +102,27 @@ def test_promote_force_beside_a_live_primary_fences_it_so_one_node_acknowledges(
     assert run(place_orders(standby, 50, prefix="after"), timeout=60) == 50
 
 
+def test_tests_and_benchmarks_take_their_ports_below_the_ephemeral_range_from_the_one_helper():
+    import tools.bench_failover
+    import tools.bench_fix
+    import node_helpers
+    from tools.ports import LOWEST_PORT, ephemeral_port_range, free_ports
+
+    low, _high = ephemeral_port_range()
+    assert node_helpers.free_ports is free_ports
+    assert tools.bench_failover.free_ports is free_ports and tools.bench_fix.free_ports is free_ports
+    for _ in range(20):
+        ports = free_ports(4)
+        assert len(set(ports)) == 4 and all(LOWEST_PORT <= port < low for port in ports), ports
+
+
 def test_the_drill_takes_its_ports_below_the_ephemeral_range_and_refuses_taken_ones():
     import socket
 
-    from tools.drill import LOWEST_PORT, _free_port_base, ephemeral_port_range, ports_free
+    from tools.ports import LOWEST_PORT, ephemeral_port_range, free_port_base, ports_free
 
     low, _high = ephemeral_port_range()
-    base = _free_port_base()
+    base = free_port_base(8)
     assert LOWEST_PORT <= base and base + 8 <= low and ports_free(base, 8)
     listener = socket.socket()
     try:
@@ -120,3 +134,17 @@ def test_the_drill_takes_its_ports_below_the_ephemeral_range_and_refuses_taken_o
         assert result.returncode == 2 and "not all free" in result.stderr, result.stderr
     finally:
         listener.close()
+
+
+def test_a_watchdog_asking_for_a_one_ms_threshold_cannot_switch_the_alive_guard_off(cluster):
+    primary = cluster.primary("primary")
+    standby = cluster.standby("standby", primary.replication)
+    assert run(place_orders(primary, 20), timeout=60) == 20
+    wait_caught_up(primary, standby)
+    # A beat is always less than 1.5 beat periods old on a live link; with the request's
+    # 1 ms taken at its word, the guard would let this promotion through.
+    for _attempt in range(5):
+        reply = standby.admin({"command": "promote", "primary_timeout_ms": 1}, holder="watchdog")
+        assert reply["promoted"] is False and "the primary is alive" in reply["error"], reply
+    assert standby.status()["role"] == "standby"
+    assert primary.running

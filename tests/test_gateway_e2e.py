@@ -162,9 +162,11 @@ def test_an_idle_session_is_heartbeated_tested_then_cut_while_a_live_client_stay
     assert 0.7 <= elapsed < 5.0, elapsed  # 4 intervals of 200 ms, at the gateway tick's precision
 
     async def live_client():
-        client = await connect(node, "M2", heartbeat_interval_ms=200)
+        # 1000 ms: cut after 4 s of silence, so a heartbeat delayed by a loaded CI loop
+        # still arrives in time (at 200 ms, 800 ms of delay cut a live client).
+        client = await connect(node, "M2", heartbeat_interval_ms=1000)
         try:
-            await asyncio.sleep(1.5)  # silent but for its heartbeats: never cut
+            await asyncio.sleep(5.0)  # silent but for its heartbeats, past 4 intervals: never cut
             assert client.reconnects == 0
             answer = await client.mass_cancel()  # nothing to cancel: answered all the same
             assert type(answer).__name__ == "MassCancelCompleted" and answer.cancelled_count == 0

@@ -188,6 +188,35 @@ def test_failures_are_logged_once_per_peer_per_interval_with_counters():
     assert guard.due_log_lines(30 * SECOND_NS) == []
 
 
+def test_a_tick_looks_only_at_the_peers_due_a_line_not_at_every_remembered_one():
+    from collections import OrderedDict
+
+    class CountingPeers(OrderedDict):
+        scans = 0
+
+        def items(self):
+            CountingPeers.scans += 1
+            return super().items()
+
+        def values(self):
+            CountingPeers.scans += 1
+            return super().values()
+
+    guard = LogonGuard()
+    for index in range(100_000):
+        assert guard.failed(f"10.{index >> 16}.{(index >> 8) & 255}.{index & 255}", "M1", 0) is not None
+    held = ["10.0.0.7", "10.0.1.9", "10.1.2.3"]
+    for peer in held:
+        assert guard.failed(peer, "M1", SECOND_NS) is None
+    guard.peers = CountingPeers(guard.peers)
+    for tick in range(1, 100):  # every 100 ms up to 9.9 s: nothing due yet
+        assert guard.due_log_lines(tick * 100 * MS_NS) == []
+    lines = guard.due_log_lines(10 * SECOND_NS)
+    assert sorted(line.split(":")[0] for line in lines) == [f"failed logons from {peer}" for peer in sorted(held)]
+    assert guard.due_log_lines(11 * SECOND_NS) == []
+    assert CountingPeers.scans == 0
+
+
 def test_the_guard_remembers_a_bounded_number_of_peers():
     guard = LogonGuard(LogonGuardSettings(peers_max=100))
     for index in range(1000):
@@ -280,6 +309,20 @@ def test_a_connection_that_does_not_log_on_in_time_is_cut():
     core.tick(5000 * MS_NS)
     assert core.take_closing() == [(7, "logon_timeout")]
     assert core.take_outbox()[7][-1].reason == "logon_timeout"
+
+
+def test_the_logon_timeout_stops_while_reads_are_paused_and_counts_from_the_resume():
+    core = make_core(logon_timeout_ms=5000)
+    core.session_opened(7, 0, "before")
+    core.inbound_paused(True, 1000 * MS_NS)  # the in-flight window is full: we stop reading
+    core.session_opened(8, 2000 * MS_NS, "during")
+    core.tick(60_000 * MS_NS)  # a minute we could not hear them: no fault of theirs
+    assert not core.take_closing()
+    core.inbound_paused(False, 60_000 * MS_NS)
+    core.tick(64_999 * MS_NS)
+    assert not core.take_closing()
+    core.tick(65_000 * MS_NS)  # a whole timeout after the resume
+    assert sorted(core.take_closing()) == [(7, "logon_timeout"), (8, "logon_timeout")]
 
 
 def test_an_idle_session_gets_a_test_request_then_is_cut_and_traffic_resets_it():

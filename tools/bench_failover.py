@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Optional
 
 from replica.config import WindowConfig
+from tools.ports import free_ports
 
 from tools.latency import percentile
 
@@ -68,19 +69,6 @@ def _die_with_parent() -> None:  # in the child between fork and exec
         pass
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((HOST, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 class _Node:
     """One node's data directory, config, log and (while running) process."""
 
@@ -98,7 +86,7 @@ class _Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = root / f"{name}.log"
         self.config_path = root / f"{name}.toml"
-        client, feed, replication_port, admin = _free_ports(4)
+        client, feed, replication_port, admin = free_ports(4)
         self.client = (HOST, client)
         self.replication = (HOST, replication_port)
         self.admin = (HOST, admin)

@@ -36,7 +36,8 @@ from typing import Optional
 from replica.client import OrderClient
 from replica.fix_codec import FixStreamReader, encode_message, utc_timestamp
 from replica.fix_ledger import format_decimal, rebuild_ledger
-from tools.bench_failover import HOST, _free_ports, _Node, _write_workload_journal
+from tools.bench_failover import HOST, _Node, _write_workload_journal
+from tools.ports import free_ports
 
 PRICE_BASE = 18_000  # AAPL's reference is 19000 (band 10%): buys here rest, never cross
 PRICE_LEVELS = 500
@@ -179,7 +180,7 @@ def run_fix_benchmark(orders: int, window: int, latency_orders: int, durability:
                       workdir: Optional[str] = None, rebuild_records: int = 200_000) -> dict:
     root = Path(tempfile.mkdtemp(prefix="twinbook-bench-fix-", dir=workdir))
     node = _Node(root, "primary", durability=durability)
-    fix_port = _free_ports(1)[0]
+    fix_port = free_ports(1)[0]
     with open(node.config_path, "a", encoding="utf-8") as handle:
         handle.write(f"[fix]\nport = {fix_port}\n")
     try:

@@ -27,7 +27,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from replica.watchdog import admin_request
 from statemachine import Exchange, OrderAccepted
 from statemachine.codec import decode_command
 from statemachine.events import OrderRejected
+from tools.ports import free_port_base, ports_free
 
 from tools.latency import percentile
 
@@ -52,54 +52,6 @@ START_TIMEOUT_SECONDS = 20.0
 
 
 PORTS_PER_NODE = 4
-# The drill's nodes take ports below the kernel's ephemeral range: an outgoing
-# connection (a client, the watchdog's polls, the replication link) is given a port
-# from that range, and one given a port a standby binds only at promotion made that
-# promotion fail (EADDRINUSE). Below it, only another listener can take one.
-LOWEST_PORT = 10000
-EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
-
-
-def ephemeral_port_range() -> tuple[int, int]:
-    """The kernel's ephemeral port range (Linux's default when it cannot be read)."""
-    try:
-        with open(EPHEMERAL_RANGE_FILE, encoding="ascii") as file:
-            low, high = (int(field) for field in file.read().split())
-        return low, high
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def _free_port_base(count: int = 2 * PORTS_PER_NODE) -> int:
-    """A base port with `count` consecutive free loopback ports, all below the
-    ephemeral range (see LOWEST_PORT)."""
-    low, _high = ephemeral_port_range()
-    top = low - count
-    if top <= LOWEST_PORT:
-        raise RuntimeError(f"the ephemeral port range starts at {low}: no room below it for the drill; "
-                           "give --port-base")
-    rng = random.Random(os.getpid() ^ time.time_ns())
-    for _ in range(200):
-        base = rng.randrange(LOWEST_PORT, top)
-        if ports_free(base, count):
-            return base
-    raise RuntimeError(f"no {count} consecutive free loopback ports found below {low}")
-
-
-def ports_free(base: int, count: int) -> bool:
-    """Whether `count` loopback ports from `base` can be bound now."""
-    sockets = []
-    try:
-        for offset in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", base + offset))
-            sockets.append(sock)
-        return True
-    except OSError:
-        return False
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class DrillPortsTaken(RuntimeError):
@@ -265,7 +217,7 @@ async def run_drill(seconds: float = 24.0, keep: Optional[str] = None, rate_per_
     run below the ephemeral range when not given); the watchdog's timeout is
     `timeout_ms`."""
     if port_base is None:
-        port_base = _free_port_base()
+        port_base = free_port_base(2 * PORTS_PER_NODE)
     elif not ports_free(port_base, 2 * PORTS_PER_NODE):
         raise DrillPortsTaken(f"ports {port_base}..{port_base + 2 * PORTS_PER_NODE - 1} are not all free")
     root = keep or tempfile.mkdtemp(prefix="twinbook-demo-")

@@ -373,8 +373,9 @@ class SimulatedNode:
                 digest_sequence, digest = self.core.digests.latest
                 self._send_link(PrimaryBeat(self.writer.epoch, self.writer.last_sequence, self.durable_sequence,
                                             self.core.released_sequence, digest_sequence, digest))
-        for session_id in list(self.sessions):
-            self.core.heartbeat(session_id)
+        # The gateway's own timers, as the real node's tick runs them: logon timeouts,
+        # held logons, heartbeats at each session's interval, test requests, idle cuts.
+        self.core.tick(self.simulator.now_ns)
         self._flush()
         self.later(BEAT_PERIOD_NS, self._beat)
 
