@@ -36,6 +36,7 @@ cdef class Book:
 cdef class Exchange:
     cdef public bint book_updates
     cdef public object rules_version, _iceberg_tranches_max
+    cdef public bint _text_bounded
     cdef public object last_sequence, last_timestamp_ns
     cdef public long long next_order_id, next_trade_id, _arrival_stamp, _capacity
     cdef public uint128 _digest_sum

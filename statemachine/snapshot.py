@@ -9,7 +9,7 @@ and trade ids, the same FIFO order in every level (arrival stamps included, so t
 incremental digest agrees too), the same untriggered stops, the same hidden quantity of
 icebergs and the same memory of used client order ids.
 
-Layout (msgpack, version 3): one array
+Layout (msgpack, version 4): one array
 
     [version, last_sequence, last_timestamp_ns, next_order_id, next_trade_id,
      arrival_stamp, digest_sum (signed little-endian bytes), instruments, placed_orders,
@@ -22,7 +22,10 @@ Layout (msgpack, version 3): one array
     bid_levels, ask_levels, buy_stops, sell_stops]`; a level is
   `[price, head, tail, visible_total, order_count]`, best first; stops are
   `[sort key, order id]` in the book's own order;
-* placed_orders: the `PlaceOrder` command of every accepted order, order id 1 first;
+* placed_orders: the `PlaceOrder` command of every open order and nil for every closed
+  one (a closed order keeps no command), order id 1 first; version 3 of this layout
+  held every accepted order's command, which made a snapshot grow with every order ever
+  placed;
 * client_order_ids: member -> {client order id -> order id}, both in order-id order;
 * then one dense list per column, entry i for order id i + 1 (the order's side with the
   stop flag, price, visible and hidden quantity, digest weight, prev and next in its
@@ -59,7 +62,7 @@ from statemachine.exchange import (
 )
 from statemachine.version import REPLAYABLE_RULES_VERSIONS
 
-STATE_FORMAT_VERSION = 3
+STATE_FORMAT_VERSION = 4
 
 
 class _Instrument(msgspec.Struct, array_like=True, gc=False):
@@ -85,7 +88,7 @@ class _State(msgspec.Struct, array_like=True):
     arrival_stamp: int
     digest_sum: bytes  # signed little-endian: the sum is wider than msgpack's integers
     instruments: list[_Instrument]
-    placed_orders: list[PlaceOrder]
+    placed_orders: list[Optional[PlaceOrder]]
     client_order_ids: dict[str, dict[str, int]]
     side: list[int]
     price: list[int]
@@ -237,7 +240,9 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
         book.buy_stops = [tuple(entry) for entry in instrument.buy_stops]
         book.sell_stops = [tuple(entry) for entry in instrument.sell_stops]
         exchange.books[instrument.symbol] = book
-    unknown = {cmd.symbol for cmd in state.placed_orders} - exchange.books.keys()
+    if any((cmd is None) != (not visible) for cmd, visible in zip(state.placed_orders, state.open)):
+        raise SnapshotFormatError("snapshot state holds a command for a closed order or none for an open one")
+    unknown = {cmd.symbol for cmd in state.placed_orders if cmd is not None} - exchange.books.keys()
     if unknown:
         raise SnapshotFormatError(f"snapshot orders name unknown symbols {sorted(unknown)}")
     return exchange
