@@ -247,13 +247,13 @@ def _place(draw, ctx: StreamContext, member: Optional[str] = None) -> PlaceOrder
     if _chance(draw, 3) and ctx.coids.get(member):
         known = ctx.coids[member]
         client_order_id = known[_index(draw, len(known))]  # duplicate
-    elif _chance(draw, 25):
+    elif _chance(draw, 4):
         # Rules version 3 bounds ids: the longest valid one, and each way to break it.
         client_order_id = _one_of(draw, ("i" * 64, "i" * 65, "tab\tid", "caf\u00e9", "del\x7f"))
     else:
         client_order_id = ctx.fresh_coid()
     symbol = spec.symbol
-    if _chance(draw, 40):
+    if _chance(draw, 2):
         symbol = _one_of(draw, ("S" * 17, "S\x00"))
     roll = draw(_PERCENT)
     order_type = "limit" if roll < 62 else "market" if roll < 76 else "stop_limit" if roll < 89 else "stop"
