@@ -323,6 +323,10 @@ class Exchange:
         self._client_order_ids: dict[str, dict[str, int]] = {}
         self._capacity = 0
         self._cmd: list = []
+        # order id -> the client-order-id dict of the member who placed it (one shared
+        # object per member, so 8 bytes per order and no object): who owns an order,
+        # kept after its command goes, for `order_state`.
+        self._owner: list = []
         # The integer columns, in COLUMN_NAMES order; `_side`, `_price`, ... are the same
         # arrays under their own names (typed views of them in a compiled build).
         self._columns: tuple = tuple(array("q") for _ in COLUMN_NAMES)
@@ -341,6 +345,7 @@ class Exchange:
         count = max(COLUMN_CHUNK, end - self._capacity)
         self._capacity += count
         self._cmd.extend([None] * count)
+        self._owner.extend([None] * count)
         zeros = bytes(8 * count)
         self._side = self._price = self._open = self._hidden = None
         self._arrival = self._prev = self._next = None
@@ -457,6 +462,7 @@ class Exchange:
             if oid >= self._capacity:
                 self._reserve(oid + 1)
             self._cmd[oid] = cmd
+            self._owner[oid] = ids
             events.append(OrderAccepted(
                 seq, oid, member, client_order_id, book.symbol, side_name, qty, price
             ))
@@ -526,6 +532,7 @@ class Exchange:
             if ids is None:
                 ids = self._client_order_ids[member] = {}
             ids[client_order_id] = oid
+            self._owner[oid] = ids
             events.append(OrderAccepted(
                 seq, oid, member, client_order_id, book.symbol, side_name, qty, None
             ))
@@ -594,6 +601,7 @@ class Exchange:
         if ids is None:
             ids = self._client_order_ids[member] = {}
         ids[cmd.client_order_id] = oid
+        self._owner[oid] = ids
         tif = cmd.tif or "gtc"
         events.append(OrderAccepted(
             seq, oid, member, cmd.client_order_id, book.symbol, cmd.side, qty,
@@ -1436,12 +1444,18 @@ class Exchange:
         if not 0 < oid < self.next_order_id:
             return None
         status = self.status_of(oid)
-        # A closed order's command is gone: who placed it is in the events, not here.
+        # A closed order's command is gone (its symbol and side with it); its owner is
+        # found among the members' id dicts (few, so a short walk).
         cmd = self._cmd[oid]
+        if cmd is not None:
+            member = cmd.member
+        else:
+            owner = self._owner[oid]
+            member = next(name for name, ids in self._client_order_ids.items() if ids is owner)
         return {
             "order_id": oid,
             "status": ("closed", "resting", "pending_stop")[status],
-            "member": cmd.member if cmd is not None else None,
+            "member": member,
             "symbol": cmd.symbol if cmd is not None else None,
             "side": cmd.side if cmd is not None else None,
             "stop_price": self._price[oid] if status == PENDING_STOP else None,

@@ -15,7 +15,7 @@ Layout (msgpack, version 4): one array
      arrival_stamp, digest_sum (signed little-endian bytes), instruments, placed_orders,
      client_order_ids,
      side, price, open, hidden, weight, prev, next,
-     rules_version]
+     rules_version, owner]
 
 * instruments: sorted by symbol, each
   `[symbol, tick_size, lot_size, band_bps, reference_price, last_trade_price, halted,
@@ -31,7 +31,10 @@ Layout (msgpack, version 4): one array
   stop flag, price, visible and hidden quantity, digest weight, prev and next in its
   level); for a closed order price, weight, prev and next are 0;
 * rules_version: the matching-rules version the exchange applies (statemachine/version.py),
-  set by the journal's rules checkpoints; version 2 of this layout had no such field.
+  set by the journal's rules checkpoints; version 2 of this layout had no such field;
+* owner: one dense list, entry i the member who placed order id i + 1, as its position
+  among the members of client_order_ids (new in version 4: a closed order's command,
+  which named its member, is no longer kept).
 
 Why dense columns: restoring is then one slice assignment per column, done in C, instead
 of a Python statement per field per order, which is what made version 1 slow to load
@@ -98,6 +101,7 @@ class _State(msgspec.Struct, array_like=True):
     prev: list[int]
     next: list[int]
     rules_version: int
+    owner: list[int]
 
 
 class _Version(msgspec.Struct, array_like=True):
@@ -141,6 +145,7 @@ def encode_state(exchange: Exchange) -> bytes:
     # weight (`arrival * 2**41 + price`) is what the layout stores; the exchange keeps
     # the arrival stamp and derives it. The digest sum is recomputed here exactly (the
     # exchange keeps it modulo 2**128), so the bytes do not depend on the build.
+    position = {id(ids): index for index, ids in enumerate(exchange._client_order_ids.values())}
     weight_column = [0] * len(open_column)
     digest_sum = 0
     for index, visible in enumerate(open_column):
@@ -160,6 +165,7 @@ def encode_state(exchange: Exchange) -> bytes:
         instruments, exchange._cmd[1:end], exchange._client_order_ids,
         side_column, price_column, open_column, hidden_column, weight_column, prev_column, next_column,
         exchange.rules_version,
+        [position[id(owner)] for owner in exchange._owner[1:end]],
     )
     return _encoder.encode(state)
 
@@ -191,7 +197,7 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
         raise SnapshotFormatError(f"snapshot state does not decode: {error}") from None
     end = state.next_order_id
     columns = (state.side, state.price, state.open, state.hidden, state.weight, state.prev, state.next)
-    if end < 1 or len(state.placed_orders) != end - 1 or any(len(column) != end - 1 for column in columns):
+    if end < 1 or len(state.placed_orders) != end - 1 or any(len(column) != end - 1 for column in columns + (state.owner,)):
         raise SnapshotFormatError("snapshot state lists do not match its next order id")
     if state.rules_version not in REPLAYABLE_RULES_VERSIONS:
         raise SnapshotFormatError(
@@ -221,6 +227,10 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
         raise SnapshotFormatError("snapshot state column value outside 64 bits") from None
     exchange._adopt_columns()
     exchange._client_order_ids = state.client_order_ids
+    owners = list(state.client_order_ids.values())
+    if any(not 0 <= index < len(owners) for index in state.owner):
+        raise SnapshotFormatError("snapshot state names an order's owner outside its members")
+    exchange._owner[1:end] = [owners[index] for index in state.owner]
     for instrument in state.instruments:
         book = Book(
             instrument.symbol, instrument.tick_size, instrument.lot_size,
