@@ -41,7 +41,7 @@ cdef class Exchange:
     cdef public long long next_order_id, next_trade_id, _arrival_stamp, _capacity
     cdef public uint128 _digest_sum
     cdef public dict books, _client_order_ids
-    cdef public list _cmd, _owner
+    cdef public list _cmd, _owner, _order_book
     cdef public tuple _columns
     cdef public object _touched
     cdef object _last_symbol

@@ -325,8 +325,10 @@ class Exchange:
         self._cmd: list = []
         # order id -> the client-order-id dict of the member who placed it (one shared
         # object per member, so 8 bytes per order and no object): who owns an order,
-        # kept after its command goes, for `order_state`.
+        # kept after its command goes, for `order_state`; and its Book (one per
+        # instrument), for the same reason.
         self._owner: list = []
+        self._order_book: list = []
         # The integer columns, in COLUMN_NAMES order; `_side`, `_price`, ... are the same
         # arrays under their own names (typed views of them in a compiled build).
         self._columns: tuple = tuple(array("q") for _ in COLUMN_NAMES)
@@ -346,6 +348,7 @@ class Exchange:
         self._capacity += count
         self._cmd.extend([None] * count)
         self._owner.extend([None] * count)
+        self._order_book.extend([None] * count)
         zeros = bytes(8 * count)
         self._side = self._price = self._open = self._hidden = None
         self._arrival = self._prev = self._next = None
@@ -463,6 +466,7 @@ class Exchange:
                 self._reserve(oid + 1)
             self._cmd[oid] = cmd
             self._owner[oid] = ids
+            self._order_book[oid] = book
             events.append(OrderAccepted(
                 seq, oid, member, client_order_id, book.symbol, side_name, qty, price
             ))
@@ -533,6 +537,7 @@ class Exchange:
                 ids = self._client_order_ids[member] = {}
             ids[client_order_id] = oid
             self._owner[oid] = ids
+            self._order_book[oid] = book
             events.append(OrderAccepted(
                 seq, oid, member, client_order_id, book.symbol, side_name, qty, None
             ))
@@ -602,6 +607,7 @@ class Exchange:
             ids = self._client_order_ids[member] = {}
         ids[cmd.client_order_id] = oid
         self._owner[oid] = ids
+        self._order_book[oid] = book
         tif = cmd.tif or "gtc"
         events.append(OrderAccepted(
             seq, oid, member, cmd.client_order_id, book.symbol, cmd.side, qty,
@@ -1444,20 +1450,18 @@ class Exchange:
         if not 0 < oid < self.next_order_id:
             return None
         status = self.status_of(oid)
-        # A closed order's command is gone (its symbol and side with it); its owner is
-        # found among the members' id dicts (few, so a short walk).
-        cmd = self._cmd[oid]
-        if cmd is not None:
-            member = cmd.member
-        else:
-            owner = self._owner[oid]
-            member = next(name for name, ids in self._client_order_ids.items() if ids is owner)
+        # A closed order's command is gone; its owner is found among the members' id
+        # dicts (few, so a short walk), its symbol from its book, its side from its
+        # column (kept, with the stop flag, for closed orders too).
+        owner = self._owner[oid]
+        member = next(name for name, ids in self._client_order_ids.items() if ids is owner)
+        side_name = SIDE_NAMES[self._side[oid] & 1]
         return {
             "order_id": oid,
             "status": ("closed", "resting", "pending_stop")[status],
             "member": member,
-            "symbol": cmd.symbol if cmd is not None else None,
-            "side": cmd.side if cmd is not None else None,
+            "symbol": self._order_book[oid].symbol,
+            "side": side_name,
             "stop_price": self._price[oid] if status == PENDING_STOP else None,
             "price": self._price[oid] if status else None,
             "visible_qty": self._open[oid],

@@ -119,6 +119,8 @@ def check_invariants(exchange: Exchange) -> None:
             if cmd is not None:
                 _fail(f"closed order {oid} still holds its command")
             continue
+        if exchange._order_book[oid] is not exchange.books.get(cmd.symbol):
+            _fail(f"order {oid}: its book is not the book of {cmd.symbol!r}")
         if exchange._client_order_ids.get(cmd.member) is not owner:
             _fail(f"order {oid}: its owner is not the id dict of {cmd.member!r}")
         if exchange._client_order_ids.get(cmd.member, {}).get(cmd.client_order_id) != oid:

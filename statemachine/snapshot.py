@@ -15,7 +15,7 @@ Layout (msgpack, version 4): one array
      arrival_stamp, digest_sum (signed little-endian bytes), instruments, placed_orders,
      client_order_ids,
      side, price, open, hidden, weight, prev, next,
-     rules_version, owner]
+     rules_version, owner, instrument]
 
 * instruments: sorted by symbol, each
   `[symbol, tick_size, lot_size, band_bps, reference_price, last_trade_price, halted,
@@ -34,7 +34,9 @@ Layout (msgpack, version 4): one array
   set by the journal's rules checkpoints; version 2 of this layout had no such field;
 * owner: one dense list, entry i the member who placed order id i + 1, as its position
   among the members of client_order_ids (new in version 4: a closed order's command,
-  which named its member, is no longer kept).
+  which named its member, is no longer kept);
+* instrument: one dense list, entry i the instrument of order id i + 1, as its position
+  in instruments (new in version 4, for the same reason).
 
 Why dense columns: restoring is then one slice assignment per column, done in C, instead
 of a Python statement per field per order, which is what made version 1 slow to load
@@ -102,6 +104,7 @@ class _State(msgspec.Struct, array_like=True):
     next: list[int]
     rules_version: int
     owner: list[int]
+    instrument: list[int]
 
 
 class _Version(msgspec.Struct, array_like=True):
@@ -146,6 +149,7 @@ def encode_state(exchange: Exchange) -> bytes:
     # the arrival stamp and derives it. The digest sum is recomputed here exactly (the
     # exchange keeps it modulo 2**128), so the bytes do not depend on the build.
     position = {id(ids): index for index, ids in enumerate(exchange._client_order_ids.values())}
+    book_position = {id(exchange.books[symbol]): index for index, symbol in enumerate(sorted(exchange.books))}
     weight_column = [0] * len(open_column)
     digest_sum = 0
     for index, visible in enumerate(open_column):
@@ -166,6 +170,7 @@ def encode_state(exchange: Exchange) -> bytes:
         side_column, price_column, open_column, hidden_column, weight_column, prev_column, next_column,
         exchange.rules_version,
         [position[id(owner)] for owner in exchange._owner[1:end]],
+        [book_position[id(book)] for book in exchange._order_book[1:end]],
     )
     return _encoder.encode(state)
 
@@ -197,7 +202,7 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
         raise SnapshotFormatError(f"snapshot state does not decode: {error}") from None
     end = state.next_order_id
     columns = (state.side, state.price, state.open, state.hidden, state.weight, state.prev, state.next)
-    if end < 1 or len(state.placed_orders) != end - 1 or any(len(column) != end - 1 for column in columns + (state.owner,)):
+    if end < 1 or len(state.placed_orders) != end - 1 or any(len(column) != end - 1 for column in columns + (state.owner, state.instrument)):
         raise SnapshotFormatError("snapshot state lists do not match its next order id")
     if state.rules_version not in REPLAYABLE_RULES_VERSIONS:
         raise SnapshotFormatError(
@@ -255,4 +260,10 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
     unknown = {cmd.symbol for cmd in state.placed_orders if cmd is not None} - exchange.books.keys()
     if unknown:
         raise SnapshotFormatError(f"snapshot orders name unknown symbols {sorted(unknown)}")
+    books = [exchange.books[instrument.symbol] for instrument in state.instruments]
+    if any(not 0 <= index < len(books) for index in state.instrument):
+        raise SnapshotFormatError("snapshot state names an order's instrument outside its instruments")
+    exchange._order_book[1:end] = [books[index] for index in state.instrument]
+    if any(cmd is not None and cmd.symbol != book.symbol for cmd, book in zip(state.placed_orders, exchange._order_book[1:end])):
+        raise SnapshotFormatError("snapshot state names an order's instrument other than its command's")
     return exchange

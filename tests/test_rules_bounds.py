@@ -105,7 +105,7 @@ def test_an_order_that_never_rests_keeps_no_command():
     ])
     assert [s.order_state(oid)["status"] for oid in range(1, 7)] == ["closed"] * 6
     assert s.exchange._cmd[1:7] == [None] * 6
-    assert (s.order_state(2)["member"], s.order_state(2)["symbol"]) == ("A", None)
+    assert (s.order_state(2)["member"], s.order_state(2)["symbol"], s.order_state(2)["side"]) == ("A", "X", "sell")
 
 
 def test_a_closed_order_answers_cancel_and_replace_as_unknown():
@@ -171,5 +171,5 @@ def test_a_closed_order_still_names_its_owner_also_after_a_snapshot():
     restored = decode_state(encode_state(s.exchange))
     for exchange in (s.exchange, restored):
         assert exchange.order_state(1)["member"] == "B"
-        assert exchange.order_state(1)["symbol"] is None
+        assert (exchange.order_state(1)["symbol"], exchange.order_state(1)["side"]) == ("X", "buy")
         assert exchange.order_state(2)["member"] == "C"
