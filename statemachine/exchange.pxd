@@ -36,11 +36,12 @@ cdef class Book:
 cdef class Exchange:
     cdef public bint book_updates
     cdef public object rules_version, _iceberg_tranches_max
+    cdef public bint _text_bounded
     cdef public object last_sequence, last_timestamp_ns
     cdef public long long next_order_id, next_trade_id, _arrival_stamp, _capacity
     cdef public uint128 _digest_sum
     cdef public dict books, _client_order_ids
-    cdef public list _cmd
+    cdef public list _cmd, _owner, _order_book
     cdef public tuple _columns
     cdef public object _touched
     cdef object _last_symbol

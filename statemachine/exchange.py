@@ -14,7 +14,9 @@ How the book is stored (the hot path):
   stamp, previous/next order in the level; `array("q")`, which a compiled build reads
   through typed views at C speed). No Python object is created per resting order: the
   command that placed it already exists and is kept (in `_cmd`) for its immutable
-  fields (member, client order id, symbol, tif, stp, display quantity). Columns grow by
+  fields (member, client order id, symbol, tif, stp, display quantity) while the order
+  is open; an order that closes (filled, cancelled, never rested) lets its command go,
+  so a closed order costs its columns and its client order id memory only. Columns grow by
   whole chunks, so accepting an order rarely resizes them, and they hold no objects the
   garbage collector tracks.
 * A price level is a `Level` (head, tail, visible total, order count); the orders of a
@@ -105,7 +107,16 @@ ICEBERG_TRANCHES_MAX = 10_000
 
 # The tranche bound each rules version applies (version 1 had none: a display of one lot
 # times VALUE_MAX covers every valid quantity, so the check never fires).
-_ICEBERG_TRANCHES_MAX_BY_RULES_VERSION = {1: VALUE_MAX, 2: ICEBERG_TRANCHES_MAX}
+_ICEBERG_TRANCHES_MAX_BY_RULES_VERSION = {1: VALUE_MAX, 2: ICEBERG_TRANCHES_MAX, 3: ICEBERG_TRANCHES_MAX}
+
+# From rules version 3, a client order id is at most CLIENT_ORDER_ID_BYTES_MAX and a
+# symbol at most SYMBOL_BYTES_MAX printable ASCII characters (0x20..0x7E, so a character
+# is a byte), the bounds the gateway applies before sequencing (replica/gateway.py). As
+# rules they hold for every record of the journal, whoever wrote it, and they bound what
+# the exchange remembers per order: the client order id of every accepted order is kept
+# for ever (its duplicate rule), so its size is a rule, not a courtesy of the gateway.
+CLIENT_ORDER_ID_BYTES_MAX = 64
+SYMBOL_BYTES_MAX = 16
 
 BUY = 0
 SELL = 1
@@ -245,6 +256,16 @@ def _valid_value(value: int, multiple: int) -> bool:
     return 0 < value <= VALUE_MAX and value % multiple == 0
 
 
+def _text_problem(value: str, name: str, bytes_max: int) -> Optional[str]:
+    """The reject reason when `value` is not at most `bytes_max` printable ASCII
+    characters (`<name>_too_long` or `<name>_not_printable`), else None."""
+    if len(value) > bytes_max:
+        return name + "_too_long"
+    if not (value.isascii() and value.isprintable()):
+        return name + "_not_printable"
+    return None
+
+
 def _band_keys(band: Optional[tuple[int, int]], side: int) -> tuple[int, int]:
     """The band (lo, hi) as (minimum key, maximum key) for an incoming order of `side`.
 
@@ -283,6 +304,7 @@ class Exchange:
         self.book_updates = book_updates
         self.rules_version = rules_version
         self._iceberg_tranches_max = _ICEBERG_TRANCHES_MAX_BY_RULES_VERSION[rules_version]
+        self._text_bounded = rules_version >= 3
         self.last_sequence = 0
         self.last_timestamp_ns = 0
         self.next_order_id = 1
@@ -296,10 +318,17 @@ class Exchange:
         # are never removed or replaced, so the pair stays true.
         self._last_symbol: Optional[str] = None
         self._last_book: Optional[Book] = None
-        # member -> {client order id -> order id}: every id ever accepted, for ever.
+        # member -> {client order id -> order id}: every id ever accepted, for ever (the
+        # exact strings: docs/ARCHITECTURE.md "The dedupe memory of client order ids").
         self._client_order_ids: dict[str, dict[str, int]] = {}
         self._capacity = 0
         self._cmd: list = []
+        # order id -> the client-order-id dict of the member who placed it (one shared
+        # object per member, so 8 bytes per order and no object): who owns an order,
+        # kept after its command goes, for `order_state`; and its Book (one per
+        # instrument), for the same reason.
+        self._owner: list = []
+        self._order_book: list = []
         # The integer columns, in COLUMN_NAMES order; `_side`, `_price`, ... are the same
         # arrays under their own names (typed views of them in a compiled build).
         self._columns: tuple = tuple(array("q") for _ in COLUMN_NAMES)
@@ -318,6 +347,8 @@ class Exchange:
         count = max(COLUMN_CHUNK, end - self._capacity)
         self._capacity += count
         self._cmd.extend([None] * count)
+        self._owner.extend([None] * count)
+        self._order_book.extend([None] * count)
         zeros = bytes(8 * count)
         self._side = self._price = self._open = self._hidden = None
         self._arrival = self._prev = self._next = None
@@ -390,6 +421,16 @@ class Exchange:
             member, client_order_id, symbol, side_name, order_type, qty, price, tif,
             post_only, display_qty, _stop_price, stp,
         ) = astuple(cmd)
+        if self._text_bounded:
+            # Rules version 3: checked before anything else (an id that may not exist
+            # cannot be a duplicate). The reject echoes the command's id like every
+            # reject; only what is remembered must be bounded, and nothing is.
+            reason = _text_problem(client_order_id, "client_order_id", CLIENT_ORDER_ID_BYTES_MAX)
+            if reason is None:
+                reason = _text_problem(symbol, "symbol", SYMBOL_BYTES_MAX)
+            if reason is not None:
+                events.append(OrderRejected(seq, member, client_order_id, reason))
+                return
         ids = self._client_order_ids.get(member)
         book = self._book_of(symbol)
         # The fast path: a plain limit order with valid values on an instrument that is
@@ -424,6 +465,8 @@ class Exchange:
             if oid >= self._capacity:
                 self._reserve(oid + 1)
             self._cmd[oid] = cmd
+            self._owner[oid] = ids
+            self._order_book[oid] = book
             events.append(OrderAccepted(
                 seq, oid, member, client_order_id, book.symbol, side_name, qty, price
             ))
@@ -493,6 +536,8 @@ class Exchange:
             if ids is None:
                 ids = self._client_order_ids[member] = {}
             ids[client_order_id] = oid
+            self._owner[oid] = ids
+            self._order_book[oid] = book
             events.append(OrderAccepted(
                 seq, oid, member, client_order_id, book.symbol, side_name, qty, None
             ))
@@ -500,6 +545,8 @@ class Exchange:
                 seq, book, oid, cmd, side, qty, stp or "cancel_newest",
                 KEY_UNLIMITED, KEY_UNLIMITED, KEY_UNLIMITED_MAX, events,
             )
+            # A market order never rests: its command goes now.
+            self._cmd[oid] = None
             if remaining or stopped == STOPPED_STP:
                 events.append(OrderCancelled(
                     seq, oid, "stp" if stopped == STOPPED_STP else "no_liquidity", remaining,
@@ -559,6 +606,8 @@ class Exchange:
         if ids is None:
             ids = self._client_order_ids[member] = {}
         ids[cmd.client_order_id] = oid
+        self._owner[oid] = ids
+        self._order_book[oid] = book
         tif = cmd.tif or "gtc"
         events.append(OrderAccepted(
             seq, oid, member, cmd.client_order_id, book.symbol, cmd.side, qty,
@@ -604,6 +653,7 @@ class Exchange:
             # Filled on arrival. Its open and hidden quantity are already 0: an incoming
             # order's columns are set only when it rests (a fresh id, a triggered stop
             # and a replaced order all arrive here with both at 0).
+            self._cmd[oid] = None
             return
         if stopped == STOPPED_STP:
             reason = "stp"
@@ -642,9 +692,11 @@ class Exchange:
         self._close_unrested(oid)
 
     def _close_unrested(self, oid: int) -> None:
-        """Mark an order that never rests (or has just left the book) closed."""
+        """Mark an order that never rests (or has just left the book) closed, and let
+        its command go."""
         self._open[oid] = 0
         self._hidden[oid] = 0
+        self._cmd[oid] = None
 
     # ------------------------------------------------------------------ matching
 
@@ -778,6 +830,7 @@ class Exchange:
                     # orders' links may).
                     digest_sum -= (o_arrival[maker] * ARRIVAL_WEIGHT + price) * visible
                     o_open[maker] = 0
+                    o_cmd[maker] = None
                     count -= 1
                     maker = following
                 if not remaining:
@@ -811,6 +864,7 @@ class Exchange:
             events.append(OrderCancelled(
                 seq, maker, "stp", left, maker_cmd.member, maker_cmd.client_order_id, book.symbol
             ))
+            self._cmd[maker] = None
             return remaining, stp == "cancel_both"
         # decrement: both lose the smaller open quantity, with no trade. A resting
         # iceberg loses hidden quantity first and keeps its place.
@@ -833,6 +887,7 @@ class Exchange:
             events.append(OrderCancelled(
                 seq, maker, "stp", 0, maker_cmd.member, maker_cmd.client_order_id, book.symbol
             ))
+            self._cmd[maker] = None
         remaining -= reduction
         return remaining, remaining == 0
 
@@ -1063,6 +1118,7 @@ class Exchange:
         else:
             self._digest_sum -= (self._arrival[oid] * ARRIVAL_WEIGHT + price) * visible
         o_open[oid] = 0
+        self._cmd[oid] = None
         events.append(OrderCancelled(
             seq, oid, "user", visible + hidden, member, original.client_order_id, symbol
         ))
@@ -1075,6 +1131,7 @@ class Exchange:
             self._remove_stop(oid, book)
         else:
             self._remove_resting(oid, book)
+        self._cmd[oid] = None
         events.append(OrderCancelled(
             seq, oid, reason, remaining, cmd.member, cmd.client_order_id, cmd.symbol
         ))
@@ -1220,7 +1277,11 @@ class Exchange:
         lot = 1 if cmd.lot_size is None else cmd.lot_size
         band = 0 if cmd.band_bps is None else cmd.band_bps
         reason = None
-        if cmd.symbol in self.books:
+        if self._text_bounded:
+            reason = _text_problem(cmd.symbol, "symbol", SYMBOL_BYTES_MAX)
+        if reason is not None:
+            pass
+        elif cmd.symbol in self.books:
             reason = "duplicate_symbol"
         elif not 0 < tick <= VALUE_MAX:
             reason = "invalid_price"
@@ -1271,6 +1332,7 @@ class Exchange:
         """Apply the matching rules of `version` from now on (one of REPLAYABLE_RULES_VERSIONS)."""
         self.rules_version = version
         self._iceberg_tranches_max = _ICEBERG_TRANCHES_MAX_BY_RULES_VERSION[version]
+        self._text_bounded = version >= 3
 
     def _emit_level_changes(self, seq: int, events: list) -> None:
         touched = self._touched
@@ -1388,12 +1450,18 @@ class Exchange:
         if not 0 < oid < self.next_order_id:
             return None
         status = self.status_of(oid)
+        # A closed order's command is gone; its owner is found among the members' id
+        # dicts (few, so a short walk), its symbol from its book, its side from its
+        # column (kept, with the stop flag, for closed orders too).
+        owner = self._owner[oid]
+        member = next(name for name, ids in self._client_order_ids.items() if ids is owner)
+        side_name = SIDE_NAMES[self._side[oid] & 1]
         return {
             "order_id": oid,
             "status": ("closed", "resting", "pending_stop")[status],
-            "member": self._cmd[oid].member,
-            "symbol": self._cmd[oid].symbol,
-            "side": self._cmd[oid].side,
+            "member": member,
+            "symbol": self._order_book[oid].symbol,
+            "side": side_name,
             "stop_price": self._price[oid] if status == PENDING_STOP else None,
             "price": self._price[oid] if status else None,
             "visible_qty": self._open[oid],

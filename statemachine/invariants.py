@@ -112,6 +112,17 @@ def check_invariants(exchange: Exchange) -> None:
         if status == CLOSED and (open_column[oid] or hidden_column[oid]):
             _fail(f"closed order {oid} still holds quantity")
         cmd = exchange._cmd[oid]
+        owner = exchange._owner[oid]
+        if not any(ids is owner for ids in exchange._client_order_ids.values()):
+            _fail(f"order {oid}: its owner is not a member's id dict")
+        if status == CLOSED:
+            if cmd is not None:
+                _fail(f"closed order {oid} still holds its command")
+            continue
+        if exchange._order_book[oid] is not exchange.books.get(cmd.symbol):
+            _fail(f"order {oid}: its book is not the book of {cmd.symbol!r}")
+        if exchange._client_order_ids.get(cmd.member) is not owner:
+            _fail(f"order {oid}: its owner is not the id dict of {cmd.member!r}")
         if exchange._client_order_ids.get(cmd.member, {}).get(cmd.client_order_id) != oid:
             _fail(f"order {oid}: client order id {cmd.client_order_id!r} does not map back to it")
     mapped = sum(len(ids) for ids in exchange._client_order_ids.values())

@@ -9,26 +9,34 @@ and trade ids, the same FIFO order in every level (arrival stamps included, so t
 incremental digest agrees too), the same untriggered stops, the same hidden quantity of
 icebergs and the same memory of used client order ids.
 
-Layout (msgpack, version 3): one array
+Layout (msgpack, version 4): one array
 
     [version, last_sequence, last_timestamp_ns, next_order_id, next_trade_id,
      arrival_stamp, digest_sum (signed little-endian bytes), instruments, placed_orders,
      client_order_ids,
      side, price, open, hidden, weight, prev, next,
-     rules_version]
+     rules_version, owner, instrument]
 
 * instruments: sorted by symbol, each
   `[symbol, tick_size, lot_size, band_bps, reference_price, last_trade_price, halted,
     bid_levels, ask_levels, buy_stops, sell_stops]`; a level is
   `[price, head, tail, visible_total, order_count]`, best first; stops are
   `[sort key, order id]` in the book's own order;
-* placed_orders: the `PlaceOrder` command of every accepted order, order id 1 first;
+* placed_orders: the `PlaceOrder` command of every open order and nil for every closed
+  one (a closed order keeps no command), order id 1 first; version 3 of this layout
+  held every accepted order's command, which made a snapshot grow with every order ever
+  placed;
 * client_order_ids: member -> {client order id -> order id}, both in order-id order;
 * then one dense list per column, entry i for order id i + 1 (the order's side with the
   stop flag, price, visible and hidden quantity, digest weight, prev and next in its
   level); for a closed order price, weight, prev and next are 0;
 * rules_version: the matching-rules version the exchange applies (statemachine/version.py),
-  set by the journal's rules checkpoints; version 2 of this layout had no such field.
+  set by the journal's rules checkpoints; version 2 of this layout had no such field;
+* owner: one dense list, entry i the member who placed order id i + 1, as its position
+  among the members of client_order_ids (new in version 4: a closed order's command,
+  which named its member, is no longer kept);
+* instrument: one dense list, entry i the instrument of order id i + 1, as its position
+  in instruments (new in version 4, for the same reason).
 
 Why dense columns: restoring is then one slice assignment per column, done in C, instead
 of a Python statement per field per order, which is what made version 1 slow to load
@@ -59,7 +67,7 @@ from statemachine.exchange import (
 )
 from statemachine.version import REPLAYABLE_RULES_VERSIONS
 
-STATE_FORMAT_VERSION = 3
+STATE_FORMAT_VERSION = 4
 
 
 class _Instrument(msgspec.Struct, array_like=True, gc=False):
@@ -85,7 +93,7 @@ class _State(msgspec.Struct, array_like=True):
     arrival_stamp: int
     digest_sum: bytes  # signed little-endian: the sum is wider than msgpack's integers
     instruments: list[_Instrument]
-    placed_orders: list[PlaceOrder]
+    placed_orders: list[Optional[PlaceOrder]]
     client_order_ids: dict[str, dict[str, int]]
     side: list[int]
     price: list[int]
@@ -95,6 +103,8 @@ class _State(msgspec.Struct, array_like=True):
     prev: list[int]
     next: list[int]
     rules_version: int
+    owner: list[int]
+    instrument: list[int]
 
 
 class _Version(msgspec.Struct, array_like=True):
@@ -138,6 +148,8 @@ def encode_state(exchange: Exchange) -> bytes:
     # weight (`arrival * 2**41 + price`) is what the layout stores; the exchange keeps
     # the arrival stamp and derives it. The digest sum is recomputed here exactly (the
     # exchange keeps it modulo 2**128), so the bytes do not depend on the build.
+    position = {id(ids): index for index, ids in enumerate(exchange._client_order_ids.values())}
+    book_position = {id(exchange.books[symbol]): index for index, symbol in enumerate(sorted(exchange.books))}
     weight_column = [0] * len(open_column)
     digest_sum = 0
     for index, visible in enumerate(open_column):
@@ -157,6 +169,8 @@ def encode_state(exchange: Exchange) -> bytes:
         instruments, exchange._cmd[1:end], exchange._client_order_ids,
         side_column, price_column, open_column, hidden_column, weight_column, prev_column, next_column,
         exchange.rules_version,
+        [position[id(owner)] for owner in exchange._owner[1:end]],
+        [book_position[id(book)] for book in exchange._order_book[1:end]],
     )
     return _encoder.encode(state)
 
@@ -188,7 +202,7 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
         raise SnapshotFormatError(f"snapshot state does not decode: {error}") from None
     end = state.next_order_id
     columns = (state.side, state.price, state.open, state.hidden, state.weight, state.prev, state.next)
-    if end < 1 or len(state.placed_orders) != end - 1 or any(len(column) != end - 1 for column in columns):
+    if end < 1 or len(state.placed_orders) != end - 1 or any(len(column) != end - 1 for column in columns + (state.owner, state.instrument)):
         raise SnapshotFormatError("snapshot state lists do not match its next order id")
     if state.rules_version not in REPLAYABLE_RULES_VERSIONS:
         raise SnapshotFormatError(
@@ -218,6 +232,10 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
         raise SnapshotFormatError("snapshot state column value outside 64 bits") from None
     exchange._adopt_columns()
     exchange._client_order_ids = state.client_order_ids
+    owners = list(state.client_order_ids.values())
+    if any(not 0 <= index < len(owners) for index in state.owner):
+        raise SnapshotFormatError("snapshot state names an order's owner outside its members")
+    exchange._owner[1:end] = [owners[index] for index in state.owner]
     for instrument in state.instruments:
         book = Book(
             instrument.symbol, instrument.tick_size, instrument.lot_size,
@@ -237,7 +255,15 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
         book.buy_stops = [tuple(entry) for entry in instrument.buy_stops]
         book.sell_stops = [tuple(entry) for entry in instrument.sell_stops]
         exchange.books[instrument.symbol] = book
-    unknown = {cmd.symbol for cmd in state.placed_orders} - exchange.books.keys()
+    if any((cmd is None) != (not visible) for cmd, visible in zip(state.placed_orders, state.open)):
+        raise SnapshotFormatError("snapshot state holds a command for a closed order or none for an open one")
+    unknown = {cmd.symbol for cmd in state.placed_orders if cmd is not None} - exchange.books.keys()
     if unknown:
         raise SnapshotFormatError(f"snapshot orders name unknown symbols {sorted(unknown)}")
+    books = [exchange.books[instrument.symbol] for instrument in state.instruments]
+    if any(not 0 <= index < len(books) for index in state.instrument):
+        raise SnapshotFormatError("snapshot state names an order's instrument outside its instruments")
+    exchange._order_book[1:end] = [books[index] for index in state.instrument]
+    if any(cmd is not None and cmd.symbol != book.symbol for cmd, book in zip(state.placed_orders, exchange._order_book[1:end])):
+        raise SnapshotFormatError("snapshot state names an order's instrument other than its command's")
     return exchange

@@ -26,14 +26,18 @@ This module imports nothing, so anything (tools, tests, the state machine) may r
 #   2  an iceberg may show at most ICEBERG_TRANCHES_MAX (statemachine/exchange.py)
 #      tranches: qty > display_qty * 10,000 is rejected `invalid_quantity`, at place and
 #      by a replace of an iceberg.
-RULES_VERSION = 2
+#   3  client order ids and symbols are bounded printable ASCII (CLIENT_ORDER_ID_BYTES_MAX,
+#      SYMBOL_BYTES_MAX in statemachine/exchange.py): a PlaceOrder breaking either is
+#      rejected `client_order_id_too_long` / `client_order_id_not_printable` /
+#      `symbol_too_long` / `symbol_not_printable`, an AddInstrument the same for its symbol.
+RULES_VERSION = 3
 
 # The rules versions whose journals this build replays to exactly the events they
 # produced when they were written. Keep old versions here only while the code still
 # reproduces them bit for bit (the golden journals of each version prove it). The
 # exchange applies the version the journal's rules checkpoints name (version 1 until
 # the first one), so a version-1 journal replays under version-1 rules.
-REPLAYABLE_RULES_VERSIONS = (1, 2)
+REPLAYABLE_RULES_VERSIONS = (1, 2, 3)
 
 # What a journal with no `Checkpoint(kind="rules")` record was written under.
 RULES_VERSION_WHEN_UNRECORDED = 1

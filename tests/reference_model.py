@@ -112,6 +112,16 @@ class ReferenceExchange:
         self.clock = 0  # the time-priority stamp: bumped whenever an order enters a level
         self.rules_version = 1
 
+    def _text_reason(self, value: str, name: str, bytes_max: int):
+        """Rules version 3: at most `bytes_max` characters, each in 0x20..0x7E."""
+        if self.rules_version < 3:
+            return None
+        if len(value) > bytes_max:
+            return name + "_too_long"
+        if any(not 0x20 <= ord(character) <= 0x7E for character in value):
+            return name + "_not_printable"
+        return None
+
     def _beyond_tranche_bound(self, qty: int, display: int) -> bool:
         return self.rules_version >= 2 and qty > display * ICEBERG_TRANCHES_MAX
 
@@ -202,7 +212,7 @@ class ReferenceExchange:
         return events
 
     def _do_checkpoint(self, seq, c, events) -> None:
-        if c.get("kind") == "rules" and c.get("version") in (1, 2):
+        if c.get("kind") == "rules" and c.get("version") in (1, 2, 3):
             self.rules_version = c["version"]
 
     def _do_malformed(self, seq, c, events) -> None:
@@ -213,8 +223,10 @@ class ReferenceExchange:
         lot = 1 if c.get("lot_size") is None else c["lot_size"]
         band = 0 if c.get("band_bps") is None else c["band_bps"]
         reference = c.get("reference_price")
-        reason = None
-        if c["symbol"] in self.instruments:
+        reason = self._text_reason(c["symbol"], "symbol", 16)
+        if reason is not None:
+            pass
+        elif c["symbol"] in self.instruments:
             reason = "duplicate_symbol"
         elif not _valid(tick, 1):
             reason = "invalid_price"
@@ -289,6 +301,10 @@ class ReferenceExchange:
         qty = c["qty"]
         is_limit_like = otype in ("limit", "stop_limit")
         is_stop = otype in ("stop", "stop_limit")
+        reason = self._text_reason(coid, "client_order_id", 64) or self._text_reason(symbol, "symbol", 16)
+        if reason is not None:
+            self._reject(events, seq, member, coid, reason)
+            return
         existing = self.client_ids.get((member, coid))
         if existing is not None:
             self._reject(events, seq, member, coid, "duplicate_client_order_id", existing)

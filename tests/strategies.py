@@ -247,8 +247,14 @@ def _place(draw, ctx: StreamContext, member: Optional[str] = None) -> PlaceOrder
     if _chance(draw, 3) and ctx.coids.get(member):
         known = ctx.coids[member]
         client_order_id = known[_index(draw, len(known))]  # duplicate
+    elif _chance(draw, 4):
+        # Rules version 3 bounds ids: the longest valid one, and each way to break it.
+        client_order_id = _one_of(draw, ("i" * 64, "i" * 65, "tab\tid", "caf\u00e9", "del\x7f"))
     else:
         client_order_id = ctx.fresh_coid()
+    symbol = spec.symbol
+    if _chance(draw, 2):
+        symbol = _one_of(draw, ("S" * 17, "S\x00"))
     roll = draw(_PERCENT)
     order_type = "limit" if roll < 62 else "market" if roll < 76 else "stop_limit" if roll < 89 else "stop"
     thin = ctx.thin_side.get(spec.symbol)
@@ -283,7 +289,7 @@ def _place(draw, ctx: StreamContext, member: Optional[str] = None) -> PlaceOrder
             display_qty = lot  # == qty or > qty: invalid for a limit order
     stp = _one_of(draw, STP_MODES) if _chance(draw, 70) else None
     return PlaceOrder(
-        member=member, client_order_id=client_order_id, symbol=spec.symbol, side=side,
+        member=member, client_order_id=client_order_id, symbol=symbol, side=side,
         order_type=order_type, qty=qty, price=price, tif=tif, post_only=post_only,
         display_qty=display_qty, stop_price=stop_price, stp=stp,
     )

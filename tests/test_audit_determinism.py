@@ -22,6 +22,7 @@ from replica.determinism import FAULT_INJECTION_ENV, FAULT_SET_ORDER
 from replica.recovery import recover_exchange
 from replica.snapshotter import write_snapshot
 from replica.workload import generate_commands
+from statemachine.version import RULES_VERSION
 from statemachine import AddInstrument, Checkpoint
 from test_audit_support import audit_cli, build_node, environment_without, in_process_rows, run_cli
 
@@ -93,10 +94,10 @@ def test_exactly_one_source_is_required():
 
 
 def test_a_journal_under_other_rules_is_refused_not_checked(tmp_path):
-    directory = build_node(tmp_path / "node", [Checkpoint(kind="rules", version=3)] + command_stream(50, 16))
+    directory = build_node(tmp_path / "node", [Checkpoint(kind="rules", version=RULES_VERSION + 1)] + command_stream(50, 16))
     completed = run_cli(["determinism-check", "--journal", directory.root], env=environment_without(FAULT_INJECTION_ENV))
     assert completed.returncode == 3
-    assert b"journal written under rules version 3" in completed.stderr
+    assert b"journal written under rules version " + str(RULES_VERSION + 1).encode() in completed.stderr
 
 
 def test_instruments_added_out_of_symbol_order_survive_a_snapshot(tmp_path):

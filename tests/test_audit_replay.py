@@ -25,6 +25,7 @@ from replica.audit import EVENT_TYPES_BY_NAME
 from replica.data_directory import DataDirectory
 from replica.recovery import recover_exchange
 from replica.snapshotter import write_snapshot
+from statemachine.version import RULES_VERSION
 from statemachine import AddInstrument, Checkpoint, PlaceOrder
 from test_audit_support import (
     append_commands,
@@ -214,11 +215,11 @@ def test_a_rules_checkpoint_of_this_version_replays(tmp_path):
 
 
 def test_a_journal_written_under_other_rules_is_refused_clearly(tmp_path):
-    directory = build_node(tmp_path / "node", [Checkpoint(kind="rules", version=3)] + generate_commands(50, 5))
+    directory = build_node(tmp_path / "node", [Checkpoint(kind="rules", version=RULES_VERSION + 1)] + generate_commands(50, 5))
     completed = run_cli(["replay", directory.root])
     assert completed.returncode == 3
     assert completed.stdout == b""
-    assert b"journal written under rules version 3" in completed.stderr
+    assert b"journal written under rules version " + str(RULES_VERSION + 1).encode() in completed.stderr
     assert b"this build replays 1, 2" in completed.stderr
 
 

@@ -17,6 +17,7 @@ from command_streams import generate_commands
 from replica.audit import verify_node
 from replica.recovery import recover_exchange
 from replica.snapshotter import write_snapshot
+from statemachine.version import RULES_VERSION
 from statemachine import STATE_FORMAT_VERSION, Checkpoint, Exchange, digest_of, encode_state
 from test_audit_support import audit_cli, build_node, flip_byte, frame_starts, run_cli, segment_files
 
@@ -148,12 +149,12 @@ def test_a_torn_tail_is_a_finding(tmp_path):
 
 
 def test_an_unreplayable_rules_version_is_a_finding(tmp_path):
-    commands = generate_commands(100, 7) + [Checkpoint(kind="rules", version=3)] + generate_commands(50, 8)[2:]
+    commands = generate_commands(100, 7) + [Checkpoint(kind="rules", version=RULES_VERSION + 1)] + generate_commands(50, 8)[2:]
     directory = build_node(tmp_path / "node", commands)
     result = invoke_verify(directory.root)
     assert result.exit_code == 1
     assert result.output.splitlines()[0] == (
-        "RULES_VERSION at sequence 101: journal written under rules version 3 (from sequence 101); this build replays 1, 2"
+        "RULES_VERSION at sequence 101: journal written under rules version 4 (from sequence 101); this build replays 1, 2, 3"
     )
 
 

@@ -149,8 +149,10 @@ FIXED_SCENARIO = [
 PINNED_STATE_DIGEST = 0x04974AF167FB2908
 # Updated for state format 2 (dense columns; docs/CHANGELOG.md) and for state format 3 (the
 # rules version is state): the state and events did not change. The scenario runs under
-# rules version 1 (no rules checkpoint), whose state digest folds in nothing new.
-PINNED_CANONICAL_DIGEST = "43914a531b7fdb8a3954299e500e4908758d1ac377562d3e55ff4b4c2d66c648"
+# rules version 1 (no rules checkpoint), whose state digest folds in nothing new. Updated
+# for state format 4 (no command kept per closed order; owner and instrument columns): same
+# state and events.
+PINNED_CANONICAL_DIGEST = "e9e93e036060ae75bfc011b0f851232e9f31ca6ab32174d909212ecba6ed4b1d"
 PINNED_EVENTS_BLAKE2B = "5a6608ca6f469e74430467086ce06656788cedc79199dfe4162e87dd4033d1ae"
 
 
