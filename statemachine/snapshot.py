@@ -14,7 +14,7 @@ Layout (msgpack, version 4): one array
     [version, last_sequence, last_timestamp_ns, next_order_id, next_trade_id,
      arrival_stamp, digest_sum (signed little-endian bytes), instruments, placed_orders,
      client_order_ids,
-     side, price, open, hidden, weight, prev, next,
+     side, price, open, hidden, arrival, prev, next,
      rules_version, owner, instrument]
 
 * instruments: sorted by symbol, each
@@ -28,8 +28,11 @@ Layout (msgpack, version 4): one array
   placed;
 * client_order_ids: member -> {client order id -> order id}, both in order-id order;
 * then one dense list per column, entry i for order id i + 1 (the order's side with the
-  stop flag, price, visible and hidden quantity, digest weight, prev and next in its
-  level); for a closed order price, weight, prev and next are 0;
+  stop flag, price, visible and hidden quantity, arrival stamp, prev and next in its
+  level); for a closed order price, arrival, prev and next are 0. Version 3 stored the
+  digest weight `arrival * 2**41 + price` instead of the arrival stamp: past 2**23
+  arrivals (about 8.4 M orders entering levels) the weight no longer fit a msgpack
+  integer and no snapshot could be written; the weight is derived on load;
 * rules_version: the matching-rules version the exchange applies (statemachine/version.py),
   set by the journal's rules checkpoints; version 2 of this layout had no such field;
 * owner: one dense list, entry i the member who placed order id i + 1, as its position
@@ -59,7 +62,6 @@ from statemachine.exchange import (
     BUY,
     DIGEST_SUM_MASK,
     HIDDEN_WEIGHT,
-    PRICE_MASK,
     SELL,
     Book,
     Exchange,
@@ -99,7 +101,7 @@ class _State(msgspec.Struct, array_like=True):
     price: list[int]
     open: list[int]
     hidden: list[int]
-    weight: list[int]
+    arrival: list[int]
     prev: list[int]
     next: list[int]
     rules_version: int
@@ -145,20 +147,17 @@ def encode_state(exchange: Exchange) -> bytes:
     )
     # Closed orders keep stale prices, arrivals and links in the live columns (clearing
     # them would cost the hot path); the canonical form writes them as 0. The digest
-    # weight (`arrival * 2**41 + price`) is what the layout stores; the exchange keeps
-    # the arrival stamp and derives it. The digest sum is recomputed here exactly (the
-    # exchange keeps it modulo 2**128), so the bytes do not depend on the build.
+    # sum is recomputed here exactly from the digest weights (`arrival * 2**41 + price`;
+    # the exchange keeps the sum modulo 2**128), so the bytes do not depend on the build.
     position = {id(ids): index for index, ids in enumerate(exchange._client_order_ids.values())}
     book_position = {id(exchange.books[symbol]): index for index, symbol in enumerate(sorted(exchange.books))}
-    weight_column = [0] * len(open_column)
     digest_sum = 0
     for index, visible in enumerate(open_column):
         if visible:
             weight = arrival_column[index] * ARRIVAL_WEIGHT + price_column[index]
-            weight_column[index] = weight
             digest_sum += weight * (visible + hidden_column[index] * HIDDEN_WEIGHT)
         else:
-            price_column[index] = prev_column[index] = next_column[index] = 0
+            price_column[index] = arrival_column[index] = prev_column[index] = next_column[index] = 0
     if (digest_sum - exchange._digest_sum) & DIGEST_SUM_MASK:
         raise InvariantViolation("the incremental digest sum differs from its recomputation from the columns")
     state = _State(
@@ -167,7 +166,7 @@ def encode_state(exchange: Exchange) -> bytes:
         # The id dicts are already canonical: members in order of their first order id,
         # each member's ids in order-id order (both recorded as orders are accepted).
         instruments, exchange._cmd[1:end], exchange._client_order_ids,
-        side_column, price_column, open_column, hidden_column, weight_column, prev_column, next_column,
+        side_column, price_column, open_column, hidden_column, arrival_column, prev_column, next_column,
         exchange.rules_version,
         [position[id(owner)] for owner in exchange._owner[1:end]],
         [book_position[id(book)] for book in exchange._order_book[1:end]],
@@ -201,7 +200,7 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
     except msgspec.MsgspecError as error:
         raise SnapshotFormatError(f"snapshot state does not decode: {error}") from None
     end = state.next_order_id
-    columns = (state.side, state.price, state.open, state.hidden, state.weight, state.prev, state.next)
+    columns = (state.side, state.price, state.open, state.hidden, state.arrival, state.prev, state.next)
     if end < 1 or len(state.placed_orders) != end - 1 or any(len(column) != end - 1 for column in columns + (state.owner, state.instrument)):
         raise SnapshotFormatError("snapshot state lists do not match its next order id")
     if state.rules_version not in REPLAYABLE_RULES_VERSIONS:
@@ -215,9 +214,8 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
     exchange.next_trade_id = state.next_trade_id
     exchange._arrival_stamp = state.arrival_stamp
     exchange._digest_sum = int.from_bytes(state.digest_sum, "little", signed=True) & DIGEST_SUM_MASK
-    if any(weight & PRICE_MASK != price for weight, price in zip(state.weight, state.price)):
-        raise SnapshotFormatError("snapshot state digest weights do not carry their orders' prices")
-    arrival = [weight >> 41 for weight in state.weight]
+    if any(arrival < 0 or arrival > state.arrival_stamp for arrival in state.arrival):
+        raise SnapshotFormatError("snapshot state holds an arrival stamp outside 0 .. its arrival counter")
     exchange._reserve(end)
     exchange._cmd[1:end] = state.placed_orders
     # New arrays rather than slice assignments: the live ones lend their buffers to the
@@ -226,7 +224,7 @@ def decode_state(data: bytes, *, book_updates: bool = False) -> Exchange:
     try:
         exchange._columns = tuple([
             array("q", [0]) + array("q", values) + tail
-            for values in (state.side, state.price, state.open, state.hidden, arrival, state.prev, state.next)
+            for values in (state.side, state.price, state.open, state.hidden, state.arrival, state.prev, state.next)
         ])
     except OverflowError:
         raise SnapshotFormatError("snapshot state column value outside 64 bits") from None

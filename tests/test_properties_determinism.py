@@ -152,7 +152,7 @@ PINNED_STATE_DIGEST = 0x04974AF167FB2908
 # rules version 1 (no rules checkpoint), whose state digest folds in nothing new. Updated
 # for state format 4 (no command kept per closed order; owner and instrument columns): same
 # state and events.
-PINNED_CANONICAL_DIGEST = "e9e93e036060ae75bfc011b0f851232e9f31ca6ab32174d909212ecba6ed4b1d"
+PINNED_CANONICAL_DIGEST = "9da1d62e8f1f5db1b25143fc7d80f88fcbae67b9866b6d915ec6c5fa14d23838"
 PINNED_EVENTS_BLAKE2B = "5a6608ca6f469e74430467086ce06656788cedc79199dfe4162e87dd4033d1ae"
 
 

@@ -438,3 +438,24 @@ def test_all_stream_properties_slow(stream_and_cut):
     check_replay(stream)
     check_snapshot_restore(stream, cut)
     check_event_ordering(stream)
+
+
+def test_a_snapshot_is_written_and_restored_past_two_to_the_23_arrivals():
+    # Snapshot format 3 stored arrival * 2**41 + price, which no longer fit a msgpack
+    # integer once 2**23 orders had entered levels: no snapshot could be written.
+    exchange = Exchange()
+    exchange.apply(1, 0, AddInstrument("AAA", tick_size=1, lot_size=1, band_bps=0, reference_price=None))
+    exchange._arrival_stamp = 1 << 30
+    sequence = 1
+    for index, (side, price) in enumerate((("buy", 100), ("sell", 105), ("buy", 100), ("sell", 2**40))):
+        sequence += 1
+        exchange.apply(sequence, 0, PlaceOrder("M1", f"c{index}", "AAA", side, "limit", 5 + index, price=price))
+    data = encode_state(exchange)
+    restored = decode_state(data)
+    assert encode_state(restored) == data
+    assert restored.state_digest() == exchange.state_digest()
+    # The FIFO position travels with the stamp: the next order at 100 queues behind both.
+    sequence += 1
+    command = PlaceOrder("M2", "taker", "AAA", "sell", "limit", 8, price=100)
+    assert exchange.apply(sequence, 0, command) == restored.apply(sequence, 0, command)
+    assert canonical_digest(restored) == canonical_digest(exchange)
