@@ -22,7 +22,6 @@ killed at the end whatever happened.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import shutil
@@ -41,6 +40,7 @@ from replica.tls import ClientCredentials
 from replica.watchdog import admin_request
 from statemachine import Exchange, OrderAccepted
 from statemachine.codec import decode_command
+from tools.digests import digest_text
 from statemachine.events import OrderRejected
 from tools.ports import free_port_base, ports_free
 
@@ -405,7 +405,8 @@ def format_summary(ok: bool, summary: dict) -> str:
         ("ack latency p50 / p99 / p99.9 / max",
          f"{latency.get('p50', 0):.2f} / {latency.get('p99', 0):.2f} / {latency.get('p99.9', 0):.2f} / {latency.get('max', 0):.1f} ms"),
         ("final primary, epoch, sequence", f"{summary.get('final_primary')}, {summary.get('final_epoch')}, {summary.get('final_sequence')}"),
-        ("state digest B (primary) / A (standby)", f"{summary.get('digest_primary_b', 0):016x} / {summary.get('digest_standby_a', 0):016x}"),
+        ("state digest B (primary) / A (standby)",
+         f"{digest_text(summary.get('digest_primary_b', 0))} / {digest_text(summary.get('digest_standby_a', 0))}"),
         ("journal size on B", f"{summary.get('journal_bytes')} bytes"),
         ("snapshots on B", summary.get("snapshots_on_b")),
         ("divergent tail kept on A", ", ".join(summary.get("divergent_tail_files") or []) or "none (nothing unacknowledged)"),
